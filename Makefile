@@ -1,0 +1,35 @@
+# Two commands do everything on a fresh machine:
+#   make verify   set up .venv and run the main job (pmilab verify --quick)
+#   make test     set up .venv and run the whole test suite
+# torch is installed first and pinned, so a CPU machine never pulls a multi-GB CUDA build.
+# GPU users: install your CUDA build of torch into .venv first (see README); it is kept.
+
+PYTHON ?= python3
+VENV ?= .venv
+TORCH_SPEC ?= torch==2.13.0
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.pmilab-installed
+PYTEST_ARGS ?=
+VERIFY_ARGS ?= --quick
+
+.PHONY: test verify setup lint clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install "$(TORCH_SPEC)"
+	$(PY) -m pip install -e ".[dev]"
+	touch $(STAMP)
+
+test: $(STAMP)
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+verify: $(STAMP)
+	$(VENV)/bin/pmilab verify $(VERIFY_ARGS)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check pmilab tests benchmarks
+
+clean:
+	rm -rf $(VENV) .pytest_cache .hypothesis

@@ -1,0 +1,97 @@
+"""The `JointDistribution` protocol and the small helpers every distribution shares.
+
+Every distribution keeps its ground truth next to its sampler (THEORY.md T1, T6): `pmi`,
+`pmi_matrix` and `mutual_information` are exact wherever a closed form exists. All of them
+compute in float64; samples of continuous distributions are float64, of discrete ones int64.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from typing import Protocol, runtime_checkable
+
+import torch
+from torch import Tensor
+
+from pmilab.errors import InputError
+
+
+class Estimate(float):
+    """A float that carries its standard error (`se`, 0.0 when the value is exact)."""
+
+    se: float
+
+    def __new__(cls, value: float, se: float = 0.0) -> Estimate:
+        obj = super().__new__(cls, value)
+        obj.se = float(se)
+        return obj
+
+    def __repr__(self) -> str:
+        return f"{float(self):.6g} ± {self.se:.2g}" if self.se else f"{float(self):.6g}"
+
+
+@runtime_checkable
+class JointDistribution(Protocol):
+    """What pmilab needs of a joint p(x, y): samples and the exact PMI."""
+
+    discrete: bool
+
+    def sample(self, n: int, seed: int | None = 0) -> tuple[Tensor, Tensor]:
+        """n paired draws (x, y) ~ p(x, y); the same seed gives the same draws."""
+        ...
+
+    def pmi(self, x: Tensor, y: Tensor) -> Tensor:
+        """(n,) PMI(x_i, y_i) of paired inputs."""
+        ...
+
+    def pmi_matrix(self, x: Tensor, y: Tensor) -> Tensor:
+        """(n, m) PMI(x_i, y_j) of every x against every y."""
+        ...
+
+    def mutual_information(self) -> float:
+        """I(X;Y) in nats: exact, or an `Estimate` with a standard error."""
+        ...
+
+
+def generator(seed: int | None) -> torch.Generator:
+    """A CPU generator seeded explicitly (seed=None draws a fresh seed)."""
+    g = torch.Generator()
+    if seed is None:
+        g.seed()
+    else:
+        g.manual_seed(int(seed))
+    return g
+
+
+def check_n(n: int) -> int:
+    if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1:
+        raise InputError(f"sample size must be a positive integer, got {n!r}")
+    return int(n)
+
+
+def as_float64(a, name: str) -> Tensor:
+    """A user array as a float64 tensor, rejecting NaN and inf with a message naming `name`."""
+    t = torch.as_tensor(a, dtype=torch.float64)
+    if not torch.isfinite(t).all():
+        raise InputError(f"{name} contains NaN or inf; every entry must be a finite number")
+    return t
+
+
+def check_probability_vector(p: Tensor, name: str, atol: float = 1e-6) -> Tensor:
+    """Validate rows of `p` (last axis) as probability vectors."""
+    if (p < 0).any():
+        raise InputError(f"{name} has negative entries; probabilities must be >= 0")
+    s = p.sum(-1)
+    if not torch.allclose(s, torch.ones_like(s), atol=atol, rtol=0):
+        raise InputError(
+            f"{name} must sum to 1 along its last axis (got sums from {s.min():.6g} to "
+            f"{s.max():.6g}); normalise it first"
+        )
+    return p / s.unsqueeze(-1)
+
+
+def monte_carlo(values: Tensor) -> Estimate:
+    """Mean of i.i.d. values with its standard error."""
+    v = values.to(torch.float64)
+    return Estimate(v.mean().item(), (v.std(unbiased=True) / math.sqrt(v.numel())).item())

@@ -1,0 +1,5 @@
+"""Experiments: claim configs, sweeps, the results table and the verify report."""
+
+from pmilab.experiments.claims import ClaimResult
+
+__all__ = ["ClaimResult"]
