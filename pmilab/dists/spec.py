@@ -1,0 +1,170 @@
+"""Distribution specs for the CLI and configs: `name:key=value,...` or a table file.
+
+    latent:nx=32,ny=32,k=4,seed=0[,concentration=0.5]
+    gaussian:dx=4,dy=4,rho=0.9            (one rho for every canonical pair, or rho=0.9/0.5/0.1)
+    dense:dx=5,dy=5,corr=0.5              (Gaussian with all correlations equal)
+    mixture:k=4,dx=2,dy=2,sep=3,std=1,seed=0
+    studentt:dx=2,dy=2,df=5
+    path/to/table.npy | path/to/table.csv (a user joint table; add ?normalize to rescale)
+
+Continuous specs accept `transform=asinh|halfcube|spiral|affine` (applied to both modalities).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from pmilab.dists.bijections import ELEMENTWISE, Affine
+from pmilab.dists.discrete import Discrete
+from pmilab.dists.gaussian import Gaussian
+from pmilab.dists.latent import random_latent_class
+from pmilab.dists.mixture import random_latent_mixture
+from pmilab.dists.studentt import StudentT
+from pmilab.dists.transformed import Transformed
+from pmilab.errors import InputError
+
+# name -> (factory, {key: (type, default or REQUIRED)})
+REQUIRED = object()
+_INT, _FLOAT = int, float
+
+
+def _gaussian(dx, dy, rho):
+    vals = [float(v) for v in str(rho).split("/")]
+    if len(vals) == 1:
+        vals = vals * min(dx, dy)
+    return Gaussian(dx, dy, rho=vals)
+
+
+SPECS = {
+    "latent": (
+        lambda nx, ny, k, seed, concentration: random_latent_class(nx, ny, k, concentration, seed),
+        {
+            "nx": (_INT, 32),
+            "ny": (_INT, 32),
+            "k": (_INT, 4),
+            "seed": (_INT, 0),
+            "concentration": (_FLOAT, 0.5),
+        },
+    ),
+    "gaussian": (
+        _gaussian,
+        {"dx": (_INT, REQUIRED), "dy": (_INT, REQUIRED), "rho": (str, REQUIRED)},
+    ),
+    "dense": (
+        lambda dx, dy, corr: Gaussian.dense(dx, dy, corr),
+        {"dx": (_INT, 5), "dy": (_INT, 5), "corr": (_FLOAT, 0.5)},
+    ),
+    "mixture": (
+        lambda k, dx, dy, sep, std, seed: random_latent_mixture(k, dx, dy, sep, std, seed),
+        {
+            "k": (_INT, 4),
+            "dx": (_INT, 2),
+            "dy": (_INT, 2),
+            "sep": (_FLOAT, 3.0),
+            "std": (_FLOAT, 1.0),
+            "seed": (_INT, 0),
+        },
+    ),
+    "studentt": (
+        lambda dx, dy, df: StudentT(dx, dy, df),
+        {"dx": (_INT, 2), "dy": (_INT, 2), "df": (_FLOAT, 5.0)},
+    ),
+}
+
+
+def parse_spec(spec: str):
+    """A distribution from a spec string or a `.npy`/`.csv` table path (see module docstring)."""
+    if not isinstance(spec, str) or not spec.strip():
+        raise InputError(
+            "a distribution spec must be a non-empty string such as 'latent:nx=32,ny=32,k=4,seed=0'"
+        )
+    spec = spec.strip()
+    path, _, flag = spec.partition("?")
+    if path.lower().endswith((".npy", ".csv")):
+        return load_table(path, normalize=(flag == "normalize"))
+    name, sep, rest = spec.partition(":")
+    if name not in SPECS and Path(spec).exists():
+        raise InputError(f"table file {spec!r} must end in .npy or .csv")
+    if name not in SPECS:
+        raise InputError(
+            f"unknown distribution {name!r}; use one of {sorted(SPECS)} or a .npy/.csv table path"
+        )
+    factory, keys = SPECS[name]
+    kwargs, transform = _parse_params(name, rest if sep else "", keys)
+    try:
+        dist = factory(**kwargs)
+    except InputError as e:
+        raise InputError(f"bad spec {spec!r}: {e}") from None
+    return _apply_transform(dist, transform) if transform else dist
+
+
+def _parse_params(name: str, rest: str, keys: dict) -> tuple[dict, str | None]:
+    given: dict[str, str] = {}
+    for item in filter(None, (s.strip() for s in rest.split(","))):
+        k, eq, v = item.partition("=")
+        if not eq or not k or not v:
+            raise InputError(
+                f"malformed parameter {item!r} in {name!r} spec; write key=value pairs separated by commas"
+            )
+        given[k.strip()] = v.strip()
+    transform = given.pop("transform", None)
+    unknown = set(given) - set(keys)
+    if unknown:
+        raise InputError(
+            f"unknown parameter(s) {sorted(unknown)} for {name!r}; allowed: {sorted(keys) + ['transform']}"
+        )
+    kwargs = {}
+    for k, (typ, default) in keys.items():
+        if k not in given:
+            if default is REQUIRED:
+                raise InputError(f"the {name!r} spec needs {k}=...; allowed keys: {sorted(keys)}")
+            kwargs[k] = default
+            continue
+        try:
+            kwargs[k] = typ(given[k])
+        except ValueError:
+            raise InputError(
+                f"parameter {k}={given[k]!r} of {name!r} must be {typ.__name__}"
+            ) from None
+    return kwargs, transform
+
+
+def _apply_transform(dist, transform: str):
+    if dist.discrete:
+        raise InputError("transform= applies to continuous distributions only")
+    if transform == "affine":
+        return Transformed(
+            dist, Affine.random(dist.dim_x, seed=1), Affine.random(dist.dim_y, seed=2)
+        )
+    if transform not in ELEMENTWISE:
+        raise InputError(
+            f"unknown transform {transform!r}; use one of {sorted(ELEMENTWISE) + ['affine']}"
+        )
+    return Transformed(dist, ELEMENTWISE[transform](), ELEMENTWISE[transform]())
+
+
+def load_table(path: str | Path, normalize: bool = False) -> Discrete:
+    """A user joint table from `.npy` or `.csv` (comma-separated numbers, no header)."""
+    p = Path(path)
+    if not p.exists():
+        raise InputError(f"table file {str(p)!r} does not exist")
+    if p.is_dir():
+        raise InputError(f"{str(p)!r} is a directory; give a .npy or .csv table file")
+    try:
+        if p.suffix.lower() == ".npy":
+            arr = np.load(p, allow_pickle=False)
+        elif p.suffix.lower() == ".csv":
+            arr = np.loadtxt(p, delimiter=",", ndmin=2)
+        else:
+            raise InputError(f"table file {str(p)!r} must end in .npy or .csv")
+    except InputError:
+        raise
+    except (ValueError, OSError, EOFError) as e:
+        raise InputError(
+            f"cannot read table file {str(p)!r}: {str(e).splitlines()[0] if str(e) else type(e).__name__}"
+        ) from None
+    if not np.issubdtype(arr.dtype, np.number):
+        raise InputError(f"table file {str(p)!r} must hold numbers, got dtype {arr.dtype}")
+    return Discrete(arr, normalize=normalize)
