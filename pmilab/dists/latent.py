@@ -81,10 +81,13 @@ def _draw_rows(probs: Tensor, g: torch.Generator) -> Tensor:
 def random_latent_class(
     nx: int, ny: int, k: int, concentration: float = 0.5, seed: int = 0
 ) -> LatentClass:
-    """A random K-class latent model: p(x|z), p(y|z) ~ Dirichlet(concentration), prior ~
-    Dirichlet(5) (keeps every class populated). The default 0.5 gives I ~ 0.1-0.3 nats
-    and PMI in about [-4, 1.5] for K=4: dependent enough to measure, without extreme cells. Smaller concentration -> peakier conditionals
-    -> larger MI and PMI range."""
+    """A random K-class latent model: p(x|z), p(y|z) ~ Dirichlet(concentration) and prior ~
+    Dirichlet(5) (keeps every class populated).
+
+    Smaller concentration -> peakier conditionals -> larger MI and PMI range. The default 0.5
+    gives I ~ 0.1-0.3 nats and PMI in about [-4, 1.5] for K=4: dependent enough to measure,
+    without extreme cells.
+    """
     for name, v in (("nx", nx), ("ny", ny), ("k", k)):
         if int(v) != v or v < 1:
             raise InputError(f"{name} must be a positive integer, got {v!r}")
