@@ -1,0 +1,201 @@
+"""Sweeps: lists of runs executed in local processes, resumable, shardable.
+
+A `Sweep` names a task function ("module:function", called as `fn(params) -> metrics dict`) and
+its runs. Each run has a bmi-style id that encodes its parameters (`t2-latent-24-20-k4-kme-M4-
+seed0`). `run_sweep` appends each finished run as one row to `runs_dir/<sweep>.csv` and never
+redoes a run whose id is already there, so a killed sweep rerun completes only the missing runs.
+`--shard i/n` runs the runs whose index is i mod n and writes `<sweep>.shard<i>of<n>.csv`;
+`load_table` merges every file of a sweep. Runs are deterministic: each executes with one torch
+thread and explicit seeds, whatever `jobs` is, so the merged table does not depend on how the
+sweep was split or interrupted.
+"""
+
+from __future__ import annotations
+
+import importlib
+import io
+import re
+import time
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from dataclasses import dataclass, field
+from multiprocessing import get_context
+from pathlib import Path
+
+import pandas as pd
+
+from pmilab.errors import InputError
+from pmilab.experiments import table as tbl
+
+ID_SAFE = re.compile(r"[^A-Za-z0-9.+_]+")
+
+
+def make_id(*parts) -> str:
+    """A run id from its parameters: parts joined by '-', each made filename-safe."""
+    out = []
+    for p in parts:
+        s = repr(p) if isinstance(p, float) else str(p)
+        out.append(ID_SAFE.sub("_", s).strip("_"))
+    return "-".join(out)
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    run_id: str
+    params: dict
+
+
+@dataclass
+class Sweep:
+    """A named list of runs of one task; `metrics` are the columns the task returns."""
+
+    name: str
+    task: str  # "module:function"
+    runs: list[RunSpec]
+    metrics: list[str]
+    claim: str = ""
+
+    def columns(self) -> list[str]:
+        keys: list[str] = []
+        for r in self.runs:
+            keys += [k for k in r.params if k not in keys]
+        return ["run_id", "sweep", *keys, *self.metrics, "seconds"]
+
+
+@dataclass
+class SweepStats:
+    name: str
+    total: int
+    done_before: int = 0
+    ran: int = 0
+    left_to_other_shards: int = 0
+    ran_ids: list[str] = field(default_factory=list)
+
+
+def parse_shard(text: str | None) -> tuple[int, int]:
+    """'i/n' -> (i, n) with 0 <= i < n."""
+    if not text:
+        return 0, 1
+    m = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", text)
+    if not m or int(m[2]) < 1 or int(m[1]) >= int(m[2]):
+        raise InputError(f"--shard must be i/n with 0 <= i < n (e.g. 0/4), got {text!r}")
+    return int(m[1]), int(m[2])
+
+
+def table_path(runs_dir: Path, name: str, shard: tuple[int, int]) -> Path:
+    i, n = shard
+    return Path(runs_dir) / (f"{name}.csv" if n == 1 else f"{name}.shard{i}of{n}.csv")
+
+
+def sweep_files(runs_dir: Path, name: str) -> list[Path]:
+    d = Path(runs_dir)
+    return sorted([d / f"{name}.csv", *d.glob(f"{name}.shard*of*.csv")], key=str)
+
+
+def finished_ids(runs_dir: Path, name: str) -> set[str]:
+    done: set[str] = set()
+    for p in sweep_files(runs_dir, name):
+        done |= {r["run_id"] for r in tbl.read_rows(p)[1]}
+    return done
+
+
+def resolve(task: str):
+    mod, _, fn = task.partition(":")
+    return getattr(importlib.import_module(mod), fn)
+
+
+def execute(task: str, params: dict) -> tuple[dict, float]:
+    """Run one task with one torch thread (so results do not depend on `jobs`)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    t0 = time.perf_counter()
+    try:
+        metrics = resolve(task)(dict(params))
+    finally:
+        torch.set_num_threads(threads)
+    return metrics, time.perf_counter() - t0
+
+
+def run_sweep(
+    sweep: Sweep,
+    runs_dir: Path,
+    jobs: int = 1,
+    shard: tuple[int, int] = (0, 1),
+    progress: bool = True,
+) -> SweepStats:
+    """Execute the missing runs of this shard, appending each finished run as one row."""
+    from tqdm.auto import tqdm
+
+    ids = [r.run_id for r in sweep.runs]
+    if len(set(ids)) != len(ids):
+        raise ValueError(f"sweep {sweep.name} has duplicate run ids")
+    columns = sweep.columns()
+    path = table_path(runs_dir, sweep.name, shard)
+    tbl.compact(path, columns)
+    done = finished_ids(runs_dir, sweep.name)
+    i, n = shard
+    mine = [r for k, r in enumerate(sweep.runs) if k % n == i]
+    todo = [r for r in mine if r.run_id not in done]
+    stats = SweepStats(sweep.name, len(sweep.runs), done_before=len(mine) - len(todo))
+    stats.left_to_other_shards = sum(
+        1 for k, r in enumerate(sweep.runs) if k % n != i and r.run_id not in done
+    )
+    bar = tqdm(total=len(mine), initial=stats.done_before, desc=sweep.name, disable=not progress,
+               unit="run", leave=False)
+
+    def record(spec: RunSpec, metrics: dict, seconds: float) -> None:
+        row = {"run_id": spec.run_id, "sweep": sweep.name, **spec.params, **metrics}
+        row["seconds"] = round(seconds, 3)
+        tbl.append_row(path, columns, row)
+        stats.ran += 1
+        stats.ran_ids.append(spec.run_id)
+        bar.update(1)
+
+    try:
+        if jobs <= 1 or len(todo) <= 1:
+            for spec in todo:
+                record(spec, *execute(sweep.task, spec.params))
+        else:
+            _run_pool(sweep.task, todo, jobs, record)
+    finally:
+        bar.close()
+    return stats
+
+
+def _run_pool(task: str, todo: list[RunSpec], jobs: int, record) -> None:
+    # spawn, not fork: forking a process whose torch already started threads can deadlock.
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn")) as pool:
+        pending = {pool.submit(execute, task, s.params): s for s in todo}
+        try:
+            while pending:
+                finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+                for fut in finished:
+                    spec = pending.pop(fut)
+                    record(spec, *fut.result())
+        except BaseException:
+            for fut in pending:
+                fut.cancel()
+            raise
+
+
+def load_table(sweep: Sweep, runs_dir: Path) -> pd.DataFrame:
+    """Every finished run of the sweep (all shards), in the sweep's run order, typed by pandas."""
+    columns = sweep.columns()
+    found: dict[str, dict] = {}
+    for p in sweep_files(runs_dir, sweep.name):
+        cols, rows, _ = tbl.read_rows(p)
+        if cols and cols != columns:
+            raise ValueError(f"{p} has columns {cols}, expected {columns}; move it away and rerun")
+        for r in rows:
+            found.setdefault(r["run_id"], r)
+    order = [r.run_id for r in sweep.runs if r.run_id in found]
+    text = "".join(tbl.format_row(columns, found[i]) for i in order)
+    header = ",".join(columns + [tbl.SENTINEL]) + "\n"
+    df = pd.read_csv(io.StringIO(header + text), float_precision="round_trip")
+    return df.drop(columns=[tbl.SENTINEL])
+
+
+def missing(sweep: Sweep, runs_dir: Path) -> list[str]:
+    done = finished_ids(runs_dir, sweep.name)
+    return [r.run_id for r in sweep.runs if r.run_id not in done]
