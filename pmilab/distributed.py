@@ -1,0 +1,95 @@
+"""Data-parallel contrastive loss: all-gather with gradients and the local slab (DESIGN.md).
+
+Under `torchrun` each of K ranks holds a local batch of B pairs. Every rank gathers the
+embeddings (or points and weights) of all K·B pairs, *with* gradients, and computes only its
+own slab of the (KB, KB) logit matrix: its B images against all texts and its B texts against
+all images (open_clip's `gather_with_grad` + `local_loss`). The local loss is
+
+    L_r = 1/(2B) Σ_{i∈r} [−L_ii + logsumexp_j L_ij] + 1/(2B) Σ_{j∈r} [−L_jj + logsumexp_i L_ij]
+
+so mean_r L_r is exactly the symmetric InfoNCE of the concatenated batch (THEORY.md T1), and
+since the gather's backward sums every rank's contribution into the owner's tensor, the DDP
+gradient average mean_r ∂L_r/∂θ is exactly its gradient.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import Tensor
+
+from pmilab.losses import symmetric_infonce
+
+
+@dataclass(frozen=True)
+class DistInfo:
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def detect() -> DistInfo:
+    """Rank and world size from torchrun's environment (RANK, WORLD_SIZE, LOCAL_RANK)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return DistInfo()
+    return DistInfo(int(os.environ["RANK"]), world, int(os.environ.get("LOCAL_RANK", "0")))
+
+
+def init(info: DistInfo, device: torch.device) -> None:
+    """Join the process group (nccl on CUDA, gloo on CPU) when running under torchrun."""
+    if info.world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+
+
+class _GatherWithGrad(torch.autograd.Function):
+    """all_gather in forward; backward sums the gradient over ranks and keeps the own slice."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor) -> Tensor:
+        world, rank = dist.get_world_size(), dist.get_rank()
+        parts = [torch.empty_like(x) for _ in range(world)]
+        dist.all_gather(parts, x.contiguous())
+        ctx.rank, ctx.n = rank, x.shape[0]
+        return torch.cat(parts, 0)  # (world * B, ...)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> Tensor:
+        grad = grad.contiguous()
+        dist.all_reduce(grad, op=dist.ReduceOp.SUM)
+        return grad[ctx.rank * ctx.n : (ctx.rank + 1) * ctx.n]
+
+
+def gather_with_grad(x: Tensor) -> Tensor:
+    """(B, ...) on each rank -> (world·B, ...) in rank order, differentiable; identity if 1 rank."""
+    if not dist.is_available() or not dist.is_initialized() or dist.get_world_size() == 1:
+        return x
+    return _GatherWithGrad.apply(x)
+
+
+def local_infonce(
+    logit_matrix: Callable[..., Tensor], img: tuple[Tensor, ...], txt: tuple[Tensor, ...]
+) -> Tensor:
+    """The local slab loss L_r above; with one process, the symmetric InfoNCE of the batch.
+
+    img, txt: this rank's encoder outputs (tuples: (z,) or (points, weights)), each (B, ...).
+    logit_matrix(*img_parts, *txt_parts) -> (rows, cols) logits.
+    """
+    if not dist.is_available() or not dist.is_initialized() or dist.get_world_size() == 1:
+        return symmetric_infonce(logit_matrix(*img, *txt))  # (B, B) logits
+    all_img = tuple(gather_with_grad(t) for t in img)
+    all_txt = tuple(gather_with_grad(t) for t in txt)
+    b = img[0].shape[0]
+    target = torch.arange(b, device=img[0].device) + dist.get_rank() * b
+    per_image = logit_matrix(*img, *all_txt)  # (B, world·B): local images vs all texts
+    per_text = logit_matrix(*all_img, *txt).T  # (B, world·B): local texts vs all images
+    return 0.5 * (F.cross_entropy(per_image, target) + F.cross_entropy(per_text, target))

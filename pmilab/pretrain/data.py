@@ -1,0 +1,146 @@
+"""Image-text samples in memory-light form, a map-style dataset over them, and the batch order.
+
+Every reader (shapes, CSV, webdataset shards, digits) produces an `ImageText`: one image source
+and one caption per sample (plus optional class labels and, for shapes, the latents z, y whose
+PMI is exact). Images are decoded lazily; a file that fails to decode is skipped in its batch,
+warned about and counted, never retried forever.
+
+The batch order is a pure function of (seed, step): `batch_indices`. A resumed run therefore
+sees exactly the batches an uninterrupted run would have seen.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from collections import Counter
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+from torch import Tensor
+
+from pmilab.errors import InputError
+
+# A source is a file path, a (tar path, byte offset, byte size) member, or an in-memory array.
+Source = str | tuple[str, int, int] | np.ndarray
+
+
+@dataclass
+class ImageText:
+    """Paired samples, with what the readers dropped counted in `skipped`."""
+
+    sources: list[Source]
+    captions: list[str]
+    name: str
+    labels: np.ndarray | None = None  # (n,) int class index, for zero-shot and the probe
+    class_names: list[str] | None = None
+    prompts: list[list[str]] | None = None  # per class: prompt texts to ensemble (T3)
+    latents: dict[str, np.ndarray] = field(default_factory=dict)  # shapes: "z", "y"
+    skipped: Counter = field(default_factory=Counter)
+    joint: object | None = None  # shapes: the ShapesJoint whose PMI is exact
+
+    def __len__(self) -> int:
+        return len(self.captions)
+
+    def subset(self, idx: np.ndarray) -> ImageText:
+        idx = np.asarray(idx)
+        return ImageText(
+            [self.sources[i] for i in idx], [self.captions[i] for i in idx], self.name,
+            None if self.labels is None else self.labels[idx], self.class_names, self.prompts,
+            {k: v[idx] for k, v in self.latents.items()}, Counter(self.skipped), self.joint,
+        )
+
+
+def drop_empty_captions(sources: list, captions: list, where: str) -> tuple[list, list, Counter]:
+    """Remove samples whose caption is empty or whitespace; warn and count."""
+    keep = [i for i, c in enumerate(captions) if c is not None and str(c).strip()]
+    n_bad = len(captions) - len(keep)
+    counts = Counter()
+    if n_bad:
+        counts["empty_caption"] = n_bad
+        warnings.warn(f"{where}: skipped {n_bad} sample(s) with an empty caption", stacklevel=3)
+    return [sources[i] for i in keep], [str(captions[i]).strip() for i in keep], counts
+
+
+def read_image(src: Source) -> Image.Image:
+    if isinstance(src, np.ndarray):
+        return Image.fromarray(src)
+    if isinstance(src, tuple):
+        path, offset, size = src
+        with open(path, "rb") as f:
+            f.seek(offset)
+            return Image.open(io.BytesIO(f.read(size)))
+    return Image.open(src)
+
+
+def to_tensor(img: Image.Image, size: int) -> Tensor:
+    """(3, size, size) float32 in [-1, 1]; nearest resize keeps small synthetic images exact."""
+    img = img.convert("RGB")
+    if img.size != (size, size):
+        img = img.resize((size, size), Image.NEAREST)
+    a = torch.from_numpy(np.asarray(img, dtype=np.float32).copy()).permute(2, 0, 1)
+    return a / 127.5 - 1.0
+
+
+class ImageTextDataset(torch.utils.data.Dataset):
+    """Map-style dataset: item i -> (image (3, S, S) or None if it cannot be decoded, i)."""
+
+    def __init__(self, data: ImageText, image_size: int = 32) -> None:
+        self.data, self.image_size = data, image_size
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __getitem__(self, i: int):
+        try:
+            img = read_image(self.data.sources[i])
+            img.load()
+            return to_tensor(img, self.image_size), i
+        except (OSError, UnidentifiedImageError, ValueError, SyntaxError):
+            return None, i
+
+
+def collate(items: list) -> tuple[Tensor, list[int], list[int]]:
+    """Stack decodable images; return (images (b, 3, S, S), their indices, undecodable indices)."""
+    good = [(x, i) for x, i in items if x is not None]
+    bad = [i for x, i in items if x is None]
+    if not good:
+        return torch.empty(0), [], bad
+    return torch.stack([x for x, _ in good]), [i for _, i in good], bad
+
+
+def batch_indices(n: int, global_batch: int, seed: int, step: int) -> np.ndarray:
+    """The global batch of `step`: epoch e is the permutation of seed (seed, e), cut in order."""
+    per_epoch = n // global_batch
+    if per_epoch < 1:
+        raise InputError(
+            f"the dataset has {n} usable samples, fewer than one global batch of {global_batch}; "
+            "lower --batch-size or add data"
+        )
+    epoch, j = divmod(step, per_epoch)
+    perm = np.random.default_rng([seed, epoch]).permutation(n)
+    return perm[j * global_batch : (j + 1) * global_batch]
+
+
+class StepBatches(torch.utils.data.Sampler):
+    """Per-rank batches for steps [start, stop) x micro-batches, in the `batch_indices` order."""
+
+    def __init__(
+        self, n: int, batch_size: int, accum: int, seed: int, start: int, stop: int,
+        rank: int = 0, world: int = 1,
+    ) -> None:
+        self.n, self.batch_size, self.accum, self.seed = n, batch_size, accum, seed
+        self.start, self.stop, self.rank, self.world = start, stop, rank, world
+
+    def __len__(self) -> int:
+        return (self.stop - self.start) * self.accum
+
+    def __iter__(self):
+        per_rank = self.batch_size * self.accum  # samples per rank per optimizer step
+        for step in range(self.start, self.stop):
+            idx = batch_indices(self.n, per_rank * self.world, self.seed, step)
+            mine = idx[self.rank * per_rank : (self.rank + 1) * per_rank]
+            for k in range(self.accum):
+                yield mine[k * self.batch_size : (k + 1) * self.batch_size].tolist()

@@ -1,0 +1,194 @@
+"""Readers: `--data {shapes, digits, PATH.csv, SHARDS}` -> `ImageText` (data.py).
+
+- CSV (open_clip's `--csv-img-key filepath --csv-caption-key caption`): columns `filepath` and
+  `caption`; relative paths are relative to the CSV. An optional `label` column (class names or
+  ints) enables zero-shot and the linear probe.
+- webdataset tar shards: a .tar file, a brace pattern `data-{000..009}.tar`, a glob, or a
+  directory of .tar files. Members sharing a key (the basename up to its first dot) form one
+  sample: an image (.png/.jpg/.jpeg) and a caption (.txt). Shards are indexed (member offsets)
+  rather than streamed, so any number of loader workers and ranks splits the samples evenly,
+  even with fewer shards than workers, and a resumed run finds its exact place.
+- `shapes`: the known-PMI dataset (T7), generated into the cache on first use.
+- `digits`: scikit-learn's bundled 8x8 digits with templated captions (offline).
+"""
+
+from __future__ import annotations
+
+import glob
+import re
+import tarfile
+import warnings
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from pmilab.errors import InputError
+from pmilab.pretrain.data import ImageText, drop_empty_captions
+from pmilab.pretrain.shapes import ShapesJoint, zeroshot_prompts
+
+IMAGE_EXTS = ("png", "jpg", "jpeg")
+DIGIT_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+DIGIT_TEMPLATES = ("a handwritten digit {}", "the number {}", "a scan of a {}")
+LABEL_TEMPLATES = ("a photo of a {}", "a picture of a {}")
+
+
+def load_data(spec: str, split: str = "train", shapes_n: tuple[int, int] = (5000, 1000),
+              seed: int = 0, progress: bool = True) -> ImageText:
+    """Read `spec` (shapes | digits | a .csv | tar shards); `split` matters for shapes/digits."""
+    if spec == "shapes":
+        return read_shapes(split, *shapes_n, seed=seed, progress=progress)
+    if spec == "digits":
+        return read_digits(split)
+    if spec.endswith(".csv"):
+        return read_csv(spec)
+    shards = expand_shards(spec)
+    if shards:
+        return read_shards(shards)
+    raise InputError(
+        f"--data {spec!r} is neither 'shapes', 'digits', an existing .csv file nor tar shards "
+        "(a .tar path, a {000..009} brace pattern, a glob or a directory of .tar files)"
+    )
+
+
+def read_csv(path: str) -> ImageText:
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"CSV file {path} does not exist")
+    df = pd.read_csv(p, keep_default_na=False, dtype={"caption": str})
+    missing = [c for c in ("filepath", "caption") if c not in df.columns]
+    if missing:
+        raise InputError(
+            f"{path} lacks the column(s) {missing}; it needs 'filepath' and 'caption' "
+            f"(found {list(df.columns)})"
+        )
+    files = [str(f if Path(f).is_absolute() else p.parent / f) for f in df["filepath"]]
+    captions = df["caption"].tolist()
+    keep = [i for i, c in enumerate(captions) if str(c).strip()]
+    files, captions, counts = drop_empty_captions(files, captions, path)
+    data = ImageText(files, captions, name=p.stem, skipped=counts)
+    if "label" in df.columns:
+        attach_labels(data, df["label"].to_numpy()[keep])
+    for key in ("z", "y"):
+        if key in df.columns:
+            data.latents[key] = df[key].to_numpy()[keep].astype(np.int64)
+    return data
+
+
+def attach_labels(data: ImageText, raw: np.ndarray) -> None:
+    """Class names from a label column; prompts from LABEL_TEMPLATES."""
+    names = sorted({str(v) for v in raw})
+    data.class_names = names
+    data.labels = np.array([names.index(str(v)) for v in raw], dtype=np.int64)
+    data.prompts = [[t.format(n) for t in LABEL_TEMPLATES] for n in names]
+
+
+def expand_shards(spec: str) -> list[str]:
+    """Shard paths named by a directory, a brace pattern {a..b}, a glob or one file."""
+    p = Path(spec)
+    if p.is_dir():
+        return sorted(str(s) for s in p.glob("*.tar"))
+    m = re.search(r"\{(\d+)\.\.(\d+)\}", spec)
+    if m:
+        a, b = m.group(1), m.group(2)
+        width = len(a)
+        names = [spec[: m.start()] + str(i).zfill(width) + spec[m.end() :]
+                 for i in range(int(a), int(b) + 1)]
+        missing = [n for n in names if not Path(n).is_file()]
+        if missing:
+            raise FileNotFoundError(f"shard {missing[0]} of {spec} does not exist")
+        return names
+    if any(ch in spec for ch in "*?["):
+        return sorted(glob.glob(spec))
+    return [spec] if p.is_file() and spec.endswith(".tar") else []
+
+
+def read_shards(shards: list[str]) -> ImageText:
+    """Index every (image, caption) pair of the shards; incomplete samples are counted."""
+    sources, captions, counts = [], [], Counter()
+    for shard in shards:
+        try:
+            groups = index_tar(shard)
+        except tarfile.TarError as e:
+            raise InputError(f"shard {shard} is not a readable tar file ({e})") from None
+        for key, members in groups.items():
+            img = next((members[e] for e in IMAGE_EXTS if e in members), None)
+            if img is None or "txt" not in members:
+                counts["incomplete_sample"] += 1
+                warnings.warn(f"{shard}: sample {key!r} lacks an image or a .txt; skipped",
+                              stacklevel=2)
+                continue
+            sources.append((shard, *img))
+            captions.append(read_member(shard, *members["txt"]).decode("utf-8", "replace"))
+    sources, captions, empty = drop_empty_captions(sources, captions, f"{len(shards)} shard(s)")
+    if not sources:
+        raise InputError(f"no complete (image, .txt) samples found in {len(shards)} shard(s)")
+    return ImageText(sources, captions, name=Path(shards[0]).stem, skipped=counts + empty)
+
+
+def index_tar(path: str) -> dict[str, dict[str, tuple[int, int]]]:
+    """key -> {ext: (data offset, size)} for the regular files of one tar."""
+    groups: dict[str, dict[str, tuple[int, int]]] = {}
+    with tarfile.open(path, "r:") as tf:
+        for m in tf:
+            if not m.isfile():
+                continue
+            base = m.name.rsplit("/", 1)
+            stem, _, ext = base[-1].partition(".")
+            key = (base[0] + "/" if len(base) > 1 else "") + stem
+            groups.setdefault(key, {})[ext.lower()] = (m.offset_data, m.size)
+    return groups
+
+
+def read_member(path: str, offset: int, size: int) -> bytes:
+    with open(path, "rb") as f:
+        f.seek(offset)
+        return f.read(size)
+
+
+def read_shapes(split: str, n_train: int, n_test: int, seed: int = 0,
+                progress: bool = True) -> ImageText:
+    """The shapes split with labels (shape x colour), prompts and latents z, y (T7)."""
+    from pmilab.pretrain.shapes_cache import ensure_shapes
+
+    root = ensure_shapes(n_train, n_test, seed=seed, progress=progress)
+    data = read_csv(str(root / f"{check_split(split)}.csv"))
+    data.name = f"shapes-{split}"
+    names, prompts = zeroshot_prompts()
+    data.class_names, data.prompts = names, prompts
+    # read_csv turned labels into sorted strings; the CSV holds the integer class directly
+    data.labels = pd.read_csv(root / f"{split}.csv")["label"].to_numpy(np.int64)
+    data.joint = ShapesJoint(**json_fields(root))
+    return data
+
+
+def json_fields(root: Path) -> dict:
+    import json
+
+    meta = json.loads((root / "meta.json").read_text())
+    return {k: meta[k] for k in ("noise", "favourite", "grid")}
+
+
+def read_digits(split: str) -> ImageText:
+    """sklearn digits (1797 8x8 images): first 80% train, last 20% test; seeded captions."""
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    imgs = (d.images * (255.0 / 16.0)).round().astype(np.uint8)  # (n, 8, 8) grey levels
+    n_train = int(0.8 * len(imgs))
+    idx = np.arange(n_train) if check_split(split) == "train" else np.arange(n_train, len(imgs))
+    rng = np.random.default_rng(0)
+    tmpl = rng.integers(len(DIGIT_TEMPLATES), size=len(imgs))
+    captions = [DIGIT_TEMPLATES[tmpl[i]].format(DIGIT_WORDS[d.target[i]]) for i in idx]
+    data = ImageText([np.stack([imgs[i]] * 3, -1) for i in idx], captions, name=f"digits-{split}")
+    data.labels = d.target[idx].astype(np.int64)
+    data.class_names = list(DIGIT_WORDS)
+    data.prompts = [[t.format(w) for t in DIGIT_TEMPLATES] for w in DIGIT_WORDS]
+    return data
+
+
+def check_split(split: str) -> str:
+    if split not in ("train", "test"):
+        raise InputError(f"split must be 'train' or 'test', got {split!r}")
+    return split
