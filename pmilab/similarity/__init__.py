@@ -1,0 +1,17 @@
+"""Similarity heads: logits ℓ(x, y) from encoder outputs (THEORY.md T1, T2, T5).
+
+- `Tabular`: a free logit per discrete cell (the T1 reference).
+- `Linear`: CLIP, t·⟨f, h⟩ with optional normalisation and bias.
+- `WPSE`: weighted point sets with a linear + universal kernel mix (exact or RFF).
+- `KME`: log inner product of Gaussian kernel mean embeddings.
+
+Every head has `logit_matrix(...) -> (B, C)` and `paired_logits(...) -> (B,)`.
+"""
+
+from pmilab.similarity.base import SimilarityHead
+from pmilab.similarity.kme import KME
+from pmilab.similarity.linear import Linear
+from pmilab.similarity.tabular import Tabular
+from pmilab.similarity.wpse import WPSE
+
+__all__ = ["KME", "WPSE", "Linear", "SimilarityHead", "Tabular"]

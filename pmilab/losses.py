@@ -1,0 +1,83 @@
+"""Contrastive losses on logit matrices, and the exact population loss (THEORY.md T1, T5).
+
+Stateless functions in the open_clip spirit: logits go in, a scalar comes out. Everything is
+computed with logsumexp (log domain). Rows of a logit matrix are x's, columns y's, and the
+positive pairs sit on the diagonal.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+
+def _check_square(logits: Tensor) -> int:
+    if logits.dim() != 2 or logits.shape[0] != logits.shape[1] or logits.shape[0] < 1:
+        raise ValueError(f"expected a square (N, N) logit matrix, got {tuple(logits.shape)}")
+    return logits.shape[0]
+
+
+def one_sided_infonce(logits: Tensor) -> Tensor:
+    """(1/N) Σ_i [−L_ii + logsumexp_j L_ij]: the x→y InfoNCE loss of an (N, N) matrix (T1c)."""
+    n = _check_square(logits)
+    target = torch.arange(n, device=logits.device)
+    return F.cross_entropy(logits, target)
+
+
+def symmetric_infonce(logits: Tensor) -> Tensor:
+    """The CLIP loss: the mean of the x→y and y→x InfoNCE losses of an (N, N) matrix (T1)."""
+    n = _check_square(logits)
+    target = torch.arange(n, device=logits.device)
+    return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target))
+
+
+def infonce_mi_estimate(logits: Tensor) -> Tensor:
+    """log N − one-sided InfoNCE: a lower-bound estimate of I(X;Y), capped at log N (T1c, T5)."""
+    n = _check_square(logits)
+    return math.log(n) - one_sided_infonce(logits)
+
+
+def _log_marginals(joint: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    px, py = joint.sum(1), joint.sum(0)
+    return px, py, px.log(), py.log()
+
+
+def population_loss(logit_table: Tensor, joint_table: Tensor, objective: str = "symmetric") -> Tensor:
+    """The N → ∞ limit L∞(ℓ) of InfoNCE (log N removed), exact for a discrete joint (T1a).
+
+        L∞ = −E_p ℓ + ½ E_{p(x)} log E_{p(y)} e^ℓ + ½ E_{p(y)} log E_{p(x)} e^ℓ
+
+    logit_table, joint_table: (nx, ny); the joint sums to 1. With objective="one_sided" only the
+    x→y term is kept, with weight 1: its minimisers are PMI + c(x), not PMI + C (T1a).
+    Its minimum over ℓ is −I(X;Y) for both objectives.
+    """
+    if logit_table.shape != joint_table.shape or logit_table.dim() != 2:
+        raise ValueError(
+            f"logit table {tuple(logit_table.shape)} and joint {tuple(joint_table.shape)} must be "
+            "the same (nx, ny) shape"
+        )
+    joint = joint_table.to(logit_table)
+    px, py, log_px, log_py = _log_marginals(joint)
+    # cells outside the support contribute 0·ℓ; masking keeps -inf logits from making 0·inf.
+    pos = torch.where(joint > 0, joint * logit_table, torch.zeros_like(logit_table)).sum()
+    row = torch.logsumexp(logit_table + log_py[None, :], dim=1)  # (nx,) log E_{p(y)} e^ℓ
+    row_term = torch.where(px > 0, px * row, torch.zeros_like(px)).sum()
+    if objective == "one_sided":
+        return -pos + row_term
+    if objective != "symmetric":
+        raise ValueError(f"objective must be 'symmetric' or 'one_sided', got {objective!r}")
+    col = torch.logsumexp(logit_table + log_px[:, None], dim=0)  # (ny,) log E_{p(x)} e^ℓ
+    col_term = torch.where(py > 0, py * col, torch.zeros_like(py)).sum()
+    return -pos + 0.5 * row_term + 0.5 * col_term
+
+
+def contrastive_loss(logits: Tensor, objective: str = "symmetric") -> Tensor:
+    """`symmetric_infonce` or `one_sided_infonce` by name."""
+    if objective == "symmetric":
+        return symmetric_infonce(logits)
+    if objective == "one_sided":
+        return one_sided_infonce(logits)
+    raise ValueError(f"objective must be 'symmetric' or 'one_sided', got {objective!r}")

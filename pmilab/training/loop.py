@@ -1,0 +1,177 @@
+"""`fit`: train a similarity head on a known-PMI distribution and score it (THEORY.md T1, T2).
+
+One flat trainer, nanoGPT style: input (fresh samples each step, or the exact table), model
+(encoders + head), update (AdamW, warmup + cosine, log-scale clamp after the step), stop on a
+non-finite loss keeping the last good parameters, then evaluation.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from pathlib import Path
+
+import torch
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from pmilab.errors import InputError
+from pmilab.losses import contrastive_loss, population_loss
+from pmilab.training.config import DEFAULT_LR_MLP, DEFAULT_LR_TABLE, FitConfig
+from pmilab.training.evaluate import evaluate
+from pmilab.training.model import PairModel, build_model, resolve_device
+from pmilab.training.run import Run
+
+
+def _resolve(dist, config: FitConfig | None, overrides: dict) -> tuple[object, FitConfig]:
+    if isinstance(dist, str):
+        from pmilab.dists import parse_spec  # a spec string is accepted for convenience
+
+        dist = parse_spec(dist)
+    cfg = (config or FitConfig()).replace(**overrides).validated()
+    if cfg.population and not dist.discrete:
+        raise InputError("population=True needs a discrete joint table; train on samples instead")
+    if cfg.lr is None:
+        cfg = cfg.replace(lr=DEFAULT_LR_TABLE if dist.discrete else DEFAULT_LR_MLP)
+    return dist, cfg
+
+
+def _optimizer(model: PairModel, cfg: FitConfig) -> torch.optim.Optimizer:
+    """AdamW; the head's scale, bias and bandwidth (and free tables) get no weight decay."""
+    no_decay = {id(p) for p in model.head.no_decay_parameters()}
+    decay = [p for p in model.parameters() if id(p) not in no_decay]
+    rest = [p for p in model.parameters() if id(p) in no_decay]
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}]
+    if rest:
+        groups.append({"params": rest, "weight_decay": 0.0})
+    return torch.optim.AdamW(groups, lr=cfg.lr)
+
+
+def lr_at(step: int, cfg: FitConfig) -> float:
+    """Linear warmup over `warmup` steps, then cosine decay to 0 at `steps` (step is 0-based)."""
+    if step < cfg.warmup:
+        return cfg.lr * (step + 1) / cfg.warmup
+    span = max(cfg.steps - cfg.warmup, 1)
+    return 0.5 * cfg.lr * (1 + math.cos(math.pi * (step - cfg.warmup) / span))
+
+
+class _Batches:
+    """Fresh i.i.d. pairs each step, from seeds drawn by a generator seeded with `seed`."""
+
+    def __init__(self, dist, cfg: FitConfig, device: torch.device, dtype: torch.dtype) -> None:
+        self.dist, self.n, self.device, self.dtype = dist, cfg.batch_size, device, dtype
+        self.g = torch.Generator().manual_seed(cfg.seed)
+
+    def __call__(self) -> tuple[Tensor, Tensor]:
+        seed = int(torch.randint(0, 2**62, (1,), generator=self.g))
+        x, y = self.dist.sample(self.n, seed=seed)
+        if not self.dist.discrete:
+            x, y = x.to(self.dtype), y.to(self.dtype)
+        return x.to(self.device), y.to(self.device)
+
+
+def _loss_fn(dist, model: PairModel, cfg: FitConfig, device, dtype):
+    if cfg.population:
+        joint = dist.table.to(device=device, dtype=dtype)
+        ix, iy = torch.arange(dist.nx, device=device), torch.arange(dist.ny, device=device)
+        return lambda: population_loss(model.logit_matrix(ix, iy), joint, cfg.objective)
+    batches = _Batches(dist, cfg, device, dtype)
+
+    def minibatch_loss() -> Tensor:
+        x, y = batches()
+        return contrastive_loss(model.logit_matrix(x, y), cfg.objective)
+
+    return minibatch_loss
+
+
+def _train(model: PairModel, loss_fn, cfg: FitConfig, progress: bool) -> tuple[list, int | None, str]:
+    opt = _optimizer(model, cfg)
+    params = list(model.parameters())
+    good = [p.detach().clone() for p in params]  # parameters of the last finite loss
+    rff_gen = torch.Generator().manual_seed(cfg.seed + 1)
+    history: list[float] = []
+    model.train()
+    bar = tqdm(range(cfg.steps), desc=f"fit {cfg.similarity}", disable=not progress, leave=False)
+    for step in bar:
+        for group in opt.param_groups:
+            group["lr"] = lr_at(step, cfg)
+        model.head.redraw(rff_gen)
+        loss = loss_fn()
+        grads_ok = torch.isfinite(loss).item()
+        if grads_ok:
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            grads_ok = all(p.grad is None or torch.isfinite(p.grad).all() for p in params)
+        if not grads_ok:
+            what = "loss" if not torch.isfinite(loss) else "gradient"
+            with torch.no_grad():
+                for p, g in zip(params, good, strict=True):
+                    p.copy_(g)
+            kept = f"the parameters before step {step}" if step else "the initial parameters"
+            msg = (
+                f"training stopped at step {step}: the {what} is {loss.item()} (not finite); kept "
+                f"{kept} (last finite loss). Lower the learning rate (lr={cfg.lr:g})."
+            )
+            return history, step, msg
+        with torch.no_grad():
+            for p, g in zip(params, good, strict=True):
+                g.copy_(p)
+        opt.step()
+        model.head.clamp_()
+        history.append(loss.item())
+        if progress and step % 50 == 0:
+            bar.set_postfix(loss=f"{history[-1]:.4f}")
+    return history, None, ""
+
+
+def fit(
+    dist,
+    config: FitConfig | None = None,
+    *,
+    out: str | Path | None = None,
+    progress: bool = True,
+    **overrides,
+) -> Run:
+    """Train a similarity head on `dist` under InfoNCE and score it against the exact PMI.
+
+    dist:      a distribution (pmilab.dists) or a spec string ("latent:nx=24,ny=20,k=4").
+    config:    a FitConfig; keyword overrides (similarity=..., dim=..., points=..., steps=...,
+               lr=..., seed=..., objective=..., population=..., logit_cap=...) replace fields.
+    out:       if given, write config.json, metrics.json, model.pt (and logits.npy for discrete).
+    progress:  show a tqdm bar.
+
+    Same seed on CPU -> identical parameters and metrics. A non-finite loss or gradient stops
+    training with a RuntimeWarning naming the step; the run keeps the last good parameters
+    and records `stopped_at` / `message` (also in metrics.json as `stopped_at_step`).
+    """
+    dist, cfg = _resolve(dist, config, overrides)
+    device = resolve_device(cfg.device)
+    threads = torch.get_num_threads()
+    if cfg.threads is not None and device.type == "cpu":
+        torch.set_num_threads(cfg.threads)
+    try:
+        return _fit(dist, cfg, device, out, progress)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _fit(dist, cfg: FitConfig, device: torch.device, out, progress: bool) -> Run:
+    dtype = torch.float64 if cfg.dtype == "float64" else torch.float32
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(cfg.seed)
+        model = build_model(dist, cfg).to(device=device, dtype=dtype)
+    history, stopped_at, message = _train(
+        model, _loss_fn(dist, model, cfg, device, dtype), cfg, progress
+    )
+    if message:
+        warnings.warn(message, RuntimeWarning, stacklevel=2)
+    model.eval()
+    run = Run(cfg, model, dist, {}, history, stopped_at, message)
+    run.metrics = evaluate(run)
+    run.metrics["final_loss"] = history[-1] if history else math.nan
+    run.metrics["steps_run"] = len(history)
+    if stopped_at is not None:
+        run.metrics["stopped_at_step"] = stopped_at
+    if out is not None:
+        run.save(out)
+    return run

@@ -1,0 +1,112 @@
+"""`Run`: a trained model with its config, metrics and loss history; saves a run directory."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from pmilab.training.config import FitConfig
+from pmilab.training.model import PairModel
+
+EVAL_CHUNK = 128  # rows of a logit matrix computed at once in evaluation (bounds memory)
+
+
+@dataclass
+class Run:
+    """The result of `fit`.
+
+    config:     the resolved FitConfig (lr filled in).
+    model:      the trained PairModel (encoders + head), in eval mode.
+    dist:       the distribution it was trained on.
+    metrics:    THEORY.md names (`pmi_rmse_product`, ... and `<name>_se` on continuous joints).
+    history:    training loss per step.
+    stopped_at: the step at which training stopped on a non-finite loss (None if it finished).
+    message:    why it stopped early ("" if it finished).
+    """
+
+    config: FitConfig
+    model: PairModel
+    dist: object
+    metrics: dict = field(default_factory=dict)
+    history: list[float] = field(default_factory=list)
+    stopped_at: int | None = None
+    message: str = ""
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def _input(self, v) -> Tensor:
+        v = torch.as_tensor(v, device=self.device)
+        if not self.dist.discrete:
+            v = v.to(next(self.model.parameters()).dtype)
+        return v
+
+    @torch.no_grad()
+    def logits(self, x, y) -> Tensor:
+        """(n,) float64 logits ℓ(x_i, y_i) of paired inputs, on CPU."""
+        self.model.eval()
+        x, y = self._input(x), self._input(y)
+        out = [
+            self.model.paired_logits(x[i : i + EVAL_CHUNK], y[i : i + EVAL_CHUNK])
+            for i in range(0, len(x), EVAL_CHUNK)
+        ]
+        return torch.cat(out).to(torch.float64).cpu()
+
+    @torch.no_grad()
+    def logit_matrix(self, x, y) -> Tensor:
+        """(n, m) float64 logits ℓ(x_i, y_j), computed in row chunks, on CPU."""
+        self.model.eval()
+        x, y = self._input(x), self._input(y)
+        rows = [self.model.logit_matrix(x[i : i + EVAL_CHUNK], y) for i in range(0, len(x), EVAL_CHUNK)]
+        return torch.cat(rows).to(torch.float64).cpu()
+
+    def logit_table(self) -> Tensor:
+        """(nx, ny) float64 learned logits of a discrete joint."""
+        if not self.dist.discrete:
+            raise ValueError("logit_table() needs a discrete joint; use logit_matrix(x, y)")
+        return self.logit_matrix(torch.arange(self.dist.nx), torch.arange(self.dist.ny))
+
+    def save(self, out: str | Path) -> Path:
+        """Write config.json, metrics.json, model.pt and, for discrete joints, logits.npy."""
+        out = Path(out)
+        out.mkdir(parents=True, exist_ok=True)
+        config = {**self.config.as_dict(), "dist": repr(self.dist)}
+        _atomic_write_text(out / "config.json", json.dumps(config, indent=2, default=str))
+        _atomic_write_text(out / "metrics.json", json.dumps(_jsonable(self.metrics), indent=2))
+        _atomic(out / "model.pt", lambda f: torch.save(self.model.state_dict(), f))
+        if self.dist.discrete:
+            table = self.logit_table().numpy()
+            _atomic(out / "logits.npy", lambda f: np.save(f, table))
+        return out
+
+
+def _jsonable(metrics: dict) -> dict:
+    """NaN/inf are not JSON; write them as null."""
+    return {
+        k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in metrics.items()
+    }
+
+
+def _atomic(path: Path, write) -> None:
+    """Write through a temp file in the same directory, then rename (never a half-written file)."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    _atomic(path, lambda f: f.write(text.encode()))
