@@ -1,0 +1,58 @@
+"""Run by torchrun (2 ranks, gloo) from test_ddp.py: one DDP forward/backward per similarity.
+
+Every rank builds the same float64 model from seed 0 and the same batch of 2B pairs, keeps its
+B-slice, and runs the model's forward (local-slab loss, pmilab.distributed) under DDP. Rank 0
+saves the mean of the local losses and the DDP-averaged gradients to argv[1].
+"""
+
+import sys
+
+import torch
+import torch.distributed as dist
+
+from pmilab import distributed
+from pmilab.pretrain.model import ModelConfig, build_model
+
+B_LOCAL = 3
+
+
+def batch(n: int):
+    g = torch.Generator().manual_seed(123)
+    images = torch.randn(n, 3, 16, 16, generator=g, dtype=torch.float64)
+    ids = torch.randint(3, 20, (n, 6), generator=g)
+    ids[:, 0] = 2
+    ids[n // 2 :, 4:] = 0  # some padding
+    return images, ids, ids != 0
+
+
+def model_for(sim: str):
+    torch.manual_seed(0)
+    cfg = ModelConfig(similarity=sim, vocab=20, context=6, width=16, dim=8, points=3,
+                      image_size=16)
+    return build_model(cfg).double()
+
+
+def main() -> None:
+    info = distributed.detect()
+    distributed.init(info, torch.device("cpu"))
+    images, ids, mask = batch(B_LOCAL * info.world)
+    sl = slice(info.rank * B_LOCAL, (info.rank + 1) * B_LOCAL)
+    results = {}
+    for sim in ("linear", "wpse", "kme"):
+        model = model_for(sim)
+        ddp = torch.nn.parallel.DistributedDataParallel(model)
+        loss = ddp(images[sl], ids[sl], mask[sl])
+        loss.backward()
+        mean_loss = loss.detach().clone()
+        dist.all_reduce(mean_loss)
+        results[sim] = {
+            "loss": mean_loss / info.world,
+            "grads": {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None},
+        }
+    if info.main:
+        torch.save(results, sys.argv[1])
+    dist.destroy_process_group()
+
+
+if __name__ == "__main__":
+    main()
