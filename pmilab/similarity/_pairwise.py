@@ -9,11 +9,14 @@ Contract (owned here, used by `similarity.kme` and `similarity.wpse`):
         k = exp(-||u-v||^2/(2 sigma^2))  ("gaussian")  or  1/sqrt(1 + ||u-v||^2/sigma^2)  ("imq")
 
 Shapes: px (B, M, d), wx (B, M), py (C, N, d), wy (C, N). sigma, alpha_* are python floats or
-0-dim tensors (they may require grad). The `*_naive` versions materialise (B, C, M, N) and are
-the float64 references the tests and benchmarks compare against.
+0-dim tensors (they may require grad; gradients flow to all inputs).
 
-This first version is the naive reference; the memory-bounded chunked version replaces the
-public functions without changing their signatures.
+The public functions are memory-bounded: they never hold the (B, C, M, N) scores (see
+`_pairwise_blocks`, and `_pairwise_exact` for the pairs the GEMM expansion cannot resolve).
+They compute in fp32 for half-precision inputs or under autocast, in float64 for float64 inputs.
+The `*_naive` versions materialise (B, C, M, N, d) and are the brute-force references the tests
+compare against; the `*_einsum` versions materialise (B, C, M, N) with autograd, the usual
+implementation, and are the benchmarks' "naive" baseline.
 """
 
 from __future__ import annotations
@@ -60,6 +63,90 @@ def wpse_logits_naive(
     return torch.einsum("bm,cn,bcmn->bc", wx, wy, mix) / (m * n)
 
 
-# Public names: the heads call these. Replaced by the chunked implementation (same signatures).
-kme_logits = kme_logits_naive
-wpse_logits = wpse_logits_naive
+def _einsum_sq_dists(px: Tensor, py: Tensor) -> Tensor:
+    """(B, C, M, N) squared distances via ‖u‖² + ‖v‖² − 2⟨u, v⟩ (one einsum, no (.., d) tensor)."""
+    pn, qn = px.pow(2).sum(-1), py.pow(2).sum(-1)  # (B, M), (C, N)
+    dot = torch.einsum("bmd,cnd->bcmn", px, py)
+    return pn[:, None, :, None] + qn[None, :, None, :] - 2 * dot
+
+
+def kme_logits_einsum(px: Tensor, wx: Tensor, py: Tensor, wy: Tensor, sigma) -> Tensor:
+    """The usual implementation: materialises (B, C, M, N), kept by autograd for backward."""
+    s2 = torch.as_tensor(sigma, dtype=px.dtype, device=px.device) ** 2
+    z = wx[:, None, :, None] + wy[None, :, None, :] - _einsum_sq_dists(px, py) / (2 * s2)
+    return torch.logsumexp(z.flatten(2), dim=-1)
+
+
+def wpse_logits_einsum(
+    px: Tensor, wx: Tensor, py: Tensor, wy: Tensor, sigma, alpha_linear=0.0, alpha_kernel=1.0,
+    kernel: str = "gaussian",
+) -> Tensor:
+    """The usual implementation: materialises (B, C, M, N), kept by autograd for backward."""
+    m, n = px.shape[1], py.shape[1]
+    k = kernel_values(_einsum_sq_dists(px, py).clamp_min(0), sigma, kernel)  # (B, C, M, N)
+    mix = alpha_kernel * k
+    if not (isinstance(alpha_linear, float | int) and alpha_linear == 0):
+        mix = mix + alpha_linear * torch.einsum("bmd,cnd->bcmn", px, py)
+    return torch.einsum("bm,cn,bcmn->bc", wx, wy, mix) / (m * n)
+
+
+def _compute_dtype(x: Tensor) -> torch.dtype:
+    """float64 stays float64; everything else (fp32, bf16, fp16) is computed in fp32."""
+    return torch.float64 if x.dtype == torch.float64 else torch.float32
+
+
+def _as(x, dtype: torch.dtype, device: torch.device) -> Tensor:
+    """A python number or a 0-dim tensor as a tensor of `dtype` (keeping its autograd graph)."""
+    if isinstance(x, Tensor):
+        return x.to(device=device, dtype=dtype)
+    return torch.tensor(float(x), dtype=dtype, device=device)
+
+
+def _backend(px: Tensor) -> str:
+    """Which implementation runs: the dispatch point for a fused GPU kernel.
+
+    Only "chunked" exists (pure torch, CPU and CUDA). A Triton kernel would be selected here for
+    CUDA tensors and must match `kme_logits_naive` / `wpse_logits_naive` (tests marked cuda).
+    """
+    return "chunked"
+
+
+def kme_logits(px: Tensor, wx: Tensor, py: Tensor, wy: Tensor, sigma) -> Tensor:
+    """(B, M, d), (B, M), (C, N, d), (C, N), σ -> (B, C) KME logits; memory O(B·C + (B+C)·M·d).
+
+    fp32 output for fp32/half inputs and under autocast (bf16 scores would lose the logits), float64
+    for float64 inputs. Equal to `kme_logits_naive` within 1e-5·max(1, |ℓ|) in fp32.
+    """
+    from pmilab.similarity._pairwise_chunked import kme_chunked
+
+    dt, dev = _compute_dtype(px), px.device
+    with torch.autocast(dev.type, enabled=False):
+        args = [t.to(dt) for t in (px, wx, py, wy)]
+        assert _backend(px) == "chunked"
+        return kme_chunked(*args, _as(sigma, dt, dev))
+
+
+def wpse_logits(
+    px: Tensor,
+    wx: Tensor,
+    py: Tensor,
+    wy: Tensor,
+    sigma,
+    alpha_linear=0.0,
+    alpha_kernel=1.0,
+    kernel: str = "gaussian",
+) -> Tensor:
+    """(B, M, d), (B, M), (C, N, d), (C, N) -> (B, C) WPSE similarities (no logit scale).
+
+    Memory O(B·C + (B+C)·M·d); dtype rules as `kme_logits`. α's may be tensors with gradients.
+    """
+    from pmilab.similarity._pairwise_chunked import wpse_chunked
+
+    if kernel not in ("gaussian", "imq"):
+        raise ValueError(f"unknown kernel {kernel!r}; use 'gaussian' or 'imq'")
+    dt, dev = _compute_dtype(px), px.device
+    with torch.autocast(dev.type, enabled=False):
+        args = [t.to(dt) for t in (px, wx, py, wy)]
+        al = alpha_linear if isinstance(alpha_linear, int | float) else _as(alpha_linear, dt, dev)
+        ak = alpha_kernel if isinstance(alpha_kernel, int | float) else _as(alpha_kernel, dt, dev)
+        return wpse_chunked(*args, _as(sigma, dt, dev), al, ak, kernel)

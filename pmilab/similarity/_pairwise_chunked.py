@@ -1,0 +1,150 @@
+"""The memory-bounded CPU/GPU implementation of the KME and WPSE reductions (THEORY.md T2).
+
+Each reduction is turned into a block reduction of a rank-(d+2) score matrix (see
+`_pairwise_blocks`): with p, q the points after subtracting one common centre (distances do not
+change; the centre is detached because the value does not depend on it) and r = 1/σ,
+
+    KME:   wx_a + wy_b − ‖p_a − q_b‖²/(2σ²) = ⟨[r p_a, wx_a − ‖p_a‖²r²/2, 1], [r q_b, 1, wy_b − ‖q_b‖²r²/2]⟩
+    Gauss: −‖p_a − q_b‖²/(2σ²)              = ⟨[r p_a, −‖p_a‖²r²/2, 1],       [r q_b, 1, −‖q_b‖²r²/2]⟩
+    IMQ:   1 + ‖p_a − q_b‖²/σ²               = ⟨[r p_a, 1 + ‖p_a‖²r², 1],      [−2 r q_b, 1, ‖q_b‖²r²]⟩
+
+so all (i, j, a, b) scores come out of one GEMM per tile, at the GEMM's rate. Everything outside
+the block Functions is ordinary autograd on O((B + C)·M·d) tensors, which is how σ, the weights
+and the α's get their gradients.
+
+Cancellation: the expansion's rounding error on a score is about eps·(ROUNDING·S_ij + EXTRA) with S_ij the
+largest sum of absolute terms of that pair's dot products. Pairs whose estimated error exceeds the
+tolerance are recomputed from direct differences (`_pairwise_exact`); on typical inputs there are
+none, at tiny σ or for nearly coincident points far from the centre there are some or all.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+
+import torch
+from torch import Tensor
+
+from pmilab.similarity._pairwise_blocks import BlockLogSumExp, BlockWeightedKernelSum
+from pmilab.similarity._pairwise_exact import chunked_pairs, kernel_sum_pairs, kme_pairs
+
+# Estimated rounding error of the expansion, in units of eps:  ROUNDING · S + EXTRA, with S the
+# largest sum of |terms| of a pair's dot products. Measured max of |error| / (eps·(S + EXTRA)) over
+# random, unit-norm and nearly duplicated point sets (the cancelling case), d = 8..256,
+# σ = 1e-3..1e3, log-weights up to 1e4: 1.33; ROUNDING = 2 leaves 1.5x. (Far-apart sets reach
+# 3.2, but there |ℓ| ≈ S, so their relative error stays ~3 eps and they are never near the
+# threshold.) EXTRA covers the exp/log/sum roundings.
+ROUNDING = 2.0
+EXTRA = 8.0
+
+
+# A pair is recomputed from direct differences when its estimated error exceeds this. KME: on
+# |Δℓ| / max(1, |ℓ|), 2x under the 1e-5 contract. WPSE: on the relative error of each kernel
+# value, at the contract itself (the estimate already has 1.5x margin; a tighter threshold would
+# send all pairs of ordinary inputs, e.g. unit-norm points in d = 256 with σ = 0.3, to the
+# slow path).
+KME_TOL = {torch.float32: 5e-6, torch.float64: 5e-11}
+WPSE_TOL = {torch.float32: 1e-5, torch.float64: 1e-10}
+
+
+def _estimate(s: Tensor, dtype: torch.dtype) -> Tensor:
+    """Estimated absolute error of a score from S (B, C)."""
+    return torch.finfo(dtype).eps * (ROUNDING * s + EXTRA)
+
+
+def _centred(px: Tensor, py: Tensor) -> tuple[Tensor, Tensor]:
+    """Subtract the (detached) mean of all points; ‖p − q‖ is unchanged, norms shrink."""
+    centre = torch.cat([px.flatten(0, 1), py.flatten(0, 1)]).mean(0).detach()  # (d,)
+    return px - centre, py - centre
+
+
+def _rows(p: Tensor, first: Tensor, second: Tensor) -> Tensor:
+    """(S, K, d), (S, K), (S, K) -> (S·K, d + 2): the GEMM operand [p, first, second]."""
+    return torch.cat([p, first[..., None], second[..., None]], dim=-1).flatten(0, 1)
+
+
+def _splice(out: Tensor, bad: Tensor, fn, args: tuple, per_pair: int) -> Tensor:
+    """Replace the flagged entries of out (B, C) by fn evaluated on those pairs."""
+    if not bool(bad.any()):
+        return out
+    ii, jj = bad.nonzero(as_tuple=True)
+    vals = chunked_pairs(fn, ii, jj, *args, per_pair=per_pair)
+    return out.index_put((ii, jj), vals.to(out.dtype))
+
+
+def _scale_terms(pn: Tensor, qn: Tensor, inv_s2: Tensor) -> Tensor:
+    """(B, C) inv_s2 · max‖p_a‖ · max‖q_b‖: the largest |⟨r p_a, r q_b⟩| of each pair."""
+    return inv_s2 * pn.amax(1).sqrt()[:, None] * qn.amax(1).sqrt()[None, :]
+
+
+def kme_expanded(px: Tensor, wx: Tensor, py: Tensor, wy: Tensor, inv_s2: Tensor):
+    """The GEMM-expansion KME logits (B, C) and their estimated absolute rounding error (B, C)."""
+    m, n = px.shape[1], py.shape[1]
+    p, q = _centred(px, py)
+    pn, qn = p.pow(2).sum(-1), q.pow(2).sum(-1)  # (B, M), (C, N)
+    ax, ay = wx - pn * (inv_s2 / 2), wy - qn * (inv_s2 / 2)
+    r = inv_s2.sqrt()
+    a = _rows(p * r, ax, torch.ones_like(ax))  # (B·M, d+2)
+    bm = _rows(q * r, torch.ones_like(ay), ay)  # (C·N, d+2)
+    out = BlockLogSumExp.apply(a, bm, m, n)  # (B, C)
+    with torch.no_grad():
+        s = ax.abs().amax(1)[:, None] + ay.abs().amax(1)[None, :] + _scale_terms(pn, qn, inv_s2)
+    return out, _estimate(s, out.dtype)
+
+
+def kme_chunked(px: Tensor, wx: Tensor, py: Tensor, wy: Tensor, sigma: Tensor) -> Tensor:
+    """(B, M, d), (B, M), (C, N, d), (C, N), 0-dim σ -> (B, C) KME logits, memory-bounded."""
+    m, n = px.shape[1], py.shape[1]
+    inv_s2 = sigma.pow(-2)
+    out, err = kme_expanded(px, wx, py, wy, inv_s2)
+    bad = err > KME_TOL[out.dtype] * out.detach().abs().clamp_min(1.0)
+    return _splice(out, bad, kme_pairs, (px, wx, py, wy, inv_s2), m * n * px.shape[2])
+
+
+def kernel_expanded(px, wx, py, wy, inv_s2: Tensor, kernel: str):
+    """The GEMM-expansion Σ_ab wx wy k (B, C) and the estimated relative error of each k (B, C)."""
+    p, q = _centred(px, py)
+    a, bm, s = _kernel_operands(p, q, inv_s2, kernel)
+    ker = BlockWeightedKernelSum.apply(a, bm, wx, wy, kernel)  # (B, C)
+    return ker, _estimate(s, ker.dtype)
+
+
+def _kernel_operands(p: Tensor, q: Tensor, inv_s2: Tensor, kernel: str):
+    """GEMM operands and the per-pair relative error estimate of k for the Gaussian or IMQ."""
+    pn, qn = p.pow(2).sum(-1), q.pow(2).sum(-1)
+    r = inv_s2.sqrt()
+    if kernel == "gaussian":
+        a = _rows(p * r, -pn * (inv_s2 / 2), torch.ones_like(pn))
+        bm = _rows(q * r, torch.ones_like(qn), -qn * (inv_s2 / 2))
+        s = (pn.amax(1)[:, None] + qn.amax(1)[None, :]) * (inv_s2 / 2)
+    else:
+        a = _rows(p * r, 1 + pn * inv_s2, torch.ones_like(pn))
+        bm = _rows(-2 * r * q, torch.ones_like(qn), qn * inv_s2)
+        s = 1 + (pn.amax(1)[:, None] + qn.amax(1)[None, :]) * inv_s2
+    s = s + (2 if kernel == "imq" else 1) * _scale_terms(pn, qn, inv_s2)
+    return a, bm, s.detach()
+
+
+def wpse_chunked(
+    px: Tensor, wx: Tensor, py: Tensor, wy: Tensor, sigma: Tensor, alpha_linear, alpha_kernel,
+    kernel: str,
+) -> Tensor:
+    """WPSE similarities (B, C) without the logit scale, memory-bounded; see `_pairwise`."""
+    (b, m, d), (c, n) = px.shape, wy.shape
+    out = px.new_zeros(b, c)
+    if not _is_zero(alpha_linear):  # Σ_ab wx wy ⟨u_a, v_b⟩ = ⟨Σ_a wx u_a, Σ_b wy v_b⟩
+        ex, ey = torch.einsum("bm,bmd->bd", wx, px), torch.einsum("cn,cnd->cd", wy, py)
+        out = out + alpha_linear * (ex @ ey.T)
+    if not _is_zero(alpha_kernel):
+        inv_s2 = sigma.pow(-2)
+        ker, err = kernel_expanded(px, wx, py, wy, inv_s2, kernel)
+        bad = err > WPSE_TOL[ker.dtype]
+        fn = partial(kernel_sum_pairs, kernel=kernel)
+        ker = _splice(ker, bad, fn, (px, wx, py, wy, inv_s2), m * n * d)
+        out = out + alpha_kernel * ker
+    return out / (m * n)
+
+
+def _is_zero(x) -> bool:
+    """True for a python number equal to 0 (a tensor always takes part, for its gradient)."""
+    return isinstance(x, int | float) and x == 0
