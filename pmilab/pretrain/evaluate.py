@@ -108,7 +108,7 @@ def class_scores(model: ImageTextModel, img, class_txt) -> Tensor:
 def recall_at(logits: Tensor, k: int) -> float:
     """Fraction of rows whose diagonal entry is among the top k of the row."""
     top = logits.topk(min(k, logits.shape[1]), dim=1).indices
-    return (top == torch.arange(len(logits))[:, None]).any(1).float().mean().item()
+    return (top == torch.arange(len(logits))[:, None]).any(1).sum().item() / len(logits)
 
 
 def flat_features(img: tuple[Tensor, ...]) -> np.ndarray:

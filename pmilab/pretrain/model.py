@@ -102,7 +102,7 @@ class ImageTextModel(nn.Module):
         """The similarity's temperature parameter for the log: t (linear, wpse) or 1/sigma^2."""
         sim = self.similarity
         if hasattr(sim, "scale"):
-            return float(sim.scale())
+            return float(sim.scale().detach())
         return float(sim.sigma.detach() ** -2)
 
 

@@ -1,0 +1,119 @@
+"""Towers, tokenizer, zero-shot mixtures and eval metrics against brute-force references."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pmilab.distributed import gather_with_grad, local_infonce
+from pmilab.pretrain.evaluate import class_scores, class_text_outputs, pmi_metrics, recall_at
+from pmilab.pretrain.model import ModelConfig, build_model
+from pmilab.pretrain.tokenizer import encode, load_tokenizer, save_tokenizer, train_tokenizer
+
+CAPTIONS = ["a red circle", "a big blue square", "the number seven", "a tiny green cross"]
+
+
+def tiny(sim: str, tower: str = "cnn", vocab: int = 20):
+    torch.manual_seed(0)
+    cfg = ModelConfig(similarity=sim, tower=tower, vocab=vocab, context=8, width=16, dim=6,
+                      points=3, image_size=16)
+    return build_model(cfg).double().eval()
+
+
+def test_tokenizer_roundtrip_cls_unk_and_truncation(tmp_path):
+    tok = train_tokenizer(CAPTIONS)
+    save_tokenizer(tok, tmp_path / "tok.json")
+    tok2 = load_tokenizer(tmp_path / "tok.json")
+    ids, mask = encode(tok, CAPTIONS + ["a purple circle"], context=4)
+    ids2, _ = encode(tok2, CAPTIONS + ["a purple circle"], context=4)
+    assert torch.equal(ids, ids2)
+    assert (ids[:, 0] == tok.token_to_id("[CLS]")).all()
+    assert ids[-1, 2].item() == tok.token_to_id("[UNK]")  # "purple" was never seen
+    assert ids[0].tolist()[1:] == [tok.token_to_id(w) for w in ("a", "red", "circle")]
+    assert mask.sum(1).tolist() == [4, 4, 4, 4, 4]  # [CLS] + 3 words, truncated at 4
+    assert torch.equal(encode(tok, ["A RED Circle"], 6)[0], encode(tok, ["a red circle"], 6)[0])
+
+
+@pytest.mark.parametrize("sim,tower", [("linear", "vit"), ("wpse", "cnn"), ("kme", "vit")])
+def test_outputs_are_per_sample_and_padding_invariant(sim, tower):
+    """A sample's embedding ignores its batch mates and trailing padding (needed for DDP)."""
+    m = tiny(sim, tower)
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(5, 3, 16, 16, generator=g, dtype=torch.float64)
+    ids = torch.randint(3, 20, (5, 8), generator=g)
+    ids[:, 0], ids[:, 5:] = 2, 0
+    mask = ids != 0
+    batch = m.encode_image(x)
+    single = m.encode_image(x[2:3])
+    assert all(torch.allclose(b[2:3], s, atol=1e-12) for b, s in zip(batch, single, strict=True))
+    t8 = m.encode_text(ids, mask)
+    t5 = m.encode_text(ids[:, :5], mask[:, :5])
+    assert all(torch.allclose(a, b, atol=1e-12) for a, b in zip(t8, t5, strict=True))
+    if sim == "kme":  # log-weights of a probability vector
+        assert torch.allclose(batch[1].exp().sum(1), torch.ones(5, dtype=torch.float64))
+    if sim != "linear":
+        assert torch.allclose(batch[0].norm(dim=-1), torch.ones(5, 3, dtype=torch.float64))
+
+
+def test_single_process_loss_is_symmetric_infonce_by_brute_force():
+    m = tiny("kme")
+    g = torch.Generator().manual_seed(2)
+    img = (torch.randn(4, 3, 6, generator=g, dtype=torch.float64), torch.randn(4, 3, generator=g,
+           dtype=torch.float64).log_softmax(-1))
+    txt = (torch.randn(4, 3, 6, generator=g, dtype=torch.float64), torch.randn(4, 3, generator=g,
+           dtype=torch.float64).log_softmax(-1))
+    assert gather_with_grad(img[0]) is img[0]
+    loss = local_infonce(m.logit_matrix, img, txt)
+    lm = m.logit_matrix(*img, *txt).detach()
+    ref = 0.0
+    for i in range(4):  # the THEORY.md formula, term by term
+        ref += (-lm[i, i] + torch.logsumexp(lm[i], 0)) / 8
+        ref += (-lm[i, i] + torch.logsumexp(lm[:, i], 0)) / 8
+    assert math.isclose(loss.item(), ref.item(), rel_tol=1e-12)
+
+
+@pytest.mark.parametrize("sim", ["linear", "wpse", "kme"])
+def test_zeroshot_prompt_mixture_is_the_T3_class_score(sim):
+    """WPSE: mixture score = mean prompt logit (E_q l); KME: log mean exp l; linear: mean."""
+    tok = train_tokenizer(CAPTIONS)
+    m = tiny(sim, vocab=tok.get_vocab_size())
+    prompts = [["a red circle", "a big blue square", "a tiny green cross"], ["the number seven"]]
+    x = torch.randn(6, 3, 16, 16, generator=torch.Generator().manual_seed(3))
+    img = m.encode_image(x.double())
+    scores = class_scores(m, img, class_text_outputs(m, tok, prompts))
+    for c, ps in enumerate(prompts):
+        ids, mask = encode(tok, ps, m.cfg.context)
+        per_prompt = m.logit_matrix(*img, *m.encode_text(ids, mask)).detach()  # (6, T)
+        if sim == "kme":
+            ref = torch.logsumexp(per_prompt, 1) - math.log(len(ps))
+        else:
+            ref = per_prompt.mean(1)
+        assert torch.allclose(scores[:, c], ref, atol=1e-10)
+
+
+@settings(max_examples=20, deadline=None)
+@given(n=st.integers(2, 12), k=st.integers(1, 6), seed=st.integers(0, 10_000))
+def test_recall_at_matches_a_loop(n, k, seed):
+    lm = torch.randn(n, n, generator=torch.Generator().manual_seed(seed))
+    hits = 0
+    for i in range(n):  # rank of the true partner = number of strictly larger entries
+        hits += int((lm[i] > lm[i, i]).sum().item() < k)
+    assert recall_at(lm, k) == hits / n
+
+
+def test_pmi_metrics_vanish_for_pmi_plus_constant_and_not_otherwise():
+    rng = np.random.default_rng(0)
+    pmi = torch.as_tensor(rng.normal(size=(200, 200)))
+    exact = pmi_metrics(pmi + 3.0, pmi)
+    assert exact["pmi_rmse_product"] < 1e-12 and exact["pmi_rmse_joint"] < 1e-12
+    assert exact["pmi_delta"] < 1e-12 and abs(exact["pmi_corr"] - 1) < 1e-12
+    blocks = [(pmi + 3.0)[i : i + 100, i : i + 100] for i in (0, 100)]  # two held-out batches
+    ref = np.mean([math.log(100) - (torch.logsumexp(b, 1) - b.diagonal()).mean().item()
+                   for b in blocks])
+    assert math.isclose(exact["mi_infonce"], ref, rel_tol=1e-12)
+    noisy = pmi_metrics(pmi + torch.as_tensor(rng.normal(size=(200, 200))), pmi)
+    assert abs(noisy["pmi_rmse_product"] - 1.0) < 0.02  # unit-variance residual
+    assert abs(noisy["pmi_rmse_constant"] - pmi.std().item()) < 0.01
