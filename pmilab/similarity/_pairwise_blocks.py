@@ -32,11 +32,12 @@ TILE_ELEMS = 1 << 19
 TILE_COLS = 4096
 
 
-def tiles(b: int, c: int, m: int, n: int, budget: int = TILE_ELEMS) -> Iterator[tuple[int, ...]]:
-    """Yield (i0, i1, j0, j1) covering the (B, C) pairs; each tile is ≤ budget scores.
+def tiles(b: int, c: int, m: int, n: int) -> Iterator[tuple[int, int, int, int]]:
+    """Yield (i0, i1, j0, j1) covering the (B, C) pairs once; each tile is ≤ TILE_ELEMS scores.
 
     A tile always holds whole M×N blocks; one block larger than the budget is its own tile.
     """
+    budget = TILE_ELEMS
     cj = max(1, min(c, TILE_COLS // n, budget // (m * n)))
     bi = max(1, min(b, budget // (m * cj * n)))
     for i0 in range(0, b, bi):
