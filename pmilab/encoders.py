@@ -68,7 +68,9 @@ class MLPEncoder(nn.Module):
             raise InputError(f"features must be 'raw' or 'quadratic', got {features!r}")
         self.in_dim = _check_size(in_dim, "input dimension")
         self.features = features
-        width = self.in_dim + (self.in_dim * (self.in_dim + 1) // 2 if features == "quadratic" else 0)
+        width = self.in_dim + (
+            self.in_dim * (self.in_dim + 1) // 2 if features == "quadratic" else 0
+        )
         layers: list[nn.Module] = []
         for h in hidden:
             layers += [nn.Linear(width, _check_size(h, "hidden width")), nn.GELU()]
@@ -110,7 +112,9 @@ class PointSetEncoder(nn.Module):
         out = self.points * (self.dim + 1)
         self.proj = nn.Linear(feature_dim, out) if project else None
         if not project and feature_dim != out:
-            raise ValueError(f"project=False needs feature_dim == M*(d+1) = {out}, got {feature_dim}")
+            raise ValueError(
+                f"project=False needs feature_dim == M*(d+1) = {out}, got {feature_dim}"
+            )
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         h = self.backbone(x)

@@ -45,7 +45,9 @@ def _log_marginals(joint: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     return px, py, px.log(), py.log()
 
 
-def population_loss(logit_table: Tensor, joint_table: Tensor, objective: str = "symmetric") -> Tensor:
+def population_loss(
+    logit_table: Tensor, joint_table: Tensor, objective: str = "symmetric"
+) -> Tensor:
     """The N → ∞ limit L∞(ℓ) of InfoNCE (log N removed), exact for a discrete joint (T1a).
 
         L∞ = −E_p ℓ + ½ E_{p(x)} log E_{p(y)} e^ℓ + ½ E_{p(y)} log E_{p(x)} e^ℓ
@@ -72,6 +74,31 @@ def population_loss(logit_table: Tensor, joint_table: Tensor, objective: str = "
     col = torch.logsumexp(logit_table + log_px[:, None], dim=0)  # (ny,) log E_{p(x)} e^ℓ
     col_term = torch.where(py > 0, py * col, torch.zeros_like(py)).sum()
     return -pos + 0.5 * row_term + 0.5 * col_term
+
+
+def table_infonce(
+    logit_table: Tensor, x: Tensor, y: Tensor, objective: str = "symmetric"
+) -> Tensor:
+    """InfoNCE of the batch of N pairs (x_i, y_i) of discrete states whose logit matrix is
+    L = logit_table[x][:, y], without forming the N×N matrix.
+
+    Duplicate states are grouped: logsumexp_j L_ij = logsumexp_y (ℓ(x_i, y) + log c_y) with c_y
+    the count of y in the batch, and the same for columns. Equal to
+    `symmetric_infonce(logit_table[x][:, y])` (or one-sided) at cost O(N + nx·ny) instead of N².
+    logit_table (nx, ny); x, y (N,) int64.
+    """
+    nx, ny = logit_table.shape
+    log_cy = torch.bincount(y, minlength=ny).to(logit_table).log()  # (ny,), -inf when absent
+    pos = logit_table[x, y]  # (N,)
+    row = torch.logsumexp(logit_table + log_cy[None, :], dim=1)[x]  # (N,)
+    x_to_y = (row - pos).mean()
+    if objective == "one_sided":
+        return x_to_y
+    if objective != "symmetric":
+        raise ValueError(f"objective must be 'symmetric' or 'one_sided', got {objective!r}")
+    log_cx = torch.bincount(x, minlength=nx).to(logit_table).log()  # (nx,)
+    col = torch.logsumexp(logit_table + log_cx[:, None], dim=0)[y]  # (N,)
+    return 0.5 * x_to_y + 0.5 * (col - pos).mean()
 
 
 def contrastive_loss(logits: Tensor, objective: str = "symmetric") -> Tensor:

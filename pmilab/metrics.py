@@ -20,7 +20,7 @@ import torch
 from torch import Tensor
 
 from pmilab.dists.base import Estimate
-from pmilab.losses import infonce_mi_estimate, population_loss
+from pmilab.losses import infonce_mi_estimate, population_loss, table_infonce
 
 
 def _prepare(logits: Tensor, pmi: Tensor, weights: Tensor | None) -> tuple[Tensor, Tensor | None]:
@@ -152,9 +152,26 @@ def mi_infonce(logit_matrices: Tensor) -> Estimate:
     return Estimate(vals.mean().item(), se)
 
 
+def mi_infonce_table(logit_table: Tensor, x: Tensor, y: Tensor) -> Estimate:
+    """`mi_infonce` for discrete states without forming N×N matrices (`losses.table_infonce`).
+
+    logit_table (nx, ny); x, y (K, N) int64: K held-out batches of N pairs. Equal to
+    `mi_infonce(stack of logit_table[x_k][:, y_k])`.
+    """
+    lt = torch.as_tensor(logit_table).detach().to(torch.float64).cpu()
+    x, y = torch.as_tensor(x).cpu(), torch.as_tensor(y).cpu()
+    n = x.shape[1]
+    vals = torch.stack(
+        [math.log(n) - table_infonce(lt, xb, yb, "one_sided") for xb, yb in zip(x, y, strict=True)]
+    )
+    se = (vals.std(unbiased=True) / math.sqrt(len(vals))).item() if len(vals) > 1 else math.nan
+    return Estimate(vals.mean().item(), se)
+
+
 __all__ = [
     "excess_loss",
     "mi_infonce",
+    "mi_infonce_table",
     "mutual_information_table",
     "pmi_corr",
     "pmi_delta",

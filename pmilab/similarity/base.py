@@ -37,7 +37,9 @@ def check_vectors(zx: Tensor, zy: Tensor, paired: bool) -> None:
     if zx.shape[1] != zy.shape[1]:
         raise ValueError(f"feature dims differ: zx has d={zx.shape[1]}, zy has d={zy.shape[1]}")
     if paired and zx.shape[0] != zy.shape[0]:
-        raise ValueError(f"paired logits need equal batch sizes, got {zx.shape[0]} and {zy.shape[0]}")
+        raise ValueError(
+            f"paired logits need equal batch sizes, got {zx.shape[0]} and {zy.shape[0]}"
+        )
 
 
 def check_point_sets(px: Tensor, wx: Tensor, py: Tensor, wy: Tensor, paired: bool) -> None:
@@ -54,7 +56,9 @@ def check_point_sets(px: Tensor, wx: Tensor, py: Tensor, wy: Tensor, paired: boo
     if px.shape[2] != py.shape[2]:
         raise ValueError(f"point dims differ: px has d={px.shape[2]}, py has d={py.shape[2]}")
     if paired and px.shape[0] != py.shape[0]:
-        raise ValueError(f"paired logits need equal batch sizes, got {px.shape[0]} and {py.shape[0]}")
+        raise ValueError(
+            f"paired logits need equal batch sizes, got {px.shape[0]} and {py.shape[0]}"
+        )
 
 
 class LogitScale(nn.Module):

@@ -1,7 +1,7 @@
 """Training: `fit(dist, ...) -> Run`, configured by `FitConfig` (THEORY.md T1, T2, T5).
 
-    run = fit(dist, similarity="kme", dim=4, points=4, steps=2000, seed=0)
-    run.metrics["pmi_rmse_product"]; run.logit_table()
+run = fit(dist, similarity="kme", dim=4, points=4, steps=2000, seed=0)
+run.metrics["pmi_rmse_product"]; run.logit_table()
 """
 
 from pmilab.training.config import FitConfig

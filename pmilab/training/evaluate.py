@@ -22,7 +22,11 @@ EVAL_SEED_OFFSET = 2**62
 def _mi_infonce(run: Run, seed: int) -> M.Estimate:
     n, k = run.config.batch_size, run.config.eval_batches
     x, y = run.dist.sample(n * k, seed=seed)
-    mats = torch.stack([run.logit_matrix(x[i * n : (i + 1) * n], y[i * n : (i + 1) * n]) for i in range(k)])
+    if run.dist.discrete:  # same value, no N×N matrices
+        return M.mi_infonce_table(run.logit_table(), x.view(k, n), y.view(k, n))
+    mats = torch.stack(
+        [run.logit_matrix(x[i * n : (i + 1) * n], y[i * n : (i + 1) * n]) for i in range(k)]
+    )
     return M.mi_infonce(mats)
 
 
@@ -50,7 +54,9 @@ def continuous_metrics(run: Run) -> dict:
     d, n = run.dist, run.config.eval_samples
     seed = EVAL_SEED_OFFSET + run.config.seed
     x, y = d.sample(n, seed=seed)
-    _, y_ind = d.sample(n, seed=seed + 1)  # independent y: the grid x × y_ind is product-distributed
+    _, y_ind = d.sample(
+        n, seed=seed + 1
+    )  # independent y: the grid x × y_ind is product-distributed
     paired, pmi_paired = run.logits(x, y), d.pmi(x, y)
     grid, pmi_grid = run.logit_matrix(x, y_ind), d.pmi_matrix(x, y_ind)
     out = {}

@@ -16,7 +16,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from pmilab.errors import InputError
-from pmilab.losses import contrastive_loss, population_loss
+from pmilab.losses import contrastive_loss, population_loss, table_infonce
 from pmilab.training.config import DEFAULT_LR_MLP, DEFAULT_LR_TABLE, FitConfig
 from pmilab.training.evaluate import evaluate
 from pmilab.training.model import PairModel, build_model, resolve_device
@@ -76,6 +76,15 @@ def _loss_fn(dist, model: PairModel, cfg: FitConfig, device, dtype):
         ix, iy = torch.arange(dist.nx, device=device), torch.arange(dist.ny, device=device)
         return lambda: population_loss(model.logit_matrix(ix, iy), joint, cfg.objective)
     batches = _Batches(dist, cfg, device, dtype)
+    if dist.discrete and dist.nx * dist.ny <= cfg.batch_size**2:
+        # same loss as on the N×N matrix, computed on the nx×ny table (losses.table_infonce)
+        ix, iy = torch.arange(dist.nx, device=device), torch.arange(dist.ny, device=device)
+
+        def table_loss() -> Tensor:
+            x, y = batches()
+            return table_infonce(model.logit_matrix(ix, iy), x, y, cfg.objective)
+
+        return table_loss
 
     def minibatch_loss() -> Tensor:
         x, y = batches()
@@ -84,7 +93,9 @@ def _loss_fn(dist, model: PairModel, cfg: FitConfig, device, dtype):
     return minibatch_loss
 
 
-def _train(model: PairModel, loss_fn, cfg: FitConfig, progress: bool) -> tuple[list, int | None, str]:
+def _train(
+    model: PairModel, loss_fn, cfg: FitConfig, progress: bool
+) -> tuple[list, int | None, str]:
     opt = _optimizer(model, cfg)
     params = list(model.parameters())
     good = [p.detach().clone() for p in params]  # parameters of the last finite loss

@@ -81,14 +81,16 @@ def build_model(dist, cfg: FitConfig) -> PairModel:
         head = build_head(cfg, dist.nx, dist.ny)
         return PairModel(_discrete_encoder(dist.nx, cfg), _discrete_encoder(dist.ny, cfg), head)
     if cfg.similarity == "tabular":
-        raise InputError("similarity 'tabular' needs a discrete joint table; use linear, wpse or kme")
+        raise InputError(
+            "similarity 'tabular' needs a discrete joint table; use linear, wpse or kme"
+        )
     return PairModel(
         _continuous_encoder(dist.dim_x, cfg), _continuous_encoder(dist.dim_y, cfg), build_head(cfg)
     )
 
 
 def resolve_device(device: str) -> torch.device:
-    """"auto" -> CUDA when present, else CPU; anything else must name an available device."""
+    """ "auto" -> CUDA when present, else CPU; anything else must name an available device."""
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:

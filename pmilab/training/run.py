@@ -66,7 +66,9 @@ class Run:
         """(n, m) float64 logits ℓ(x_i, y_j), computed in row chunks, on CPU."""
         self.model.eval()
         x, y = self._input(x), self._input(y)
-        rows = [self.model.logit_matrix(x[i : i + EVAL_CHUNK], y) for i in range(0, len(x), EVAL_CHUNK)]
+        rows = [
+            self.model.logit_matrix(x[i : i + EVAL_CHUNK], y) for i in range(0, len(x), EVAL_CHUNK)
+        ]
         return torch.cat(rows).to(torch.float64).cpu()
 
     def logit_table(self) -> Tensor:
@@ -92,7 +94,8 @@ class Run:
 def _jsonable(metrics: dict) -> dict:
     """NaN/inf are not JSON; write them as null."""
     return {
-        k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in metrics.items()
+        k: (None if isinstance(v, float) and not math.isfinite(v) else v)
+        for k, v in metrics.items()
     }
 
 
