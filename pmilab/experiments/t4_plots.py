@@ -1,0 +1,95 @@
+"""Figures of the T4 claims (PNG + PDF), each drawn only from a results table of `t4_runs`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+
+def _save(fig: plt.Figure, out_dir: Path, name: str) -> str:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    for ext in ("png", "pdf"):
+        fig.savefig(out_dir / f"{name}.{ext}", dpi=130)
+    plt.close(fig)
+    return f"{name}.png"
+
+
+def _mean_se(df: pd.DataFrame, keys: list[str], col: str) -> pd.DataFrame:
+    g = df.groupby(keys)[col]
+    out = g.agg(["mean", "std", "count"]).reset_index()
+    out["se"] = out["std"].fillna(0.0) / np.sqrt(out["count"])
+    return out
+
+
+def plot_rate(df: pd.DataFrame, fit: dict, out_dir: Path, col: str = "sin_theta_svd") -> str:
+    """sinΘ vs n (log–log) per p_n with the fitted C·n^b/(1−p_n)^c; right: sinΘ·(1−p_n) collapse."""
+    stats = _mean_se(df, ["n", "p_n"], col)
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    ns = np.geomspace(stats["n"].min(), stats["n"].max(), 50)
+    for p, sub in stats.groupby("p_n"):
+        line = axes[0].errorbar(sub["n"], sub["mean"], yerr=sub["se"], marker="o", capsize=3,
+                                label=f"p_n = {p:g}")
+        pred = np.exp(fit["a"]) * ns ** fit["b"] / (1 - p) ** fit["c"]
+        axes[0].plot(ns, pred, ls="--", color=line[0].get_color(), alpha=0.6)
+        axes[1].errorbar(sub["n"], sub["mean"] * (1 - p), yerr=sub["se"] * (1 - p), marker="o",
+                         capsize=3, label=f"p_n = {p:g}")
+    axes[1].plot(ns, np.exp(fit["a"]) * ns**-0.5, "k--", label="∝ n^(-1/2)")
+    axes[0].set_title(f"fit on sinΘ ≤ 1 cells: b = {fit['b']:.3f}, c = {fit['c']:.3f} (dashed)")
+    axes[1].set_title("rescaled: sinΘ·(1 − p_n)")
+    for ax in axes:
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("number of pairs n (count)")
+        ax.legend(fontsize=8)
+    axes[0].set_ylabel("‖sin Θ(Û1, U1)‖_F (dimensionless)")
+    axes[1].set_ylabel("‖sin Θ‖_F · (1 − p_n) (dimensionless)")
+    return _save(fig, out_dir, "t4_rate")
+
+
+def plot_gd_svd(trace: pd.DataFrame, out_dir: Path) -> str:
+    """GD on the CLIP loss: distance of the learned subspace to the SVD of S(G) and to the truth."""
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for col, label in [("sin_theta_to_svd", "sinΘ(row G1, top-r SVD of S(G))"),
+                       ("svd_residual", "‖G1ᵀG2 − SVD_r(S(G))/ρ‖ / ‖SVD_r(S(G))/ρ‖"),
+                       ("sin_theta_to_truth", "sinΘ(row G1, U1)")]:
+        st = _mean_se(trace, ["step"], col)
+        ax.errorbar(st["step"], st["mean"], yerr=st["se"], capsize=2, label=label)
+    ax.set_yscale("log")
+    ax.set_xlabel("gradient-descent step (count)")
+    ax.set_ylabel("distance (dimensionless)")
+    n, p = int(trace["n"].iloc[0]), float(trace["p_n"].iloc[0])
+    ax.set_title(f"GD on the CLIP loss (n={n}, p_n={p:g}, τ=1, ρ=1)")
+    ax.legend(fontsize=7)
+    return _save(fig, out_dir, "t4_gd_svd")
+
+
+def plot_unpaired(df: pd.DataFrame, out_dir: Path) -> str:
+    """Algorithm 1 at each r: sinΘ before/after the refit (left), precision and yield (right)."""
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    ranks = sorted(df["r"].unique())
+    x = np.arange(len(ranks))
+    for off, col, label in [(-0.2, "sin_theta_before", "pairs only"),
+                            (0.2, "sin_theta_after", "pairs + detected (ν>1)")]:
+        st = _mean_se(df, ["r"], col)
+        axes[0].bar(x + off, st["mean"], 0.4, yerr=st["se"], capsize=3, label=label)
+    axes[0].set_ylabel("‖sin Θ(Û1, U1)‖_F (dimensionless)")
+    for off, col, label in [(-0.27, "precision_argmax", "precision, row argmax"),
+                            (0.0, "precision_mutual", "precision, mutual argmax"),
+                            (0.27, "yield_mutual", "mutual pairs / N")]:
+        st = _mean_se(df, ["r"], col)
+        axes[1].bar(x + off, st["mean"], 0.27, yerr=st["se"], capsize=3, label=label)
+    axes[1].set_ylabel("fraction (dimensionless)")
+    N = int(df["N"].iloc[0])
+    for ax in axes:
+        ax.set_xticks(x, [f"r = {r}\n(log N = {np.log(N):.1f})" for r in ranks])
+        ax.set_xlabel("signal rank r (count)")
+        ax.legend(fontsize=8)
+    axes[0].set_title(f"Algorithm 1: n={int(df['n'].iloc[0])} pairs, N={N} unpaired")
+    return _save(fig, out_dir, "t4_unpaired")
