@@ -18,6 +18,17 @@ from pmilab.errors import InputError
 # CLIP initialises the logit scale at 1/0.07 and caps it at 100 (open_clip); we keep both defaults.
 DEFAULT_TEMPERATURE = 0.07
 DEFAULT_LOGIT_CAP = 100.0
+# Below this many (B·C·M·N·d) elements the point-set heads call the materialising reference in
+# `_pairwise` (measured ~10x faster than the chunked kernel on a 24x20 table with M = 4, d = 4:
+# the recompute machinery costs more than it saves); above it, the memory-bounded kernel.
+SMALL_PAIRWISE_ELEMENTS = 2**18
+
+
+def use_reference(px: Tensor, py: Tensor) -> bool:
+    """True when the (B, C, M, N, d) difference tensor is small enough to materialise."""
+    b, m, d = px.shape
+    c, n, _ = py.shape
+    return b * c * m * n * d <= SMALL_PAIRWISE_ELEMENTS
 
 
 def check_positive(value: float, name: str) -> float:

@@ -23,7 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from pmilab.errors import InputError
-from pmilab.similarity import _pairwise
+from pmilab.similarity import _pairwise, base
 from pmilab.similarity.base import (
     DEFAULT_LOGIT_CAP,
     DEFAULT_TEMPERATURE,
@@ -129,9 +129,8 @@ class WPSE(SimilarityHead):
         if self.rff_features is not None:
             ex, ey = self._rff_embed(px, wx), self._rff_embed(py, wy)  # (B, d+D), (C, d+D)
             return self.scale() * (self._rff_signs(ex) @ ey.T)
-        s = _pairwise.wpse_logits(
-            px, wx, py, wy, self.sigma, self.alpha_linear, self.alpha_kernel, self.kernel
-        )
+        fn = _pairwise.wpse_logits_naive if base.use_reference(px, py) else _pairwise.wpse_logits
+        s = fn(px, wx, py, wy, self.sigma, self.alpha_linear, self.alpha_kernel, self.kernel)
         return self.scale() * s  # (B, C)
 
     def paired_logits(self, px: Tensor, wx: Tensor, py: Tensor, wy: Tensor) -> Tensor:

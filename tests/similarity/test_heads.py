@@ -6,11 +6,19 @@ import math
 
 import pytest
 import torch
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pmilab.errors import InputError
-from pmilab.similarity import KME, WPSE, Linear, Tabular
+from pmilab.similarity import KME, WPSE, Linear, Tabular, base
+
+
+@pytest.fixture(params=["reference", "chunked"])
+def pairwise_path(request, monkeypatch):
+    """Run a test through both the materialising reference and the chunked kernel."""
+    if request.param == "chunked":
+        monkeypatch.setattr(base, "SMALL_PAIRWISE_ELEMENTS", -1)
+    return request.param
 
 
 def _point_sets(b, c, m, n, d, seed=0):
@@ -59,7 +67,9 @@ def _wpse_brute(px, wx, py, wy, sigma, a_lin, a_ker, kernel):
     return out
 
 
-@settings(max_examples=15, deadline=None)
+@settings(
+    max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(
     b=st.integers(1, 4),
     c=st.integers(1, 4),
@@ -69,7 +79,7 @@ def _wpse_brute(px, wx, py, wy, sigma, a_lin, a_ker, kernel):
     sigma=st.floats(0.3, 3.0),
     seed=st.integers(0, 1000),
 )
-def test_kme_equals_brute_force(b, c, m, n, d, sigma, seed):
+def test_kme_equals_brute_force(pairwise_path, b, c, m, n, d, sigma, seed):
     px, wx, py, wy = _point_sets(b, c, m, n, d, seed)
     head = KME(sigma=sigma).double()
     got = head.logit_matrix(px, wx, py, wy)
@@ -77,7 +87,9 @@ def test_kme_equals_brute_force(b, c, m, n, d, sigma, seed):
     torch.testing.assert_close(got, _kme_brute(px, wx, py, wy, sigma), rtol=1e-10, atol=1e-10)
 
 
-@settings(max_examples=15, deadline=None)
+@settings(
+    max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(
     b=st.integers(1, 4),
     c=st.integers(1, 4),
@@ -89,7 +101,7 @@ def test_kme_equals_brute_force(b, c, m, n, d, sigma, seed):
     kernel=st.sampled_from(["gaussian", "imq"]),
     seed=st.integers(0, 1000),
 )
-def test_wpse_equals_brute_force(b, c, m, n, d, sigma, a_lin, kernel, seed):
+def test_wpse_equals_brute_force(pairwise_path, b, c, m, n, d, sigma, a_lin, kernel, seed):
     px, wx, py, wy = _point_sets(b, c, m, n, d, seed)
     head = WPSE(sigma=sigma, alpha_linear=a_lin, alpha_kernel=0.7, kernel=kernel).double()
     t = head.scale().item()
@@ -103,7 +115,7 @@ def test_wpse_equals_brute_force(b, c, m, n, d, sigma, a_lin, kernel, seed):
     [KME(sigma=0.7), WPSE(sigma=0.8, alpha_linear=0.5), WPSE(sigma=0.8, kernel="imq")],
     ids=["kme", "wpse-gauss", "wpse-imq"],
 )
-def test_paired_logits_are_the_diagonal(head):
+def test_paired_logits_are_the_diagonal(pairwise_path, head):
     head = head.double()
     px, wx, py, wy = _point_sets(5, 5, 3, 2, 3, seed=1)
     torch.testing.assert_close(
@@ -128,7 +140,7 @@ def _gradcheck(fn, *inputs):
     assert torch.autograd.gradcheck(fn, inputs, eps=1e-6, atol=1e-6, rtol=1e-5)
 
 
-def test_gradcheck_every_head_in_float64():
+def test_gradcheck_every_head_in_float64(pairwise_path):
     px, wx, py, wy = (t.requires_grad_() for t in _point_sets(3, 2, 2, 3, 2, seed=3))
     kme = KME(sigma=0.9).double()
     _gradcheck(
@@ -190,7 +202,7 @@ def test_wpse_one_point_linear_kernel_is_clip():
 
 
 @pytest.mark.parametrize("sigma", [0.3, 0.5, 1.0, 2.0])
-def test_kme_one_unit_point_is_clip_with_scale_inverse_sigma_squared(sigma):
+def test_kme_one_unit_point_is_clip_with_scale_inverse_sigma_squared(pairwise_path, sigma):
     """T2 / KME Prop. 2: ℓ = ⟨u, v⟩/σ² − 1/σ² for unit-norm u, v and log-weight 0."""
     g = torch.Generator().manual_seed(6)
     zx = torch.randn(5, 3, generator=g, dtype=torch.float64)
