@@ -135,7 +135,9 @@ def row_space(G: Tensor, r: int | None = None) -> Tensor:
 
 
 def sin_theta(U_hat: Tensor, U: Tensor) -> float:
-    """‖sin Θ(Û, U)‖_F = sqrt(r − ‖ÛᵀU‖_F²) for orthonormal bases Û, U of shape (d, r) (T4)."""
-    r = U.shape[1]
-    overlap = float((U_hat.T @ U).pow(2).sum())
-    return max(r - overlap, 0.0) ** 0.5
+    """‖sin Θ(Û, U)‖_F = sqrt(r − ‖ÛᵀU‖_F²) for orthonormal bases Û, U of shape (d, r) (T4).
+
+    Computed as ‖Û − U(UᵀÛ)‖_F (equal for orthonormal bases), which stays accurate down to
+    ~1e-15 where the subtraction r − ‖ÛᵀU‖² would bottom out at ~1e-8.
+    """
+    return float((U_hat - U @ (U.T @ U_hat)).norm())
