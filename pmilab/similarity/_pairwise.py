@@ -78,7 +78,13 @@ def kme_logits_einsum(px: Tensor, wx: Tensor, py: Tensor, wy: Tensor, sigma) -> 
 
 
 def wpse_logits_einsum(
-    px: Tensor, wx: Tensor, py: Tensor, wy: Tensor, sigma, alpha_linear=0.0, alpha_kernel=1.0,
+    px: Tensor,
+    wx: Tensor,
+    py: Tensor,
+    wy: Tensor,
+    sigma,
+    alpha_linear=0.0,
+    alpha_kernel=1.0,
     kernel: str = "gaussian",
 ) -> Tensor:
     """The usual implementation: materialises (B, C, M, N), kept by autograd for backward."""

@@ -15,11 +15,18 @@ of 2·B·C·M·N·k FLOPs each plus a few elementwise passes per tile.
   k = exp (Gaussian, z = −‖u−v‖²/(2σ²)) or k = max(z, 1)^{-1/2} (IMQ, z = 1 + ‖u−v‖²/σ²).
 
 The Functions take and return the input dtype; callers upcast half precision to fp32 first.
+
+CPU threading: a tile's ops are small, and on a loaded machine an OpenMP barrier per op stalls
+whenever one core is taken (measured: 2 threads 18x slower than 1 on the shared 2-core hosts).
+So the tiles are shared out to torch.get_num_threads() python threads, each running its ops
+single-threaded and pulling the next row of tiles when done (torch releases the GIL).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import torch
 from torch import Tensor
@@ -57,45 +64,115 @@ def _scores(a: Tensor, bm: Tensor, buf: Tensor, shape: tuple[int, int, int, int]
     return z.view(shape)
 
 
+def _run_rows(
+    b: int, c: int, m: int, n: int, device: torch.device, work: Callable, state: Callable
+):
+    """Call work(row_of_tiles, st) for every row of tiles; returns the per-worker states `st`.
+
+    Rows go to torch.get_num_threads() single-threaded workers on the CPU (see module docstring);
+    one worker writes whole rows, so per-row outputs never race; column-indexed accumulators
+    live in the per-worker state and are summed by the caller.
+    """
+    rows: dict[int, list] = {}
+    for t in tiles(b, c, m, n):
+        rows.setdefault(t[0], []).append(t)
+    queue, lock = iter(list(rows.values())), threading.Lock()
+    workers = min(len(rows), torch.get_num_threads()) if device.type == "cpu" else 1
+
+    def run(_: int):
+        if workers > 1:
+            torch.set_num_threads(1)
+        st = state()
+        with torch.no_grad():
+            while True:
+                with lock:
+                    row = next(queue, None)
+                if row is None:
+                    return st
+                work(row, st)
+
+    if workers <= 1:
+        return [run(0)]
+    prev = torch.get_num_threads()
+    try:
+        with ThreadPoolExecutor(workers) as pool:
+            return list(pool.map(run, range(workers)))
+    finally:
+        torch.set_num_threads(prev)
+
+
+# A tile's sums of exp(z) must lie in [SUM_LO, SUM_HI] for the shift-free path (see
+# BlockLogSumExp): above SUM_LO the largest term is a normal float (≥ SUM_LO / (M·N)), below
+# SUM_HI nothing overflowed. Outside, the tile is redone with the exact per-block max.
+SUM_LO = {torch.float32: 2.0**-100, torch.float64: 2.0**-900}
+SUM_HI = {torch.float32: 2.0**100, torch.float64: 2.0**900}
+
+
 class BlockLogSumExp(torch.autograd.Function):
-    """(A (B·M, k), Bm (C·N, k), M, N) -> L (B, C) = logsumexp over each M×N block of A Bmᵀ."""
+    """(A (B·M, k), Bm (C·N, k), M, N) -> L (B, C) = logsumexp over each M×N block of A Bmᵀ.
+
+    The caller shifts the scores so that they are ≤ 0 and usually ≥ −80 (KME: minus the largest
+    log-weights). Then log Σ exp(z) needs no per-block max: one GEMM, one exp, one sum. Tiles
+    whose sums leave [SUM_LO, SUM_HI] (far-apart sets, tiny σ) are redone with the exact max,
+    and their backward subtracts L before the exp; the others fold exp(−L) into the gradient.
+    """
 
     @staticmethod
     def forward(ctx, a: Tensor, bm: Tensor, m: int, n: int) -> Tensor:
         b, c = a.shape[0] // m, bm.shape[0] // n
         out = a.new_empty(b, c)
-        buf = _buffer(a, b, c, m, n)
-        for i0, i1, j0, j1 in tiles(b, c, m, n):
-            z = _scores(a[i0 * m : i1 * m], bm[j0 * n : j1 * n], buf, (i1 - i0, m, j1 - j0, n))
-            mx = z.amax(dim=3).amax(dim=1)  # (bi, cj); two one-dim reductions are faster here
-            z.sub_(mx[:, None, :, None]).exp_()
-            out[i0:i1, j0:j1] = mx + z.sum(dim=3).sum(dim=1).log_()
-        ctx.save_for_backward(a, bm, out)
+        exact = torch.zeros(b, c, dtype=torch.bool, device=a.device)  # tiles done with the max
+        lo, hi = SUM_LO[a.dtype], SUM_HI[a.dtype]
+
+        def work(row, buf):
+            for i0, i1, j0, j1 in row:
+                ai, bj, shape = a[i0 * m : i1 * m], bm[j0 * n : j1 * n], (i1 - i0, m, j1 - j0, n)
+                s = _scores(ai, bj, buf, shape).exp_().sum(dim=3).sum(dim=1)  # (bi, cj)
+                if bool(((s >= lo) & (s <= hi)).all()):
+                    out[i0:i1, j0:j1] = s.log_()
+                    continue
+                z = _scores(ai, bj, buf, shape)
+                mx = z.amax(dim=3).amax(dim=1)  # (bi, cj); two one-dim reductions are faster
+                z.sub_(mx[:, None, :, None]).exp_()
+                out[i0:i1, j0:j1] = mx + z.sum(dim=3).sum(dim=1).log_()
+                exact[i0:i1, j0:j1] = True
+
+        _run_rows(b, c, m, n, a.device, work, lambda: _buffer(a, b, c, m, n))
+        ctx.save_for_backward(a, bm, out, exact)
         ctx.mn = (m, n)
         return out
 
     @staticmethod
     def backward(ctx, g: Tensor):
-        a, bm, out = ctx.saved_tensors
+        a, bm, out, exact = ctx.saved_tensors
         with torch.autocast(a.device.type, enabled=False):  # backward(), if called under autocast
-            return BlockLogSumExp._backward(ctx, g, a, bm, out)
+            return BlockLogSumExp._backward(ctx, g.contiguous(), a, bm, out, exact)
 
     @staticmethod
-    def _backward(ctx, g: Tensor, a: Tensor, bm: Tensor, out: Tensor):
+    def _backward(ctx, g: Tensor, a: Tensor, bm: Tensor, out: Tensor, exact: Tensor):
         m, n = ctx.mn
         b, c = out.shape
-        ga, gb = torch.zeros_like(a), torch.zeros_like(bm)
-        g = g.contiguous()
-        buf = _buffer(a, b, c, m, n)
-        for i0, i1, j0, j1 in tiles(b, c, m, n):
-            ai, bj = a[i0 * m : i1 * m], bm[j0 * n : j1 * n]
-            z = _scores(ai, bj, buf, (i1 - i0, m, j1 - j0, n))
-            # softmax weight of each score times the upstream gradient: g_ij exp(z - L_ij)
-            z.sub_(out[i0:i1, j0:j1, None][:, None]).exp_().mul_(g[i0:i1, j0:j1, None][:, None])
-            gz = z.view(ai.shape[0], bj.shape[0])
-            ga[i0 * m : i1 * m].addmm_(gz, bj)
-            gb[j0 * n : j1 * n].addmm_(gz.T, ai)
-        return ga, gb, None, None
+        ga = torch.zeros_like(a)
+
+        def work(row, st):
+            buf, gb = st
+            for i0, i1, j0, j1 in row:
+                ai, bj = a[i0 * m : i1 * m], bm[j0 * n : j1 * n]
+                z = _scores(ai, bj, buf, (i1 - i0, m, j1 - j0, n))
+                # softmax weight of each score times the upstream gradient: g_ij exp(z - L_ij)
+                lij, gij = out[i0:i1, j0:j1, None][:, None], g[i0:i1, j0:j1, None][:, None]
+                if bool(exact[i0, j0]):
+                    z.sub_(lij).exp_().mul_(gij)
+                else:  # here exp(-L) ≤ 1/SUM_LO: no overflow
+                    z.exp_().mul_(gij * lij.neg().exp())
+                gz = z.view(ai.shape[0], bj.shape[0])
+                ga[i0 * m : i1 * m].addmm_(gz, bj)
+                gb[j0 * n : j1 * n].addmm_(gz.T, ai)
+
+        states = _run_rows(
+            b, c, m, n, a.device, work, lambda: (_buffer(a, b, c, m, n), torch.zeros_like(bm))
+        )
+        return ga, sum(st[1] for st in states), None, None
 
 
 def _kernel_(z: Tensor, kernel: str) -> Tensor:
@@ -112,11 +189,14 @@ class BlockWeightedKernelSum(torch.autograd.Function):
     def forward(ctx, a: Tensor, bm: Tensor, wx: Tensor, wy: Tensor, kernel: str) -> Tensor:
         (b, m), (c, n) = wx.shape, wy.shape
         out = a.new_empty(b, c)
-        buf = _buffer(a, b, c, m, n)
-        for i0, i1, j0, j1 in tiles(b, c, m, n):
-            z = _scores(a[i0 * m : i1 * m], bm[j0 * n : j1 * n], buf, (i1 - i0, m, j1 - j0, n))
-            kw = _kernel_(z, kernel).mul_(wy[None, None, j0:j1])  # (bi, M, cj, N)
-            out[i0:i1, j0:j1] = torch.einsum("iaj,ia->ij", kw.sum(dim=3), wx[i0:i1])
+
+        def work(row, buf):
+            for i0, i1, j0, j1 in row:
+                z = _scores(a[i0 * m : i1 * m], bm[j0 * n : j1 * n], buf, (i1 - i0, m, j1 - j0, n))
+                kw = _kernel_(z, kernel).mul_(wy[None, None, j0:j1])  # (bi, M, cj, N)
+                out[i0:i1, j0:j1] = torch.einsum("iaj,ia->ij", kw.sum(dim=3), wx[i0:i1])
+
+        _run_rows(b, c, m, n, a.device, work, lambda: _buffer(a, b, c, m, n))
         ctx.save_for_backward(a, bm, wx, wy)
         ctx.kernel = kernel
         return out
@@ -125,28 +205,34 @@ class BlockWeightedKernelSum(torch.autograd.Function):
     def backward(ctx, g: Tensor):
         a, bm, wx, wy = ctx.saved_tensors
         with torch.autocast(a.device.type, enabled=False):
-            return BlockWeightedKernelSum._backward(ctx, g, a, bm, wx, wy)
+            return BlockWeightedKernelSum._backward(ctx, g.contiguous(), a, bm, wx, wy)
 
     @staticmethod
     def _backward(ctx, g: Tensor, a: Tensor, bm: Tensor, wx: Tensor, wy: Tensor):
         (b, m), (c, n) = wx.shape, wy.shape
-        ga, gb = torch.zeros_like(a), torch.zeros_like(bm)
-        gwx, gwy = torch.zeros_like(wx), torch.zeros_like(wy)
-        g = g.contiguous()
-        buf, buf2 = _buffer(a, b, c, m, n), _buffer(a, b, c, m, n)
-        for i0, i1, j0, j1 in tiles(b, c, m, n):
-            ai, bj = a[i0 * m : i1 * m], bm[j0 * n : j1 * n]
-            shape = (i1 - i0, m, j1 - j0, n)
-            k = _kernel_(_scores(ai, bj, buf, shape), ctx.kernel)  # (bi, M, cj, N)
-            gw = g[i0:i1, None, j0:j1, None] * wx[i0:i1, :, None, None]  # g_ij wx_ia
-            u = torch.mul(k, gw, out=buf2[: k.numel()].view(shape))  # g_ij wx_ia k
-            gwy[j0:j1] += u.sum(dim=(0, 1))
-            if ctx.kernel == "imq":  # dk/dz = -k³/2 where z > 1
-                u.mul_(k).mul_(k).mul_(-0.5)
-            u.mul_(wy[None, None, j0:j1])  # dS/dz, times g
-            kw = k.mul_(wy[None, None, j0:j1]).sum(dim=3)  # (bi, M, cj): Σ_b wy_jb k
-            gwx[i0:i1] += torch.einsum("iaj,ij->ia", kw, g[i0:i1, j0:j1])
-            gz = u.view(ai.shape[0], bj.shape[0])
-            ga[i0 * m : i1 * m].addmm_(gz, bj)
-            gb[j0 * n : j1 * n].addmm_(gz.T, ai)
-        return ga, gb, gwx, gwy, None
+        ga, gwx = torch.zeros_like(a), torch.zeros_like(wx)
+
+        def work(row, st):
+            buf, buf2, gb, gwy = st
+            for i0, i1, j0, j1 in row:
+                ai, bj = a[i0 * m : i1 * m], bm[j0 * n : j1 * n]
+                shape = (i1 - i0, m, j1 - j0, n)
+                k = _kernel_(_scores(ai, bj, buf, shape), ctx.kernel)  # (bi, M, cj, N)
+                gw = g[i0:i1, None, j0:j1, None] * wx[i0:i1, :, None, None]  # g_ij wx_ia
+                u = torch.mul(k, gw, out=buf2[: k.numel()].view(shape))  # g_ij wx_ia k
+                gwy[j0:j1] += u.sum(dim=(0, 1))
+                if ctx.kernel == "imq":  # dk/dz = -k³/2 where z > 1
+                    u.mul_(k).mul_(k).mul_(-0.5)
+                u.mul_(wy[None, None, j0:j1])  # dS/dz, times g
+                kw = k.mul_(wy[None, None, j0:j1]).sum(dim=3)  # (bi, M, cj): Σ_b wy_jb k
+                gwx[i0:i1] += torch.einsum("iaj,ij->ia", kw, g[i0:i1, j0:j1])
+                gz = u.view(ai.shape[0], bj.shape[0])
+                ga[i0 * m : i1 * m].addmm_(gz, bj)
+                gb[j0 * n : j1 * n].addmm_(gz.T, ai)
+
+        def state():
+            bufs = _buffer(a, b, c, m, n), _buffer(a, b, c, m, n)
+            return (*bufs, torch.zeros_like(bm), torch.zeros_like(wy))
+
+        states = _run_rows(b, c, m, n, a.device, work, state)
+        return ga, sum(st[2] for st in states), gwx, sum(st[3] for st in states), None

@@ -82,11 +82,15 @@ def kme_expanded(px: Tensor, wx: Tensor, py: Tensor, wy: Tensor, inv_s2: Tensor)
     m, n = px.shape[1], py.shape[1]
     p, q = _centred(px, py)
     pn, qn = p.pow(2).sum(-1), q.pow(2).sum(-1)  # (B, M), (C, N)
-    ax, ay = wx - pn * (inv_s2 / 2), wy - qn * (inv_s2 / 2)
+    # scores minus the largest log-weights of each set: ≤ 0, and the shift leaves ℓ unchanged
+    # (it is added back, detached: ∂ℓ/∂shift = 1 − Σ softmax = 0)
+    ux, uy = wx.detach().amax(1), wy.detach().amax(1)  # (B,), (C,)
+    ax = wx - ux[:, None] - pn * (inv_s2 / 2)
+    ay = wy - uy[:, None] - qn * (inv_s2 / 2)
     r = inv_s2.sqrt()
     a = _rows(p * r, ax, torch.ones_like(ax))  # (B·M, d+2)
     bm = _rows(q * r, torch.ones_like(ay), ay)  # (C·N, d+2)
-    out = BlockLogSumExp.apply(a, bm, m, n)  # (B, C)
+    out = BlockLogSumExp.apply(a, bm, m, n) + ux[:, None] + uy[None, :]  # (B, C)
     with torch.no_grad():
         s = ax.abs().amax(1)[:, None] + ay.abs().amax(1)[None, :] + _scale_terms(pn, qn, inv_s2)
     return out, _estimate(s, out.dtype)
@@ -126,7 +130,13 @@ def _kernel_operands(p: Tensor, q: Tensor, inv_s2: Tensor, kernel: str):
 
 
 def wpse_chunked(
-    px: Tensor, wx: Tensor, py: Tensor, wy: Tensor, sigma: Tensor, alpha_linear, alpha_kernel,
+    px: Tensor,
+    wx: Tensor,
+    py: Tensor,
+    wy: Tensor,
+    sigma: Tensor,
+    alpha_linear,
+    alpha_kernel,
     kernel: str,
 ) -> Tensor:
     """WPSE similarities (B, C) without the logit scale, memory-bounded; see `_pairwise`."""

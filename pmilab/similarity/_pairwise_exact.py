@@ -48,9 +48,7 @@ def chunked_pairs(fn: Callable[..., Tensor], ii: Tensor, jj: Tensor, *args, per_
     forward and rebuilt in backward.
     """
     step = max(1, CHUNK_ELEMS // max(1, per_pair))
-    grad = torch.is_grad_enabled() and any(
-        isinstance(t, Tensor) and t.requires_grad for t in args
-    )
+    grad = torch.is_grad_enabled() and any(isinstance(t, Tensor) and t.requires_grad for t in args)
     outs = []
     for k0 in range(0, ii.numel(), step):
         ic, jc = ii[k0 : k0 + step], jj[k0 : k0 + step]

@@ -34,7 +34,10 @@ def point_sets(kind: str, b, c, m, n, d, wscale=1.0, seed=0, dtype=torch.float64
     px = torch.randn(b, m, d, generator=g, dtype=torch.float64)
     py = torch.randn(c, n, d, generator=g, dtype=torch.float64)
     if kind == "sphere":
-        px, py = torch.nn.functional.normalize(px, dim=-1), torch.nn.functional.normalize(py, dim=-1)
+        px, py = (
+            torch.nn.functional.normalize(px, dim=-1),
+            torch.nn.functional.normalize(py, dim=-1),
+        )
     elif kind == "duplicate":  # every y set is a jittered copy of an x set, far from the origin
         px = px + 50.0
         src = px[torch.arange(c) % b][:, torch.arange(n) % m]
@@ -147,7 +150,10 @@ def test_wpse_gradcheck(small_tiles, monkeypatch, kernel, force_direct):
     if force_direct:
         monkeypatch.setitem(chunked.WPSE_TOL, torch.float64, 0.0)
     px, _, py, _ = (leaf(t) for t in point_sets("random", 3, 4, 3, 2, 4))
-    wx, wy = leaf(torch.randn(3, 3, dtype=torch.float64)), leaf(torch.randn(4, 2, dtype=torch.float64))
+    wx, wy = (
+        leaf(torch.randn(3, 3, dtype=torch.float64)),
+        leaf(torch.randn(4, 2, dtype=torch.float64)),
+    )
     sigma, al, ak = (leaf(torch.tensor(v, dtype=torch.float64)) for v in (1.3, 0.4, -0.7))
 
     def f(px, wx, py, wy, sigma, al, ak):
@@ -205,8 +211,14 @@ def test_autocast_bf16_computes_in_fp32(dtype):
 
 
 @settings(max_examples=30, deadline=None)
-@given(b=st.integers(1, 40), c=st.integers(1, 40), m=st.integers(1, 9), n=st.integers(1, 9),
-       budget=st.integers(1, 500), cols=st.integers(1, 60))
+@given(
+    b=st.integers(1, 40),
+    c=st.integers(1, 40),
+    m=st.integers(1, 9),
+    n=st.integers(1, 9),
+    budget=st.integers(1, 500),
+    cols=st.integers(1, 60),
+)
 def test_tiles_cover_each_pair_once_within_budget(b, c, m, n, budget, cols):
     old = blocks.TILE_ELEMS, blocks.TILE_COLS
     blocks.TILE_ELEMS, blocks.TILE_COLS = budget, cols

@@ -1,0 +1,135 @@
+"""One benchmark measurement, run in a fresh process so its peak RSS is its own.
+
+    python benchmarks/pairwise_worker.py '{"impl": "kme", "b": 1024, "m": 8, "d": 64, ...}'
+
+prints one JSON line: forward+backward times (min and median over reps), the whole process's
+peak RSS (ru_maxrss, MiB), and the GEMM rate measured in this same process on a large square
+matmul. Every workload is logits -> symmetric InfoNCE -> backward, with C = B and N = M.
+
+impl:
+- kme, wpse:          pmilab's memory-bounded `_pairwise.kme_logits` / `wpse_logits` (σ learnable)
+- kme_naive, wpse_naive: the usual einsum implementation, (B, C, M, N) kept for backward
+- kme_head:           `pl.similarity.KME(sigma=0.5).logit_matrix` (the must-show memory point)
+- linear:             `pl.similarity.Linear()` + `pl.losses.symmetric_infonce` on features of width
+                      D = M·N·d (the same 6·B·C·M·N·d FLOPs)
+- minimal:            zx @ zyᵀ + two `F.cross_entropy`, the reference the linear head is held to
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import statistics
+import sys
+import time
+
+import torch
+import torch.nn.functional as F
+
+from pmilab.similarity import _pairwise
+
+GEMM_N = 2048  # the large square matmul whose rate defines the floor (2·n³ FLOPs)
+
+
+def gemm_rate(reps: int = 3) -> float:
+    """Best FLOP/s of an n×n fp32 matmul in this process."""
+    a, b = torch.randn(GEMM_N, GEMM_N), torch.randn(GEMM_N, GEMM_N)
+    a @ b
+    best = min(_timed(lambda: a @ b) for _ in range(reps))
+    return 2 * GEMM_N**3 / best
+
+
+def _timed(fn) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def symmetric_infonce(logits):
+    """pmilab's loss when the engine has it, else the minimal two cross-entropies."""
+    try:
+        from pmilab.losses import symmetric_infonce as loss
+    except ImportError:  # pragma: no cover - engine not there yet
+        return minimal_loss(logits)
+    return loss(logits)
+
+
+def minimal_loss(logits):
+    target = torch.arange(logits.shape[0])
+    return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target))
+
+
+def point_inputs(b: int, m: int, d: int, seed: int = 0):
+    """Unit-norm points and log-softmax weights (what the heads' encoders produce), with grad."""
+    g = torch.Generator().manual_seed(seed)
+    px = F.normalize(torch.randn(b, m, d, generator=g), dim=-1).requires_grad_()
+    py = F.normalize(torch.randn(b, m, d, generator=g), dim=-1).requires_grad_()
+    wx = torch.randn(b, m, generator=g).log_softmax(-1).requires_grad_()
+    wy = torch.randn(b, m, generator=g).log_softmax(-1).requires_grad_()
+    return px, wx, py, wy
+
+
+def workload(impl: str, b: int, m: int, d: int):
+    """A closure running one forward+backward of `impl` at (B=C=b, M=N=m, d)."""
+    if impl in ("linear", "minimal"):
+        g = torch.Generator().manual_seed(0)
+        zx = torch.randn(b, m * m * d, generator=g).requires_grad_()
+        zy = torch.randn(b, m * m * d, generator=g).requires_grad_()
+        if impl == "linear":
+            from pmilab.similarity import Linear
+
+            head = Linear()
+            return lambda: symmetric_infonce(head.logit_matrix(zx, zy)).backward()
+        return lambda: minimal_loss(zx @ zy.T).backward()
+    px, wx, py, wy = point_inputs(b, m, d)
+    sigma = torch.tensor(0.5, requires_grad=True)
+    fns = {
+        "kme": lambda: _pairwise.kme_logits(px, wx, py, wy, sigma),
+        "kme_naive": lambda: _pairwise.kme_logits_einsum(px, wx, py, wy, sigma),
+        "wpse": lambda: _pairwise.wpse_logits(px, wx, py, wy, sigma, 0.0, 1.0),
+        "wpse_naive": lambda: _pairwise.wpse_logits_einsum(px, wx, py, wy, sigma, 0.0, 1.0),
+    }
+    if impl == "kme_head":
+        from pmilab.similarity import KME
+
+        head = KME(sigma=0.5)
+        fns[impl] = lambda: head.logit_matrix(px, wx, py, wy)
+    return lambda: symmetric_infonce(fns[impl]()).backward()
+
+
+def profile(run) -> str:
+    """torch.profiler table of one forward+backward: where the time goes (self CPU time)."""
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
+
+    with torch_profile(activities=[ProfilerActivity.CPU]) as prof:
+        run()
+    return prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=14)
+
+
+def measure(cfg: dict) -> dict:
+    if cfg.get("threads"):
+        torch.set_num_threads(int(cfg["threads"]))
+    run = workload(cfg["impl"], cfg["b"], cfg["m"], cfg["d"])
+    if cfg.get("warmup", True):
+        run()
+    # Interleaved: the GEMM rate is re-measured before every timed run and the best of each is
+    # kept, so a burst of load from other jobs cannot favour one side of the ratio.
+    rates, times = [gemm_rate(reps=2)], []
+    for _ in range(int(cfg.get("reps", 3))):
+        times.append(_timed(run))
+        rates.append(gemm_rate(reps=1))
+    rate = max(rates)
+    extra = {"profile": profile(run)} if cfg.get("profile") else {}
+    return extra | {
+        "time_s": min(times),
+        "time_median_s": statistics.median(times),
+        "reps": len(times),
+        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "gemm_gflops": rate / 1e9,
+        "threads": torch.get_num_threads(),
+    }
+
+
+if __name__ == "__main__":
+    print(json.dumps(measure(json.loads(sys.argv[1]))))
