@@ -87,20 +87,21 @@ def clip_gradients(
     return g1, g2
 
 
-def linear_loss(G1: Tensor, G2: Tensor, X: Tensor, Y: Tensor) -> Tensor:
-    """(1/(n(n−1))) Σ_{i≠j} (s_ij − s_ii), by brute force over the n×n similarity matrix."""
+def linear_loss(G1: Tensor, G2: Tensor, X: Tensor, Y: Tensor, nu: float = 1.0) -> Tensor:
+    """(1/(n(n−1))) Σ_{i≠j} (s_ij − ν s_ii), from the n×n similarity matrix (T4; ν=1 there)."""
     s = similarity(G1, G2, X, Y)
     n = s.shape[0]
     off = s.sum() - torch.diagonal(s).sum()  # Σ_{i≠j} s_ij
-    return (off - (n - 1) * torch.diagonal(s).sum()) / (n * (n - 1))
+    return (off - nu * (n - 1) * torch.diagonal(s).sum()) / (n * (n - 1))
 
 
-def centred_cross_covariance(X: Tensor, Y: Tensor) -> Tensor:
-    """S̄ (d1, d2) with linear_loss = −tr(G1 S̄ G2ᵀ):  S̄ = (1/n)Σ x_i x̃_iᵀ − Σ_{i≠j} x_i x̃_jᵀ/(n(n−1))."""
+def centred_cross_covariance(X: Tensor, Y: Tensor, nu: float = 1.0) -> Tensor:
+    """S̄ (d1, d2) with linear_loss = −tr(G1 S̄ G2ᵀ):
+    S̄ = (ν/n) Σ_i x_i x̃_iᵀ − Σ_{i≠j} x_i x̃_jᵀ / (n(n−1))."""
     n = X.shape[0]
     paired = X.T @ Y  # Σ_i x_i x̃_iᵀ
     all_pairs = torch.outer(X.sum(0), Y.sum(0))  # Σ_{i,j} x_i x̃_jᵀ
-    return paired / n - (all_pairs - paired) / (n * (n - 1))
+    return nu * paired / n - (all_pairs - paired) / (n * (n - 1))
 
 
 def truncated_svd(S: Tensor, r: int) -> tuple[Tensor, Tensor, Tensor]:

@@ -44,7 +44,7 @@ def fit_encoders(
 
     GD starts from `init` or, by default, from the linear-loss optimum (a spectral start).
     """
-    W, _ = eckart_young_optimum(_weighted_cross_covariance(X, Y, nu), r, rho=1.0)
+    W, _ = eckart_young_optimum(centred_cross_covariance(X, Y, nu), r, rho=1.0)
     spectral = balanced_factors(W, r)
     if cfg is None:
         return spectral
@@ -53,13 +53,6 @@ def fit_encoders(
     cfg = replace(cfg, nu=nu, lr=cfg.lr / nu)
     fit = fit_clip_gd(X, Y, r, cfg, init=spectral if init is None else init)
     return fit.G1, fit.G2
-
-
-def _weighted_cross_covariance(X: Tensor, Y: Tensor, nu: float) -> Tensor:
-    # linear loss with the positive scaled by ν: ν·(paired part) minus the all-pairs part
-    n = X.shape[0]
-    paired = X.T @ Y / n
-    return centred_cross_covariance(X, Y) + (nu - 1.0) * paired
 
 
 def mutual_argmax_pairs(

@@ -91,8 +91,8 @@ def test_cross_covariance_at_zero_is_centred_product():
 
 @settings(max_examples=30, deadline=None)
 @given(seed=st.integers(0, 10_000), n=st.integers(2, 15), r=st.integers(1, 4),
-       rho=st.floats(0.01, 5.0))
-def test_regulariser_and_linear_loss_identities(seed, n, r, rho):
+       rho=st.floats(0.01, 5.0), nu=st.floats(1.0, 3.0))
+def test_regulariser_and_linear_loss_identities(seed, n, r, rho, nu):
     X, Y, G1, G2 = _problem(seed, n, 5, 4, r)
     assert float(regulariser(G1, G2, rho)) == pytest.approx(
         0.5 * rho * float((G1.T @ G2).pow(2).sum()), rel=1e-12)
@@ -106,6 +106,12 @@ def test_regulariser_and_linear_loss_identities(seed, n, r, rho):
     torch.testing.assert_close(centred_cross_covariance(X, Y), Sbar, rtol=1e-10, atol=1e-12)
     lhs = float(linear_loss(G1, G2, X, Y))
     assert lhs == pytest.approx(-float(torch.trace(G1 @ Sbar @ G2.T)), rel=1e-9, abs=1e-11)
+    # with the positive scaled by ν: brute force against −tr(G1 S̄_ν G2ᵀ)
+    brute_nu = sum(float(s[i, j] - nu * s[i, i]) for i in range(n) for j in range(n) if i != j)
+    brute_nu /= n * (n - 1)
+    S_nu = centred_cross_covariance(X, Y, nu)
+    assert float(linear_loss(G1, G2, X, Y, nu)) == pytest.approx(brute_nu, rel=1e-10, abs=1e-12)
+    assert brute_nu == pytest.approx(-float(torch.trace(G1 @ S_nu @ G2.T)), rel=1e-9, abs=1e-11)
 
 
 @settings(max_examples=25, deadline=None)
