@@ -20,8 +20,9 @@ import pandas as pd
 import torch
 
 from pmilab.experiments.claims import ClaimResult
-from pmilab.experiments.t4_plots import plot_gd_svd, plot_rate, plot_unpaired
+from pmilab.experiments.t4_plots import plot_gd_svd, plot_rate, plot_table, plot_unpaired
 from pmilab.experiments.t4_runs import (
+    REFERENCE,
     TABLE_CLIP,
     fit_rate,
     gd_trace,
@@ -196,6 +197,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-clip", action="store_true", help="table without the GD-on-CLIP column")
     parser.add_argument("--clip-max-n", type=int, default=1000,
                         help="largest n that gets the GD-on-CLIP column (cost O(n²) per step)")
+    parser.add_argument("--fig-dir", type=Path, default=Path("figures"),
+                        help="where --table writes t4_table.png/.pdf")
     parser.add_argument("--out", type=Path, default=None, help="output directory")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)  # see _one_thread
@@ -207,7 +210,8 @@ def main(argv: list[str] | None = None) -> int:
                         clip_max_n=args.clip_max_n)
         df.to_csv(out / "table.csv", index=False)
         write_table_markdown(df, out / "table.md", seconds=time.perf_counter() - t0)
-        print(f"wrote {out / 'table.csv'} and {out / 'table.md'}")
+        fig = plot_table(df, REFERENCE, args.fig_dir)
+        print(f"wrote {out / 'table.csv'}, {out / 'table.md'} and {args.fig_dir / fig}")
     if args.claims:
         for row in run_claims(args.quick, args.out or Path("results/t4/claims")):
             print(f"{row.claim}  {'PASS' if row.passed else 'FAIL'}  {row.measured}  "

@@ -69,7 +69,8 @@ def plot_gd_svd(trace: pd.DataFrame, out_dir: Path) -> str:
     ax.set_ylabel("distance (dimensionless)")
     n, p = int(trace["n"].iloc[0]), float(trace["p_n"].iloc[0])
     seeds = trace["rep"].nunique()
-    ax.set_title(f"GD on the CLIP loss (n={n}, p_n={p:g}, τ=1, ρ=1; range over {seeds} seeds)")
+    ax.set_title(f"GD on the CLIP loss: n={n}, p_n={p:g}, τ=ρ=1 (bars: range over {seeds} seeds)",
+                 fontsize=9)
     ax.legend(fontsize=7)
     return _save(fig, out_dir, "t4_gd_svd")
 
@@ -97,3 +98,33 @@ def plot_unpaired(df: pd.DataFrame, out_dir: Path) -> str:
         ax.legend(fontsize=8)
     axes[0].set_title(f"Algorithm 1: n={int(df['n'].iloc[0])} pairs, N={N} unpaired")
     return _save(fig, out_dir, "t4_unpaired")
+
+
+def plot_table(df: pd.DataFrame, reference: dict, out_dir: Path) -> str:
+    """The T4 table: ours (both estimators, mean ± SE over reps) against THEORY.md's reference."""
+    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    svd = _mean_se(df, ["n", "p_n"], "sin_theta_svd")
+    has_clip = "sin_theta_clip" in df
+    clip = _mean_se(df.dropna(subset=["sin_theta_clip"]), ["n", "p_n"], "sin_theta_clip") \
+        if has_clip else None
+    for p, sub in svd.groupby("p_n"):
+        line = ax.errorbar(sub["n"], sub["mean"], yerr=sub["se"], marker="o", capsize=3,
+                           label=f"p_n = {p:g}: linear-loss SVD")
+        color = line[0].get_color()
+        ref = sorted((n, v) for (n, q), v in reference.items() if q == p)
+        ax.plot([n for n, _ in ref], [v for _, v in ref], "x", color=color, ms=9, mew=2)
+        if clip is not None:
+            c = clip[clip["p_n"] == p]
+            ax.errorbar(c["n"], c["mean"], yerr=c["se"], ls=":", marker="s", mfc="none",
+                        color=color, capsize=3)
+    ax.plot([], [], "kx", ms=9, mew=2, label="THEORY.md reference")
+    if clip is not None:
+        ax.plot([], [], "k:s", mfc="none", label="GD on CLIP, τ=1")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("number of pairs n (count)")
+    ax.set_ylabel("‖sin Θ(Û1, U1)‖_F (dimensionless)")
+    ax.set_title(f"T4 table: d=(40,39), r=10, σ=0.3, {df['rep'].nunique()} reps (mean ± SE)",
+                 fontsize=9)
+    ax.legend(fontsize=7)
+    return _save(fig, out_dir, "t4_table")
