@@ -26,7 +26,7 @@ import pandas as pd
 from pmilab.errors import InputError
 from pmilab.experiments import table as tbl
 
-ID_SAFE = re.compile(r"[^A-Za-z0-9.+_]+")
+ID_SAFE = re.compile(r"[^A-Za-z0-9.+_-]+")
 
 
 def make_id(*parts) -> str:
@@ -58,7 +58,7 @@ class Sweep:
         keys: list[str] = []
         for r in self.runs:
             keys += [k for k in r.params if k not in keys]
-        return ["run_id", "sweep", *keys, *self.metrics, "seconds"]
+        return ["run_id", "sweep", *keys, *self.metrics, "seconds", "cpu_seconds"]
 
 
 @dataclass
@@ -103,18 +103,19 @@ def resolve(task: str):
     return getattr(importlib.import_module(mod), fn)
 
 
-def execute(task: str, params: dict) -> tuple[dict, float]:
-    """Run one task with one torch thread (so results do not depend on `jobs`)."""
+def execute(task: str, params: dict) -> tuple[dict, float, float]:
+    """Run one task with one torch thread (so results do not depend on `jobs`); returns the
+    metrics, the wall-clock and the CPU seconds (CPU time does not grow on a loaded machine)."""
     import torch
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     try:
         metrics = resolve(task)(dict(params))
     finally:
         torch.set_num_threads(threads)
-    return metrics, time.perf_counter() - t0
+    return metrics, time.perf_counter() - t0, time.process_time() - c0
 
 
 def run_sweep(
@@ -144,9 +145,9 @@ def run_sweep(
     bar = tqdm(total=len(mine), initial=stats.done_before, desc=sweep.name, disable=not progress,
                unit="run", leave=False)
 
-    def record(spec: RunSpec, metrics: dict, seconds: float) -> None:
+    def record(spec: RunSpec, metrics: dict, seconds: float, cpu: float) -> None:
         row = {"run_id": spec.run_id, "sweep": sweep.name, **spec.params, **metrics}
-        row["seconds"] = round(seconds, 3)
+        row["seconds"], row["cpu_seconds"] = round(seconds, 3), round(cpu, 3)
         tbl.append_row(path, columns, row)
         stats.ran += 1
         stats.ran_ids.append(spec.run_id)

@@ -4,7 +4,7 @@ A row is written with one `write` call and flushed to disk, and its last column 
 `ok=1`, so a run killed mid-write leaves at most one truncated line. `read_rows` drops it (and
 any duplicate run id) and `compact` rewrites the file without it before new rows are appended.
 Floats are written with `repr`, which round-trips exactly: a resumed sweep's table equals an
-uninterrupted one bit for bit (apart from the `seconds` column, which is wall-clock time).
+uninterrupted one bit for bit (apart from the `seconds` and `cpu_seconds` timing columns).
 """
 
 from __future__ import annotations

@@ -1,0 +1,116 @@
+"""T6: invariances (THEORY.md T6).
+
+- T6a  E_p[PMI] = I(X;Y) for every built-in distribution: Monte Carlo mean of the exact PMI on
+       fresh draws against the exact (or independently estimated) MI, |z| <= Z_TOL;
+- T6b  PMI is invariant under bijections, so a head trained on Transformed(base) reaches the
+       base's PMI error: the same KME head on MLP encoders, trained on a Gaussian and on its
+       spiral- and asinh-warped versions, reaches the same relative error within REACH_TOL_MC/3
+       (a third of the reach tolerance: differences smaller than that are below what the
+       continuous checks resolve).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import pandas as pd
+
+from pmilab.experiments.claims import ClaimResult
+from pmilab.experiments.common import REACH_TOL_MC, Z_TOL, dist_id, fig, fmt, seed_list
+from pmilab.experiments.registry import run_claims_of
+from pmilab.experiments.sweep import RunSpec, Sweep, make_id
+from pmilab.experiments.tasks import CONTINUOUS_METRICS, MC_METRICS
+
+INV_TOL = REACH_TOL_MC / 3
+
+
+@dataclass(frozen=True)
+class T6Config:
+    mc_n: int = 400_000
+    base: str = "gaussian:dx=2,dy=2,rho=0.8"
+    transforms: tuple[str, ...] = ("none", "spiral", "asinh")
+    similarity: str = "kme"
+    points: int = 2
+    hidden: str = "64x64"
+    steps: int = 4000
+    lr: float = 3e-3
+    batch_size: int = 256
+    eval_samples: int = 2048
+    seeds: int = 3
+
+
+def config(quick: bool, seeds: int | None = None) -> T6Config:
+    cfg = T6Config(mc_n=50_000, steps=1500, eval_samples=1024, seeds=1) if quick else T6Config()
+    return replace(cfg, seeds=seeds) if seeds else cfg
+
+
+def _mc(cfg: T6Config) -> Sweep:
+    from pmilab.dists import BUILTIN_SPECS
+
+    runs = [RunSpec(make_id("t6mc", name, f"n{cfg.mc_n}", f"seed{seed}"),
+                    {"dist": name, "n": cfg.mc_n, "seed": 1000 + seed})
+            for name in BUILTIN_SPECS for seed in seed_list(cfg.seeds)]
+    return Sweep("t6-mc", "pmilab.experiments.tasks:mc_check", runs, MC_METRICS, "T6")
+
+
+def _spec(cfg: T6Config, transform: str) -> str:
+    return cfg.base if transform == "none" else f"{cfg.base},transform={transform}"
+
+
+def _invariance(cfg: T6Config) -> Sweep:
+    runs = []
+    for tr in cfg.transforms:
+        for seed in seed_list(cfg.seeds):
+            p = {"dist": _spec(cfg, tr), "transform": tr, "similarity": cfg.similarity, "dim": 2,
+                 "points": cfg.points, "hidden": cfg.hidden, "features": "raw", "normalize": 0,
+                 "bias": 1, "logit_cap": 0, "objective": "symmetric", "population": 0,
+                 "batch_size": cfg.batch_size, "steps": cfg.steps, "lr": cfg.lr, "seed": seed,
+                 "eval_samples": cfg.eval_samples}
+            rid = make_id("t6inv", dist_id(cfg.base), tr, cfg.similarity, f"M{cfg.points}",
+                          f"s{cfg.steps}", f"seed{seed}")
+            runs.append(RunSpec(rid, p))
+    return Sweep("t6-invariance", "pmilab.experiments.tasks:continuous_head", runs,
+                 CONTINUOUS_METRICS, "T6")
+
+
+def sweeps(cfg: T6Config) -> list[Sweep]:
+    return [_mc(cfg), _invariance(cfg)]
+
+
+def _mc_claim(df: pd.DataFrame) -> ClaimResult:
+    worst = df.loc[df.z.abs().idxmax()]
+    return ClaimResult(
+        "T6a", "E_p[PMI] = I(X;Y) for every built-in distribution (Monte Carlo mean of the exact "
+        "PMI against the exact MI)", float(df.z.abs().max()), f"max |z| <= {Z_TOL:g}",
+        bool(df.z.abs().max() <= Z_TOL), fig("t6_invariance"),
+        f"{df.dist.nunique()} distributions x {len(df) // df.dist.nunique()} seeds, n = "
+        f"{int(df.n.iloc[0])} draws each; worst {worst.dist}: MC {fmt(worst.pmi_mean, 5)} vs "
+        f"exact {fmt(worst.mi_exact, 5)} (z = {fmt(worst.z)}).",
+    )
+
+
+def _inv_claim(df: pd.DataFrame) -> ClaimResult:
+    rel = (df.pmi_rmse_product / df.product_std).groupby(df.transform).mean()
+    gap = float((rel.drop("none") - rel["none"]).abs().max())
+    return ClaimResult(
+        "T6b", "PMI is invariant under bijections: a head trained on Transformed(base) reaches "
+        "the base's PMI error", gap, f"|rel. error(transformed) - rel. error(base)| <= {INV_TOL:g}",
+        bool(gap <= INV_TOL), fig("t6_invariance"),
+        ", ".join(f"{t}: {fmt(v)}" for t, v in rel.items())
+        + f" (rmse/sd, {df.similarity.iloc[0]} M={int(df.points.iloc[0])}, mean over "
+        f"{df.seed.nunique()} seeds; MC se ~{fmt((df.pmi_rmse_product_se / df.product_std).max())}).",
+    )
+
+
+def evaluate(tables: dict[str, pd.DataFrame], cfg: T6Config) -> list[ClaimResult]:
+    return [_mc_claim(tables["t6-mc"]), _inv_claim(tables["t6-invariance"])]
+
+
+def figures(tables: dict[str, pd.DataFrame], results: list[ClaimResult], fig_dir: Path) -> list[Path]:
+    from pmilab.figures import t6 as f
+
+    return f.draw(tables, results, Path(fig_dir))
+
+
+run_claims = run_claims_of(__name__, "T6")

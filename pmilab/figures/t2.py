@@ -1,0 +1,86 @@
+"""T2 figures: error against capacity per family, the linear rank, and the Gaussian case."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+from pmilab.experiments.claims import ClaimResult
+from pmilab.experiments.common import REACH_TOL, REACH_TOL_MC, over_seeds, rel_error
+from pmilab.figures import HEAD_COLORS, HEAD_MARKERS, banner, of_figure, save
+
+LABELS = {"linear": "linear (CLIP), x = d", "kme": "KME, x = M", "wpse": "WPSE, x = M",
+          "tabular": "tabular (reference)"}
+
+
+def _capacity(df: pd.DataFrame, results: list[ClaimResult], fig_dir: Path) -> list[Path]:
+    df = df.assign(rel=rel_error(df), cap=np.where(df.similarity == "linear", df["dim"], df.points))
+    ks = sorted(df.k.unique())
+    fig, axes = plt.subplots(1, len(ks) + 1, figsize=(3.6 * (len(ks) + 1), 4.4))
+    for ax, k in zip(axes, ks, strict=False):
+        sub = df[df.k == k]
+        for sim in ("linear", "wpse", "kme"):
+            s = over_seeds(sub[sub.similarity == sim], ["cap"], "rel")
+            if len(s):
+                ax.errorbar(s.cap, s["mean"], yerr=s.sem, color=HEAD_COLORS[sim],
+                            marker=HEAD_MARKERS[sim], capsize=3, label=LABELS[sim])
+        lin = over_seeds(sub[sub.similarity == "linear"].assign(
+            fl=lambda t: t.rank_floor / t.product_std), ["cap"], "fl")
+        if len(lin):
+            ax.plot(lin.cap, lin["mean"].clip(lower=1e-4), "--", color=HEAD_COLORS["linear"],
+                    alpha=0.7, label="linear floor (Eckart-Young, exact)")
+        tab = sub[sub.similarity == "tabular"]
+        if len(tab):
+            ax.axhline(max(tab.rel.mean(), 1e-4), color=HEAD_COLORS["tabular"], lw=1,
+                       label="tabular (reference)")
+        ax.axhline(REACH_TOL, color="red", ls=":", label=f"reach tolerance {REACH_TOL}")
+        ax.axvline(k, color="grey", ls="-.", lw=1, label="capacity = K")
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.set_title(f"K = {k} latent classes (24x20 table)")
+        ax.set_xlabel("capacity: d (linear) or points M (WPSE, KME)")
+        ax.set_ylabel("PMI error rmse / sd(PMI)  [dimensionless]")
+    axes[0].legend(loc="lower left")
+    ax = axes[-1]
+    lin = df[df.similarity == "linear"]
+    for k in ks:
+        s = over_seeds(lin[lin.k == k], ["dim"], "rank")
+        ax.errorbar(s["dim"], s["mean"], yerr=s.sem, marker="o", capsize=3, label=f"K = {k}")
+    d = np.array(sorted(lin["dim"].unique()))
+    ax.plot(d, np.minimum(d + 1, 20), "k--", label="bound min(d+1, ny)")
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("linear head dimension d")
+    ax.set_ylabel("numerical rank of learned logit table")
+    ax.set_title("rank of the learned linear table")
+    ax.legend()
+    banner(fig, of_figure(results, "t2_capacity"), "T2: error against capacity (exact population loss)")
+    return save(fig, fig_dir, "t2_capacity")
+
+
+def _gaussian(df: pd.DataFrame, results: list[ClaimResult], fig_dir: Path) -> list[Path]:
+    fig, ax = plt.subplots(figsize=(6, 4.4))
+    labels, means, errs = [], [], []
+    for feats, name in (("raw", "bilinear, raw x"), ("quadratic", "bilinear, x + norm features")):
+        s = df[df.features == feats]
+        r = s.pmi_rmse_product / s.product_std
+        se = np.sqrt((s.pmi_rmse_product_se / s.product_std).pow(2).mean() + r.var(ddof=1) / len(r)
+                     if len(r) > 1 else (s.pmi_rmse_product_se / s.product_std).pow(2).mean())
+        labels.append(name)
+        means.append(r.mean())
+        errs.append(se)
+    ax.bar(labels, means, yerr=errs, capsize=5, color=["#0969da", "#1a7f37"])
+    floor = df.bilinear_floor.iloc[0] / df.product_std.iloc[0]
+    ax.axhline(floor, color="black", ls="--", label=f"closed-form bilinear floor {floor:.2f}")
+    ax.axhline(REACH_TOL_MC, color="red", ls=":", label=f"reach tolerance {REACH_TOL_MC}")
+    ax.set_ylabel("PMI error rmse / sd(PMI)  [dimensionless]")
+    ax.set_title("Gaussian dx=dy=2, rho=(0.8, 0.5); error bars: MC SE and seed spread")
+    ax.legend()
+    banner(fig, of_figure(results, "t2_gaussian"), "T2: a linear head needs norm features on a Gaussian")
+    return save(fig, fig_dir, "t2_gaussian")
+
+
+def draw(tables: dict[str, pd.DataFrame], results: list[ClaimResult], fig_dir: Path) -> list[Path]:
+    return _capacity(tables["heads"], results, fig_dir) + _gaussian(tables["t2-gauss"], results, fig_dir)

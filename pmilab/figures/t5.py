@@ -1,0 +1,60 @@
+"""T5 figures: Δ and error against the logit-scale cap; error against batch size N."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+from pmilab.experiments.claims import ClaimResult
+from pmilab.experiments.common import REACH_TOL_MC, over_seeds, rel_error
+from pmilab.figures import banner, of_figure, save
+
+
+def _cap(df: pd.DataFrame, results, fig_dir: Path) -> list[Path]:
+    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4.6))
+    s = over_seeds(df, ["logit_cap"], "pmi_delta")
+    a.errorbar(s.logit_cap, s["mean"], yerr=s.sem, marker="o", capsize=3, label="learned Delta")
+    caps = np.geomspace(df.logit_cap.min(), df.logit_cap.max(), 100)
+    r = df.pmi_half_range.iloc[0]
+    a.plot(caps, np.maximum(r - caps, 0), "k--", label="exact floor max(0, R - t)")
+    a.axvline(r, color="grey", ls=":", label=f"R = half-range of PMI = {r:.2f}")
+    a.set_xscale("log", base=2)
+    a.set_xlabel("logit-scale cap t  [nats]")
+    a.set_ylabel("Delta = half-range of (logit - PMI)  [nats]")
+    a.set_title("every point must sit on or above the floor")
+    a.legend()
+    s = over_seeds(df.assign(rel=rel_error), ["logit_cap"], "rel")
+    b.errorbar(s.logit_cap, s["mean"], yerr=s.sem, marker="o", capsize=3, color="#0969da",
+               label="cosine head (learnable scale, capped)")
+    b.axvline(r, color="grey", ls=":", label="t = R")
+    b.set_xscale("log", base=2)
+    b.set_yscale("log")
+    b.set_xlabel("logit-scale cap t  [nats]")
+    b.set_ylabel("rmse / sd(PMI)  [dimensionless]")
+    b.set_title("error falls as the cap rises, flat once t >= R")
+    b.legend()
+    banner(fig, of_figure(results, "t5_temperature"), "T5: the logit-scale cap limits the PMI range")
+    return save(fig, fig_dir, "t5_temperature")
+
+
+def _batch(df: pd.DataFrame, results, fig_dir: Path) -> list[Path]:
+    fig, ax = plt.subplots(figsize=(6.5, 4.6))
+    s = over_seeds(df.assign(rel=rel_error), ["batch_size"], "rel")
+    ax.errorbar(s.batch_size, s["mean"], yerr=s.sem, marker="o", capsize=3,
+                label="tabular head, minibatch symmetric InfoNCE")
+    ax.axhline(REACH_TOL_MC, color="red", ls=":", label=f"reach tolerance {REACH_TOL_MC}")
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.set_xlabel("batch size N")
+    ax.set_ylabel("rmse / sd(PMI)  [dimensionless]")
+    ax.set_title("PMI + C is the optimum at every N (T1b)")
+    ax.legend()
+    banner(fig, of_figure(results, "t5_batch"), "T5: the learned logit does not depend on N")
+    return save(fig, fig_dir, "t5_batch")
+
+
+def draw(tables: dict[str, pd.DataFrame], results: list[ClaimResult], fig_dir: Path) -> list[Path]:
+    return _cap(tables["t5-cap"], results, fig_dir) + _batch(tables["t5-batch"], results, fig_dir)
