@@ -2,7 +2,8 @@
 
 Every rank builds the same float64 model from seed 0 and the same batch of 2B pairs, keeps its
 B-slice, and runs the model's forward (local-slab loss, pmilab.distributed) under DDP. Rank 0
-saves the mean of the local losses and the DDP-averaged gradients to argv[1].
+saves the mean of the local losses and the DDP-averaged gradients to argv[1]. Then both ranks
+run `pmilab pretrain` argv[3:] in the same process group (one torchrun launch for both tests).
 """
 
 import sys
@@ -51,7 +52,11 @@ def main() -> None:
         }
     if info.main:
         torch.save(results, sys.argv[1])
+    from pmilab.cli import main as cli
+
+    rc = cli(sys.argv[2:])
     dist.destroy_process_group()
+    sys.exit(rc)
 
 
 if __name__ == "__main__":

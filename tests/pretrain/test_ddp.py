@@ -32,12 +32,24 @@ def torchrun(args: list[str], timeout: float = 180) -> subprocess.CompletedProce
                           timeout=timeout)
 
 
+PRETRAIN = ["pretrain", "--data", "digits", "--image-size", "8", "--width", "16", "--dim", "4",
+            "--similarity", "wpse", "--points", "2", "--steps", "3", "--warmup", "1",
+            "--precision", "fp64", "--threads", "1", "--no-progress"]
+
+
 @pytest.fixture(scope="module")
-def ddp_results(tmp_path_factory):
-    out = tmp_path_factory.mktemp("ddp") / "ddp.pt"
-    proc = torchrun([str(Path(__file__).parent / "ddp_worker.py"), str(out)])
+def ddp_run(tmp_path_factory):
+    """One torchrun launch: the gradient checks, then `pmilab pretrain` with 2 ranks x 4 pairs."""
+    tmp = tmp_path_factory.mktemp("ddp")
+    proc = torchrun([str(Path(__file__).parent / "ddp_worker.py"), str(tmp / "ddp.pt"),
+                     *PRETRAIN, "--batch-size", "4", "--out", str(tmp / "d")])
     assert proc.returncode == 0, proc.stderr[-3000:]
-    return torch.load(out)
+    return tmp
+
+
+@pytest.fixture(scope="module")
+def ddp_results(ddp_run):
+    return torch.load(ddp_run / "ddp.pt")
 
 
 @pytest.mark.parametrize("sim", ["linear", "wpse", "kme"])
@@ -60,3 +72,29 @@ def test_ddp_loss_and_grads_equal_single_process(ddp_results, sim):
     assert worst < TOL, f"max gradient difference {worst:.3g}"
     # and the gradients are not trivially zero
     assert max(g.abs().max().item() for g in grads.values()) > 1e-4
+
+
+def test_torchrun_pretrain_equals_single_process_on_the_global_batch(ddp_run, tmp_path):
+    """End to end: `pmilab pretrain` on 2 ranks x 4 pairs == 1 process x 8 pairs (3 steps)."""
+    from pmilab.cli import main
+
+    assert main([*PRETRAIN, "--batch-size", "8", "--out", str(tmp_path / "s")]) == 0
+    a = torch.load(ddp_run / "d" / "ckpt.pt", weights_only=False)
+    b = torch.load(tmp_path / "s" / "ckpt.pt", weights_only=False)
+    assert a["config"]["batch_size"] * 2 == b["config"]["batch_size"]
+    worst = max((a["model"][k] - b["model"][k]).abs().max().item() for k in b["model"])
+    assert worst < TOL, f"parameters differ by {worst:.3g} after 3 AdamW steps"
+    moved = max((b["model"][k] - v).abs().max().item() for k, v in initial_state().items())
+    assert moved > 1e-4  # the steps did move the parameters
+
+
+def initial_state() -> dict:
+    """The seed-0 initial parameters of the run above (same config, vocab from digits)."""
+    from pmilab.pretrain.model import ModelConfig, build_model
+    from pmilab.pretrain.readers import load_data
+    from pmilab.pretrain.tokenizer import train_tokenizer
+
+    vocab = train_tokenizer(load_data("digits").captions).get_vocab_size()
+    torch.manual_seed(0)
+    cfg = ModelConfig(similarity="wpse", vocab=vocab, width=16, dim=4, points=2, image_size=8)
+    return build_model(cfg).double().state_dict()
