@@ -119,6 +119,27 @@ def pmi_corr(logits: Tensor, pmi: Tensor, weights: Tensor | None = None) -> Esti
     return Estimate(rho, (1 - rho**2) / math.sqrt(n - 3) if n > 3 else math.nan)
 
 
+def pmi_row_offset(
+    logit_table: Tensor, pmi_table: Tensor, px: Tensor, py: Tensor
+) -> tuple[Estimate, Estimate]:
+    """(within-row rmse, row-offset sd) of r = ℓ − PMI on a discrete joint (T1a contrast).
+
+    Writing r(x, y) = c(x) + e(x, y) with c(x) = E_{p(y)} r(x, ·):
+    within = sqrt(E_{p(x)p(y)} e²) and offset = sd_{p(x)} c(x). One-sided InfoNCE minimisers
+    (PMI + c(x)) have within = 0 and any offset; symmetric ones (PMI + C) have both 0.
+    Cells with non-finite PMI are left out (weights renormalised per row).
+    """
+    px = torch.as_tensor(px).to(torch.float64).cpu()
+    py = torch.as_tensor(py).to(torch.float64).cpu()
+    r, w = _prepare(logit_table, pmi_table, px[:, None] * py[None, :])
+    wrow = w / w.sum(1, keepdim=True).clamp_min(1e-300)  # (nx, ny) p(y) within each row
+    c = (wrow * r).sum(1)  # (nx,)
+    pxw = w.sum(1)  # (nx,) p(x) restricted to the finite cells
+    within = (w * (r - c[:, None]) ** 2).sum().sqrt().item()
+    offset = (pxw * (c - (pxw * c).sum()) ** 2).sum().sqrt().item()
+    return Estimate(within, 0.0), Estimate(offset, 0.0)
+
+
 def mutual_information_table(joint: Tensor) -> float:
     """I(X;Y) = Σ p log(p / (p(x)p(y))) of a (nx, ny) joint table, in nats."""
     p = torch.as_tensor(joint).to(torch.float64)
@@ -177,4 +198,5 @@ __all__ = [
     "pmi_delta",
     "pmi_rmse_joint",
     "pmi_rmse_product",
+    "pmi_row_offset",
 ]

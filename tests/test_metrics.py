@@ -67,6 +67,23 @@ def test_excess_loss_is_nonnegative_and_zero_only_at_pmi(seed, scale):
     assert float(M.excess_loss(offs, d.table)) > 0
 
 
+def test_row_offset_decomposition():
+    """r = c(x) + e(x, y) with E_{p(y)} e = 0 by construction: within = rmse(e), offset = sd(c)."""
+    d = _table(7)
+    g = torch.Generator().manual_seed(1)
+    c = torch.randn(d.nx, generator=g, dtype=torch.float64)
+    e = torch.randn(d.nx, d.ny, generator=g, dtype=torch.float64)
+    e = e - (e * d.py[None]).sum(1, keepdim=True)  # centre each row under p(y)
+    pmi = d.pmi_table()
+    within, offset = M.pmi_row_offset(pmi + c[:, None] + e, pmi, d.px, d.py)
+    w = d.px[:, None] * d.py[None]
+    assert float(within) == pytest.approx((w * e**2).sum().sqrt().item(), rel=1e-10)
+    sd = ((d.px * (c - (d.px * c).sum()) ** 2).sum()).sqrt().item()
+    assert float(offset) == pytest.approx(sd, rel=1e-10)
+    w0, o0 = M.pmi_row_offset(pmi + 3.0, pmi, d.px, d.py)
+    assert float(w0) < 1e-12 and float(o0) < 1e-12
+
+
 def test_zero_cells_are_left_out_of_pmi_errors():
     """A pair that never co-occurs has PMI = −∞; the PMI errors use the finite cells only."""
     p = torch.tensor([[0.3, 0.0], [0.2, 0.5]], dtype=torch.float64)

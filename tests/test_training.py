@@ -79,6 +79,9 @@ def test_one_sided_leaves_a_row_offset_that_symmetric_removes(latent, tabular_po
     assert spread > 0.05 and one.metrics["excess_loss"] > 1e-3
     within_s, spread_s = _offsets(tabular_population)
     assert within_s < 1e-3 and spread_s < 1e-3
+    # the reported metrics agree with this independent decomposition
+    assert one.metrics["pmi_row_offset_sd"] == pytest.approx(spread, rel=1e-6)
+    assert one.metrics["pmi_within_row_rmse"] == pytest.approx(within, rel=1e-3, abs=1e-9)
 
 
 def test_capacity_linear_below_latent_rank_is_worse_than_kme_with_k_points():
@@ -210,3 +213,10 @@ def test_fit_restores_thread_count(latent):
         warnings.simplefilter("error")
         fit(latent, FitConfig.smoke(similarity="tabular"), progress=False)
     assert torch.get_num_threads() == before
+
+
+def test_public_names():
+    import pmilab.training
+
+    assert pl.fit is pmilab.training.fit and pl.Run is pmilab.training.Run
+    assert FitConfig.smoke().steps < FitConfig().steps

@@ -36,11 +36,14 @@ def discrete_metrics(run: Run) -> dict:
     pmi = d.pmi_table()
     product = d.px[:, None] * d.py[None, :]
     mi = _mi_infonce(run, EVAL_SEED_OFFSET + run.config.seed)
+    within, offset = M.pmi_row_offset(table, pmi, d.px, d.py)
     return {
         "pmi_rmse_product": float(M.pmi_rmse_product(table, pmi, product)),
         "pmi_rmse_joint": float(M.pmi_rmse_joint(table, pmi, d.table)),
         "pmi_delta": float(M.pmi_delta(table, pmi, product)),
         "pmi_corr": float(M.pmi_corr(table, pmi, product)),
+        "pmi_within_row_rmse": float(within),
+        "pmi_row_offset_sd": float(offset),
         "excess_loss": float(M.excess_loss(table, d.table)),
         "excess_loss_one_sided": float(M.excess_loss(table, d.table, "one_sided")),
         "mi_infonce": float(mi),
