@@ -76,8 +76,9 @@ class ShapesJoint:
         sc = torch.ones(ns, nc, dtype=torch.float64)
         sc[torch.arange(ns), torch.arange(ns) % nc] = self.favourite
         sc = sc / sc.sum()
-        rest = torch.full((len(SIZES) * self.grid**2,), 1.0 / (len(SIZES) * self.grid**2))
-        return (sc.reshape(-1, 1) * rest.to(torch.float64).reshape(1, -1)).reshape(-1)
+        n_rest = len(SIZES) * self.grid**2
+        rest = torch.full((n_rest,), 1.0 / n_rest, dtype=torch.float64)
+        return (sc.reshape(-1, 1) * rest.reshape(1, -1)).reshape(-1)
 
     def channel(self, n: int) -> Tensor:
         """(n, n) p(a' | a) for one attribute with n values."""
