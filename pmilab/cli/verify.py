@@ -49,6 +49,23 @@ def parse_claims(text: str) -> list[str]:
     return [c for c in CLAIMS if c in ids]
 
 
+def write_meta(out: Path, quick: bool, seeds: int | None) -> None:
+    """Record the preset so `pmilab figures` reruns missing runs with the same one."""
+    import json
+
+    out.mkdir(parents=True, exist_ok=True)
+    meta = out / "meta.json"
+    new = {"preset": "quick" if quick else "full", "seeds": seeds}
+    if meta.exists():
+        old = json.loads(meta.read_text())
+        if old != new:
+            raise InputError(
+                f"{out} holds a {old['preset']} run with seeds={old['seeds']}; use another --out "
+                "or the same preset and --seeds"
+            )
+    meta.write_text(json.dumps(new) + "\n")
+
+
 def run(args: argparse.Namespace) -> int:
     from pmilab.experiments import registry
     from pmilab.experiments.report import summary_table, write_report
@@ -65,6 +82,7 @@ def run(args: argparse.Namespace) -> int:
     if out.exists() and not out.is_dir():
         raise InputError(f"--out {out} exists and is not a directory; pick another path")
     progress = not args.no_progress and sys.stderr.isatty()
+    write_meta(out, args.quick, args.seeds)
     t0 = time.perf_counter()
     results, tables, unavailable, missing = [], {}, {}, 0
     for claim in claims:

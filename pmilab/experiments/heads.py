@@ -51,6 +51,11 @@ def heads_config(quick: bool, seeds: int | None = None) -> HeadsConfig:
     return replace(cfg, seeds=seeds) if seeds else cfg
 
 
+# Seconds-long sizes for tests and notebooks' smoke runs (numbers are meaningless at this size).
+SMOKE = HeadsConfig(ks=(2,), curve_ks=(2,), linear_dims=(1, 2), points=(1, 2), steps=20,
+                    seeds=1, probe_n=2000)
+
+
 def _heads_for(cfg: HeadsConfig, k: int) -> list[tuple[str, int, int]]:
     """(similarity, dim, points) for one K."""
     if k in cfg.curve_ks:

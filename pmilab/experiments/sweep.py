@@ -12,6 +12,7 @@ sweep was split or interrupted.
 
 from __future__ import annotations
 
+import atexit
 import importlib
 import io
 import re
@@ -164,20 +165,40 @@ def run_sweep(
     return stats
 
 
+_POOLS: dict[int, ProcessPoolExecutor] = {}
+
+
+def worker_pool(jobs: int) -> ProcessPoolExecutor:
+    """One pool of `jobs` worker processes, reused by every sweep of this process (starting a
+    worker imports torch: seconds each) and shut down at exit."""
+    if jobs not in _POOLS:
+        # spawn, not fork: forking a process whose torch already started threads can deadlock.
+        _POOLS[jobs] = ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn"))
+    return _POOLS[jobs]
+
+
+def shutdown_pools() -> None:
+    for pool in _POOLS.values():
+        pool.shutdown(wait=True, cancel_futures=True)
+    _POOLS.clear()
+
+
+atexit.register(shutdown_pools)
+
+
 def _run_pool(task: str, todo: list[RunSpec], jobs: int, record) -> None:
-    # spawn, not fork: forking a process whose torch already started threads can deadlock.
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn")) as pool:
-        pending = {pool.submit(execute, task, s.params): s for s in todo}
-        try:
-            while pending:
-                finished, _ = wait(pending, return_when=FIRST_COMPLETED)
-                for fut in finished:
-                    spec = pending.pop(fut)
-                    record(spec, *fut.result())
-        except BaseException:
-            for fut in pending:
-                fut.cancel()
-            raise
+    pool = worker_pool(jobs)
+    pending = {pool.submit(execute, task, s.params): s for s in todo}
+    try:
+        while pending:
+            finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+            for fut in finished:
+                spec = pending.pop(fut)
+                record(spec, *fut.result())
+    except BaseException:
+        for fut in pending:
+            fut.cancel()
+        raise
 
 
 def load_table(sweep: Sweep, runs_dir: Path) -> pd.DataFrame:
@@ -193,7 +214,7 @@ def load_table(sweep: Sweep, runs_dir: Path) -> pd.DataFrame:
     order = [r.run_id for r in sweep.runs if r.run_id in found]
     text = "".join(tbl.format_row(columns, found[i]) for i in order)
     header = ",".join(columns + [tbl.SENTINEL]) + "\n"
-    df = pd.read_csv(io.StringIO(header + text), float_precision="round_trip")
+    df = pd.read_csv(io.StringIO(header + text))
     return df.drop(columns=[tbl.SENTINEL])
 
 

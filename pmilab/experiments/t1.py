@@ -64,6 +64,12 @@ def config(quick: bool, seeds: int | None = None) -> T1Config:
     return replace(cfg, seeds=seeds) if seeds else cfg
 
 
+def smoke_config() -> T1Config:
+    """Seconds-long sizes for tests and notebooks (numbers are meaningless at this size)."""
+    return T1Config(steps=20, c_steps=10, hidden="8", eval_samples=64, pairs=500,
+                    sizes="2/8/64", seeds=1)
+
+
 def _discrete(cfg: T1Config) -> Sweep:
     runs = []
     for sim, dim, m, obj in (("tabular", 1, 1, "symmetric"), ("tabular", 1, 1, "one_sided"),
@@ -154,8 +160,8 @@ def saturation_long(df: pd.DataFrame) -> pd.DataFrame:
     for r in df.itertuples():
         for n in [int(s) for s in str(r.sizes).split("/")]:
             g = lambda name, n=n, r=r: getattr(r, f"{name}_N{n}")  # noqa: E731
-            rows.append({"seed": r.seed, "N": n, "log_n": math.log(n), "head": g("mi_head"),
-                         "head_se": g("mi_head_se"), "pmi": g("mi_pmi"), "pmi_se": g("mi_pmi_se"),
+            rows.append({"seed": r.seed, "N": n, "log_n": math.log(n), "est": g("mi_head"),
+                         "est_se": g("mi_head_se"), "pmi": g("mi_pmi"), "pmi_se": g("mi_pmi_se"),
                          "lower": g("bound") - 2 * r.pmi_delta, "lower_pmi": g("bound"),
                          "upper": min(r.mutual_information, math.log(n)), "max_batch": g("max_head"),
                          "mi": r.mutual_information})
@@ -165,8 +171,8 @@ def saturation_long(df: pd.DataFrame) -> pd.DataFrame:
 def _saturates(df: pd.DataFrame) -> ClaimResult:
     t = saturation_long(df)
     over_cap = (t.max_batch - t.log_n).max()
-    lo = ((t.lower - t.head) / t.head_se).max()  # > Z_TOL: estimate below the lower bound
-    hi = ((t.head - t.upper) / t.head_se).max()  # > Z_TOL: estimate above min(I, log N)
+    lo = ((t.lower - t.est) / t.est_se).max()  # > Z_TOL: estimate below the lower bound
+    hi = ((t.est - t.upper) / t.est_se).max()  # > Z_TOL: estimate above min(I, log N)
     sat = t[t.log_n <= t.mi - 1]
     ok = over_cap <= 1e-9 and lo <= Z_TOL and hi <= Z_TOL
     return ClaimResult(
@@ -175,7 +181,7 @@ def _saturates(df: pd.DataFrame) -> ClaimResult:
         f"max over cap {fmt(over_cap)}; z below lower {fmt(lo)}; z above upper {fmt(hi)}",
         f"over cap <= 0; z <= {Z_TOL:g} both sides", bool(ok), fig("t1_saturation"),
         f"I = {fmt(t.mi.iloc[0])} nats; at N with log N <= I - 1 the estimate is "
-        + ", ".join(f"N={int(r.N)}: {fmt(r.head)} (log N {fmt(r.log_n)})" for r in sat.itertuples())
+        + ", ".join(f"N={int(r.N)}: {fmt(r.est)} (log N {fmt(r.log_n)})" for r in sat.itertuples())
         + f"; {len(df)} seeds.",
     )
 

@@ -66,6 +66,13 @@ def config(quick: bool, seeds: int | None = None) -> T2Config:
     return T2Config(heads_config(quick, seeds), g)
 
 
+def smoke_config() -> T2Config:
+    """Seconds-long sizes for tests and notebooks (numbers are meaningless at this size)."""
+    from pmilab.experiments.heads import SMOKE
+
+    return T2Config(SMOKE, GaussConfig(steps=10, eval_samples=64, seeds=1))
+
+
 def gauss_sweep(g: GaussConfig) -> Sweep:
     runs = []
     for feats in ("raw", "quadratic"):

@@ -33,6 +33,12 @@ def config(quick: bool, seeds: int | None = None) -> HeadsConfig:
     return heads_config(quick, seeds)
 
 
+def smoke_config() -> HeadsConfig:
+    from pmilab.experiments.heads import SMOKE
+
+    return SMOKE
+
+
 def sweeps(cfg: HeadsConfig) -> list[Sweep]:
     return [heads_sweep(cfg)]
 

@@ -55,6 +55,11 @@ def config(quick: bool, seeds: int | None = None) -> T5Config:
     return replace(cfg, seeds=seeds) if seeds else cfg
 
 
+def smoke_config() -> T5Config:
+    """Seconds-long sizes for tests and notebooks (numbers are meaningless at this size)."""
+    return T5Config(caps=(0.5, 8.0), cap_dim=4, steps=20, batches=(4, 16), batch_steps=20, seeds=1)
+
+
 def _cap_sweep(cfg: T5Config) -> Sweep:
     runs = []
     for cap in cfg.caps:

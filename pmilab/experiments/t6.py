@@ -45,6 +45,12 @@ def config(quick: bool, seeds: int | None = None) -> T6Config:
     return replace(cfg, seeds=seeds) if seeds else cfg
 
 
+def smoke_config() -> T6Config:
+    """Seconds-long sizes for tests and notebooks (numbers are meaningless at this size)."""
+    return T6Config(mc_n=2000, transforms=("none", "spiral"), hidden="8", steps=10,
+                    eval_samples=64, seeds=1)
+
+
 def _mc(cfg: T6Config) -> Sweep:
     from pmilab.dists import BUILTIN_SPECS
 
@@ -91,7 +97,7 @@ def _mc_claim(df: pd.DataFrame) -> ClaimResult:
 
 
 def _inv_claim(df: pd.DataFrame) -> ClaimResult:
-    rel = (df.pmi_rmse_product / df.product_std).groupby(df.transform).mean()
+    rel = (df.pmi_rmse_product / df.product_std).groupby(df["transform"]).mean()
     gap = float((rel.drop("none") - rel["none"]).abs().max())
     return ClaimResult(
         "T6b", "PMI is invariant under bijections: a head trained on Transformed(base) reaches "

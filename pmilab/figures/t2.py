@@ -25,7 +25,7 @@ def _capacity(df: pd.DataFrame, results: list[ClaimResult], fig_dir: Path) -> li
         for sim in ("linear", "wpse", "kme"):
             s = over_seeds(sub[sub.similarity == sim], ["cap"], "rel")
             if len(s):
-                ax.errorbar(s.cap, s["mean"], yerr=s.sem, color=HEAD_COLORS[sim],
+                ax.errorbar(s.cap, s["mean"], yerr=s["sem"], color=HEAD_COLORS[sim],
                             marker=HEAD_MARKERS[sim], capsize=3, label=LABELS[sim])
         lin = over_seeds(sub[sub.similarity == "linear"].assign(
             fl=lambda t: t.rank_floor / t.product_std), ["cap"], "fl")
@@ -48,7 +48,7 @@ def _capacity(df: pd.DataFrame, results: list[ClaimResult], fig_dir: Path) -> li
     lin = df[df.similarity == "linear"]
     for k in ks:
         s = over_seeds(lin[lin.k == k], ["dim"], "rank")
-        ax.errorbar(s["dim"], s["mean"], yerr=s.sem, marker="o", capsize=3, label=f"K = {k}")
+        ax.errorbar(s["dim"], s["mean"], yerr=s["sem"], marker="o", capsize=3, label=f"K = {k}")
     d = np.array(sorted(lin["dim"].unique()))
     ax.plot(d, np.minimum(d + 1, 20), "k--", label="bound min(d+1, ny)")
     ax.set_xscale("log", base=2)

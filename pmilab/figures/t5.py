@@ -16,7 +16,7 @@ from pmilab.figures import banner, of_figure, save
 def _cap(df: pd.DataFrame, results, fig_dir: Path) -> list[Path]:
     fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4.6))
     s = over_seeds(df, ["logit_cap"], "pmi_delta")
-    a.errorbar(s.logit_cap, s["mean"], yerr=s.sem, marker="o", capsize=3, label="learned Delta")
+    a.errorbar(s.logit_cap, s["mean"], yerr=s["sem"], marker="o", capsize=3, label="learned Delta")
     caps = np.geomspace(df.logit_cap.min(), df.logit_cap.max(), 100)
     r = df.pmi_half_range.iloc[0]
     a.plot(caps, np.maximum(r - caps, 0), "k--", label="exact floor max(0, R - t)")
@@ -27,7 +27,7 @@ def _cap(df: pd.DataFrame, results, fig_dir: Path) -> list[Path]:
     a.set_title("every point must sit on or above the floor")
     a.legend()
     s = over_seeds(df.assign(rel=rel_error), ["logit_cap"], "rel")
-    b.errorbar(s.logit_cap, s["mean"], yerr=s.sem, marker="o", capsize=3, color="#0969da",
+    b.errorbar(s.logit_cap, s["mean"], yerr=s["sem"], marker="o", capsize=3, color="#0969da",
                label="cosine head (learnable scale, capped)")
     b.axvline(r, color="grey", ls=":", label="t = R")
     b.set_xscale("log", base=2)
@@ -43,7 +43,7 @@ def _cap(df: pd.DataFrame, results, fig_dir: Path) -> list[Path]:
 def _batch(df: pd.DataFrame, results, fig_dir: Path) -> list[Path]:
     fig, ax = plt.subplots(figsize=(6.5, 4.6))
     s = over_seeds(df.assign(rel=rel_error), ["batch_size"], "rel")
-    ax.errorbar(s.batch_size, s["mean"], yerr=s.sem, marker="o", capsize=3,
+    ax.errorbar(s.batch_size, s["mean"], yerr=s["sem"], marker="o", capsize=3,
                 label="tabular head, minibatch symmetric InfoNCE")
     ax.axhline(REACH_TOL_MC, color="red", ls=":", label=f"reach tolerance {REACH_TOL_MC}")
     ax.set_xscale("log", base=2)

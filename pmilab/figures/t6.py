@@ -30,7 +30,7 @@ def draw(tables: dict[str, pd.DataFrame], results: list[ClaimResult], fig_dir: P
     a.legend(loc="upper right")
     rel = inv.pmi_rmse_product / inv.product_std
     se = inv.pmi_rmse_product_se / inv.product_std
-    g = pd.DataFrame({"t": inv.transform, "rel": rel, "se": se}).groupby("t", sort=False)
+    g = pd.DataFrame({"t": inv["transform"], "rel": rel, "se": se}).groupby("t", sort=False)
     m, sem = g.rel.mean(), np.sqrt(g.se.mean() ** 2 + g.rel.var(ddof=1).fillna(0) / g.rel.count())
     order = [t for t in ("none", "spiral", "asinh", "affine", "halfcube") if t in m.index]
     b.bar(order, m[order], yerr=sem[order], capsize=5, color=["#444444"] + ["#8250df"] * (len(order) - 1))
