@@ -36,6 +36,6 @@ def run(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     res = evaluate(args.checkpoint, args.data, args.out, args.n, args.similarity, args.progress)
     keys = [k for k in ("zeroshot_top1", "zeroshot_chance", "retrieval_r1_i2t", "probe_top1",
-                        "pmi_rmse_product", "pmi_corr") if k in res]
+                        "pmi_rmse_product", "pmi_corr") if res.get(k) is not None]
     print(json.dumps({k: round(res[k], 4) for k in keys}))
     return 0

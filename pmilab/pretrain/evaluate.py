@@ -181,8 +181,12 @@ def evaluate(checkpoint: Path, spec: str, out: Path | None = None, n_max: int = 
         res["zeroshot_chance"] = 1.0 / len(test.class_names)
         n_probe = min(len(train), 2000)
         tr_img, tr_kept = embed_images(model, train.subset(np.arange(n_probe)))
-        res["probe_top1"] = probe_top1(flat_features(tr_img), train.labels[tr_kept],
-                                       flat_features(img), test.labels[kept])
+        if len(np.unique(train.labels[tr_kept])) >= 2:
+            res["probe_top1"] = probe_top1(flat_features(tr_img), train.labels[tr_kept],
+                                           flat_features(img), test.labels[kept])
+        else:  # a classifier needs two classes; say so instead of crashing
+            res["probe_top1"] = None
+            warnings.warn("linear probe skipped: its training half has one class", stacklevel=2)
     if test.joint is not None and "z" in test.latents:
         z, y = test.latents["z"][kept], test.latents["y"][kept]
         pmi = test.joint.pmi_table()[torch.as_tensor(z)][:, torch.as_tensor(y)]  # (n, n)

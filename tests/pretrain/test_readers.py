@@ -73,8 +73,8 @@ def test_csv_empty_captions_and_corrupt_images_are_skipped_and_counted(tmp_path)
 def test_training_counts_corrupt_images_in_its_summary(tmp_path):
     from pmilab.pretrain.train import PretrainConfig, train
 
-    caps = [f"a {c} square" for c in ("red", "blue", "green", "black") * 4]
-    path, _ = write_csv(tmp_path, caps, corrupt=(3, 7))
+    caps = [f"a {c} {s}" for c in ("red", "blue", "green", "black") for s in ("square", "disc")]
+    path, _ = write_csv(tmp_path, caps * 2, extra=",label", corrupt=(3, 7))
     cfg = PretrainConfig(data=str(path), out=str(tmp_path / "run"), steps=4, batch_size=8,
                          width=16, dim=4, image_size=8, warmup=1, ckpt_every=2, log_every=1,
                          progress=False)
@@ -86,6 +86,19 @@ def test_training_counts_corrupt_images_in_its_summary(tmp_path):
     assert sum("undecodable" in str(w.message) for w in caught) == 4
     log = (tmp_path / "run" / "log.csv").read_text().splitlines()
     assert log[-1].split(",")[5] == "4"  # the skipped column of the last row
+    # eval on a user CSV: half fits the probe, half is held out; corrupt files are counted
+    from pmilab.pretrain.evaluate import evaluate
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = evaluate(tmp_path / "run", str(path), tmp_path / "eval", progress=False)
+    perm = np.random.default_rng(0).permutation(16)  # the split evaluate() documents
+    held_out_bad = len({3, 7} & set(perm[8:].tolist()))
+    assert res["skipped"]["corrupt_image"] == held_out_bad and res["n_eval"] == 8 - held_out_bad
+    assert res["zeroshot_classes"] == ["disc", "square"]
+    for key in ("zeroshot_top1", "probe_top1", "retrieval_r1_i2t", "retrieval_r5_t2i"):
+        assert 0.0 <= res[key] <= 1.0
+    assert (tmp_path / "eval" / "eval.json").exists()
 
 
 def test_missing_csv_column_is_one_clear_error(tmp_path):
