@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import glob
+import json
 import re
 import tarfile
 import warnings
@@ -164,8 +165,6 @@ def read_shapes(split: str, n_train: int, n_test: int, seed: int = 0,
 
 
 def json_fields(root: Path) -> dict:
-    import json
-
     meta = json.loads((root / "meta.json").read_text())
     return {k: meta[k] for k in ("noise", "favourite", "grid")}
 
