@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import importlib
 
-from pmilab.errors import InputError
+from pmilab.errors import InputError  # noqa: F401  (re-exported: pl.InputError)
 
 __version__ = "0.1.0"
 
