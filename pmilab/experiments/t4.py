@@ -10,6 +10,7 @@ T4b/T4c the rate n^{-1/2}/(1 − p_n); T4d/T4e unpaired data; T4f gradient ident
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import time
 from collections.abc import Iterator
@@ -191,6 +192,8 @@ def _run_claims(quick: bool, out_dir: Path, seeds: int | None, progress: bool) -
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--table", action="store_true", help="regenerate results/t4/table.*")
+    parser.add_argument("--redraw", action="store_true",
+                        help="rewrite table.md and the figure from an existing table.csv")
     parser.add_argument("--claims", action="store_true", help="run the T4 claims and print them")
     parser.add_argument("--quick", action="store_true", help="claims at quick size")
     parser.add_argument("--reps", type=int, default=5, help="repetitions per table cell")
@@ -202,21 +205,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=None, help="output directory")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)  # see _one_thread
-    if args.table:
+    if args.table or args.redraw:
         out = args.out or Path("results/t4")
         out.mkdir(parents=True, exist_ok=True)
-        t0 = time.perf_counter()
-        df = rate_table(reps=args.reps, clip=None if args.no_clip else TABLE_CLIP,
-                        clip_max_n=args.clip_max_n)
-        df.to_csv(out / "table.csv", index=False)
-        write_table_markdown(df, out / "table.md", seconds=time.perf_counter() - t0)
+        if args.table:
+            t0 = time.perf_counter()
+            df = rate_table(reps=args.reps, clip=None if args.no_clip else TABLE_CLIP,
+                            clip_max_n=args.clip_max_n)
+            df.to_csv(out / "table.csv", index=False)
+            meta = {"seconds": round(time.perf_counter() - t0, 1), "reps": args.reps,
+                    "clip_max_n": args.clip_max_n, "clip": not args.no_clip}
+            (out / "table_meta.json").write_text(json.dumps(meta, indent=1) + "\n")
+        df = pd.read_csv(out / "table.csv")
+        meta = json.loads((out / "table_meta.json").read_text())
+        write_table_markdown(df, out / "table.md", seconds=meta["seconds"])
         fig = plot_table(df, REFERENCE, args.fig_dir)
-        print(f"wrote {out / 'table.csv'}, {out / 'table.md'} and {args.fig_dir / fig}")
+        print(f"wrote {out / 'table.md'} and {args.fig_dir / fig} from {out / 'table.csv'}")
     if args.claims:
         for row in run_claims(args.quick, args.out or Path("results/t4/claims")):
             print(f"{row.claim}  {'PASS' if row.passed else 'FAIL'}  {row.measured}  "
                   f"[{row.threshold}]  {row.detail}")
-    if not (args.table or args.claims):
+    if not (args.table or args.redraw or args.claims):
         parser.print_help()
         return 2
     return 0

@@ -44,7 +44,8 @@ def write_table_markdown(df: pd.DataFrame, path: Path, seconds: float) -> None:
     lines = [
         "# T4 reference table: sinΘ of the learned x-features against n and p_n",
         "",
-        f"Regenerate with `{COMMAND}` ({seconds:.0f} s on the machine that wrote this file).",
+        f"Regenerate with `{COMMAND}` ({seconds:.0f} s on the shared 2-core machine that wrote "
+        "this file; `--redraw` rewrites this file and figures/t4_table.* from table.csv).",
         f"Setting as THEORY.md T4: d=(40,39), r=10, noise sd 0.3, z ~ N(0, I_r), mismatch as a "
         f"cyclic permutation of the mismatched x̃ inside the sample; {reps} repetitions per cell "
         "(basis seed = rep). Cells: mean ± standard error over repetitions; z = (ours − ref) / "
@@ -62,14 +63,18 @@ def write_table_markdown(df: pd.DataFrame, path: Path, seconds: float) -> None:
     if "sin_theta_clip" in df:
         clip = _cell_stats(df.dropna(subset=["sin_theta_clip"]), "sin_theta_clip")
         steps = df.groupby(["n", "p_n"])["clip_steps"].max()
+        capped = df[df["clip_steps"] >= steps.max()].groupby(["n", "p_n"])["sin_theta_clip"]
+        capped_txt = ", ".join(f"(n={n}, p_n={p:g}: {len(g)} reps, sinΘ ≥ {g.min():.2f})"
+                               for (n, p), g in capped)
         lines += [
             "## Estimator 2: GD on the CLIP loss at τ = 1 (column `sin_theta_clip`)",
             "",
             "τ=1, ν=1, ρ=1, lr=0.5, started from estimator 1 (balanced factors), full batch, "
             "float64, at most 1000 steps, stop when ‖∇‖/‖G‖ < 1e-6. "
             f"Most steps used in a cell: {int(steps.max())}; largest final ‖∇‖/‖G‖: "
-            f"{df['clip_grad_norm'].max():.1e}. Cells with larger n are left out (each GD step "
-            "costs O(n²·d); raise `--clip-max-n` to include them).",
+            f"{df['clip_grad_norm'].max():.1e}. Runs that used all steps: {capped_txt}. "
+            "Cells with larger n are left out (each GD step costs O(n²·d); raise "
+            "`--clip-max-n` to include them).",
             "",
             *_grid(clip, ref=True),
             "",
