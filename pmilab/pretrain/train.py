@@ -75,6 +75,17 @@ class PretrainConfig:
     resume: bool = False
     progress: bool = True
 
+    def __post_init__(self) -> None:
+        minimum = {"steps": 1, "batch_size": 2, "accum": 1, "ckpt_every": 1, "log_every": 1,
+                   "warmup": 0, "workers": 0, "threads": 0, "dim": 1, "points": 1, "width": 8,
+                   "context": 2, "image_size": 8, "shapes_train": 2, "shapes_test": 2}
+        for name, low in minimum.items():
+            if getattr(self, name) < low:
+                flag = "--" + name.replace("_", "-")
+                raise InputError(f"{flag} must be >= {low}, got {getattr(self, name)}")
+        if not self.lr > 0:
+            raise InputError(f"--lr must be positive, got {self.lr}")
+
     def model_config(self, vocab: int) -> ModelConfig:
         return ModelConfig(self.similarity, self.tower, vocab, self.context, self.width,
                            self.dim, self.points, self.image_size, self.sigma)
@@ -115,8 +126,6 @@ def prepare_out(cfg: PretrainConfig, info: distributed.DistInfo) -> tuple[Path, 
         raise InputError(
             f"{out} already holds a checkpoint; pass --resume to continue it or choose another --out"
         )
-    if info.main:
-        out.mkdir(parents=True, exist_ok=True)
     if cfg.resume and not has_ckpt and info.main:
         print(f"pmilab pretrain: no checkpoint in {out} yet; starting from step 0")
     return out, load_checkpoint(out) if has_ckpt else None
@@ -132,6 +141,15 @@ def setup_tokenizer(out: Path, captions: list[str], ckpt: dict | None, info) -> 
     return load_tokenizer(path)
 
 
+def load_train_data(cfg: PretrainConfig, info: distributed.DistInfo):
+    """Rank 0 reads first (generating a missing shapes cache once), then the other ranks."""
+    sizes = (cfg.shapes_train, cfg.shapes_test)
+    data = load_data(cfg.data, "train", sizes, 0, cfg.progress) if info.main else None
+    if info.world > 1:
+        dist.barrier()
+    return data if info.main else load_data(cfg.data, "train", sizes, 0, False)
+
+
 def train(cfg: PretrainConfig) -> dict:
     """Run (or resume) training; returns the summary written to OUT/summary.json."""
     info = distributed.detect()
@@ -145,12 +163,9 @@ def train(cfg: PretrainConfig) -> dict:
     precision = cfg.precision if cfg.precision != "auto" else (
         "bf16" if device.type == "cuda" else "fp32")
     out, ckpt = prepare_out(cfg, info)
-    if info.main:  # generate a missing shapes cache once, before the other ranks read it
-        data = load_data(cfg.data, "train", (cfg.shapes_train, cfg.shapes_test), 0, cfg.progress)
-    if info.world > 1:
-        dist.barrier()
-    if not info.main:
-        data = load_data(cfg.data, "train", (cfg.shapes_train, cfg.shapes_test), 0, False)
+    data = load_train_data(cfg, info)
+    if info.main:  # only once the data is known to be readable
+        out.mkdir(parents=True, exist_ok=True)
     tok = setup_tokenizer(out, data.captions, ckpt, info)
     mcfg = cfg.model_config(tok.get_vocab_size())
     torch.manual_seed(cfg.seed)
