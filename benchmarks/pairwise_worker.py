@@ -10,9 +10,11 @@ impl:
 - kme, wpse:          pmilab's memory-bounded `_pairwise.kme_logits` / `wpse_logits` (σ learnable)
 - kme_naive, wpse_naive: the usual einsum implementation, (B, C, M, N) kept for backward
 - kme_head:           `pl.similarity.KME(sigma=0.5).logit_matrix` (the must-show memory point)
-- linear:             `pl.similarity.Linear()` + `pl.losses.symmetric_infonce` on features of width
-                      D = M·N·d (the same 6·B·C·M·N·d FLOPs)
-- minimal:            zx @ zyᵀ + two `F.cross_entropy`, the reference the linear head is held to
+- linear:             `pl.similarity.Linear(normalize=False)` + `pl.losses.symmetric_infonce` on
+                      features of width D = M·N·d (the same 6·B·C·M·N·d FLOPs); the worker also
+                      times, interleaved in the same process, the minimal reference zx @ zyᵀ + two
+                      `F.cross_entropy`, and the cosine head `Linear()` against the same minimal
+                      reference with `F.normalize` first; it reports the ratios.
 """
 
 from __future__ import annotations
@@ -31,12 +33,12 @@ from pmilab.similarity import _pairwise
 GEMM_N = 2048  # the large square matmul whose rate defines the floor (2·n³ FLOPs)
 
 
-def gemm_rate(reps: int = 3) -> float:
+def gemm_rate(reps: int = 3, n: int = GEMM_N) -> float:
     """Best FLOP/s of an n×n fp32 matmul in this process."""
-    a, b = torch.randn(GEMM_N, GEMM_N), torch.randn(GEMM_N, GEMM_N)
+    a, b = torch.randn(n, n), torch.randn(n, n)
     a @ b
     best = min(_timed(lambda: a @ b) for _ in range(reps))
-    return 2 * GEMM_N**3 / best
+    return 2 * n**3 / best
 
 
 def _timed(fn) -> float:
@@ -69,18 +71,43 @@ def point_inputs(b: int, m: int, d: int, seed: int = 0):
     return px, wx, py, wy
 
 
+def linear_workloads(b: int, width: int) -> dict:
+    """The linear head (plain and cosine) and its minimal references, on (B, D) features."""
+    from pmilab.similarity import Linear
+
+    g = torch.Generator().manual_seed(0)
+    zx = torch.randn(b, width, generator=g).requires_grad_()
+    zy = torch.randn(b, width, generator=g).requires_grad_()
+    plain, cosine = Linear(normalize=False), Linear()
+    return {
+        "linear": lambda: symmetric_infonce(plain.logit_matrix(zx, zy)).backward(),
+        "minimal": lambda: minimal_loss(zx @ zy.T).backward(),
+        "linear_cos": lambda: symmetric_infonce(cosine.logit_matrix(zx, zy)).backward(),
+        "minimal_cos": lambda: minimal_loss(
+            F.normalize(zx, dim=-1) @ F.normalize(zy, dim=-1).T * 14.3
+        ).backward(),
+    }
+
+
+def linear_ratios(b: int, width: int, reps: int) -> dict:
+    """Head time / minimal time, the four interleaved in this process (best of reps each)."""
+    runs = linear_workloads(b, width)
+    best = dict.fromkeys(runs, float("inf"))
+    for _ in range(reps + 1):  # the first round warms up and is kept only if it is the best
+        for name, run in runs.items():
+            best[name] = min(best[name], _timed(run))
+    return {
+        "minimal_s": best["minimal"],
+        "linear_over_minimal": best["linear"] / best["minimal"],
+        "cosine_over_minimal_cos": best["linear_cos"] / best["minimal_cos"],
+        "cosine_over_minimal": best["linear_cos"] / best["minimal"],
+    }
+
+
 def workload(impl: str, b: int, m: int, d: int):
     """A closure running one forward+backward of `impl` at (B=C=b, M=N=m, d)."""
-    if impl in ("linear", "minimal"):
-        g = torch.Generator().manual_seed(0)
-        zx = torch.randn(b, m * m * d, generator=g).requires_grad_()
-        zy = torch.randn(b, m * m * d, generator=g).requires_grad_()
-        if impl == "linear":
-            from pmilab.similarity import Linear
-
-            head = Linear()
-            return lambda: symmetric_infonce(head.logit_matrix(zx, zy)).backward()
-        return lambda: minimal_loss(zx @ zy.T).backward()
+    if impl == "linear":
+        return linear_workloads(b, m * m * d)["linear"]
     px, wx, py, wy = point_inputs(b, m, d)
     sigma = torch.tensor(0.5, requires_grad=True)
     fns = {
@@ -120,13 +147,19 @@ def measure(cfg: dict) -> dict:
         times.append(_timed(run))
         rates.append(gemm_rate(reps=1))
     rate = max(rates)
+    # For reference only: small GEMMs (cache-resident, like the heads' tiles) can run faster than
+    # the 2048² matmul on a memory-bound shared machine, which would flatter the floor ratio.
+    small = gemm_rate(reps=5, n=512)
     extra = {"profile": profile(run)} if cfg.get("profile") else {}
+    if cfg["impl"] == "linear":
+        extra |= linear_ratios(cfg["b"], cfg["m"] ** 2 * cfg["d"], int(cfg.get("reps", 3)))
     return extra | {
         "time_s": min(times),
         "time_median_s": statistics.median(times),
         "reps": len(times),
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "gemm_gflops": rate / 1e9,
+        "gemm512_gflops": small / 1e9,
         "threads": torch.get_num_threads(),
     }
 

@@ -5,7 +5,7 @@ Both point-set heads reduce, for every pair of sets (i, j), an M×N block of sco
     z[i,a,j,b] = ⟨A[i,a], Bm[j,b]⟩,      A: (B·M, k),  Bm: (C·N, k)
 
 where the callers fold ‖u−v‖² = ‖u‖² + ‖v‖² − 2⟨u,v⟩, the bandwidth and the log-weights into the
-k = d + 2 columns of A and Bm. The full (B·M, C·N) score matrix is never stored: it is computed one
+k ≈ d + 2 columns of A and Bm. The full (B·M, C·N) score matrix is never stored: it is computed one
 tile of whole blocks at a time with a GEMM into a reused buffer, reduced, and recomputed in
 backward (flash-attention style). Memory is O(B·C + (B+C)·M·k + tile), time is the three GEMMs
 of 2·B·C·M·N·k FLOPs each plus a few elementwise passes per tile.
@@ -19,7 +19,8 @@ The Functions take and return the input dtype; callers upcast half precision to 
 CPU threading: a tile's ops are small, and on a loaded machine an OpenMP barrier per op stalls
 whenever one core is taken (measured: 2 threads 18x slower than 1 on the shared 2-core hosts).
 So the tiles are shared out to torch.get_num_threads() python threads, each running its ops
-single-threaded and pulling the next row of tiles when done (torch releases the GIL).
+single-threaded and pulling the next row of tiles when done (torch releases the GIL). While
+they run, torch's intra-op thread count is set to 1 process-wide and restored afterwards.
 """
 
 from __future__ import annotations
@@ -183,10 +184,16 @@ def _kernel_(z: Tensor, kernel: str) -> Tensor:
 
 
 class BlockWeightedKernelSum(torch.autograd.Function):
-    """(A, Bm, wx (B, M), wy (C, N), kernel) -> S (B, C) = Σ_ab wx wy k(⟨A_ia, Bm_jb⟩)."""
+    """(A, Bm, wx (B, M), wy (C, N), kernel, ones) -> S (B, C) = Σ_ab wx wy k(⟨A_ia, Bm_jb⟩).
+
+    ones = (column of A that is all ones, column of Bm that is all ones). Backward multiplies the
+    recomputed kernel values by g_ij only, and moves the weights into the GEMM operands:
+    T_A = (g k) @ (wy ⊙ Bm), T_B = (g k)ᵀ @ (wx ⊙ A); then ∂/∂A = wx ⊙ T_A, ∂/∂Bm = wy ⊙ T_B and,
+    through the ones columns, ∂/∂wx = T_A[:, ones_b], ∂/∂wy = T_B[:, ones_a] (Gaussian: dk/dz = k).
+    """
 
     @staticmethod
-    def forward(ctx, a: Tensor, bm: Tensor, wx: Tensor, wy: Tensor, kernel: str) -> Tensor:
+    def forward(ctx, a, bm, wx, wy, kernel: str, ones: tuple[int, int]) -> Tensor:
         (b, m), (c, n) = wx.shape, wy.shape
         out = a.new_empty(b, c)
 
@@ -198,41 +205,51 @@ class BlockWeightedKernelSum(torch.autograd.Function):
 
         _run_rows(b, c, m, n, a.device, work, lambda: _buffer(a, b, c, m, n))
         ctx.save_for_backward(a, bm, wx, wy)
-        ctx.kernel = kernel
+        ctx.kernel, ctx.ones = kernel, ones
         return out
 
     @staticmethod
     def backward(ctx, g: Tensor):
         a, bm, wx, wy = ctx.saved_tensors
         with torch.autocast(a.device.type, enabled=False):
-            return BlockWeightedKernelSum._backward(ctx, g.contiguous(), a, bm, wx, wy)
+            grads = BlockWeightedKernelSum._backward(ctx, g.contiguous(), a, bm, wx, wy)
+        return (*grads, None, None)
 
     @staticmethod
     def _backward(ctx, g: Tensor, a: Tensor, bm: Tensor, wx: Tensor, wy: Tensor):
         (b, m), (c, n) = wx.shape, wy.shape
-        ga, gwx = torch.zeros_like(a), torch.zeros_like(wx)
+        aw, bw = a * wx.reshape(-1, 1), bm * wy.reshape(-1, 1)  # (B·M, k), (C·N, k)
+        imq = ctx.kernel == "imq"
+        ta = torch.zeros_like(a)
+        gwx = torch.zeros_like(wx) if imq else None
 
         def work(row, st):
-            buf, buf2, gb, gwy = st
+            buf, buf2, tb, gwy = st
             for i0, i1, j0, j1 in row:
-                ai, bj = a[i0 * m : i1 * m], bm[j0 * n : j1 * n]
-                shape = (i1 - i0, m, j1 - j0, n)
-                k = _kernel_(_scores(ai, bj, buf, shape), ctx.kernel)  # (bi, M, cj, N)
-                gw = g[i0:i1, None, j0:j1, None] * wx[i0:i1, :, None, None]  # g_ij wx_ia
-                u = torch.mul(k, gw, out=buf2[: k.numel()].view(shape))  # g_ij wx_ia k
-                gwy[j0:j1] += u.sum(dim=(0, 1))
-                if ctx.kernel == "imq":  # dk/dz = -k³/2 where z > 1
+                rows, cols = slice(i0 * m, i1 * m), slice(j0 * n, j1 * n)
+                shape, gij = (i1 - i0, m, j1 - j0, n), g[i0:i1, None, j0:j1, None]
+                k = _kernel_(_scores(a[rows], bm[cols], buf, shape), ctx.kernel)
+                if imq:  # the weights' gradients need g k; the points' need g dk/dz = -g k³/2
+                    u = torch.mul(k, gij, out=buf2[: k.numel()].view(shape))
+                    u2 = u.view(a[rows].shape[0], bm[cols].shape[0])
+                    gwx[i0:i1] += (u2 @ wy[j0:j1].reshape(-1)).view(i1 - i0, m)
+                    gwy[j0:j1] += (u2.T @ wx[i0:i1].reshape(-1)).view(j1 - j0, n)
                     u.mul_(k).mul_(k).mul_(-0.5)
-                u.mul_(wy[None, None, j0:j1])  # dS/dz, times g
-                kw = k.mul_(wy[None, None, j0:j1]).sum(dim=3)  # (bi, M, cj): Σ_b wy_jb k
-                gwx[i0:i1] += torch.einsum("iaj,ij->ia", kw, g[i0:i1, j0:j1])
-                gz = u.view(ai.shape[0], bj.shape[0])
-                ga[i0 * m : i1 * m].addmm_(gz, bj)
-                gb[j0 * n : j1 * n].addmm_(gz.T, ai)
+                else:
+                    u = k.mul_(gij)  # g_ij k, (bi, M, cj, N)
+                u2 = u.view(a[rows].shape[0], bm[cols].shape[0])
+                ta[rows].addmm_(u2, bw[cols])
+                tb[cols].addmm_(u2.T, aw[rows])
 
         def state():
-            bufs = _buffer(a, b, c, m, n), _buffer(a, b, c, m, n)
-            return (*bufs, torch.zeros_like(bm), torch.zeros_like(wy))
+            buf2 = _buffer(a, b, c, m, n) if imq else None
+            return _buffer(a, b, c, m, n), buf2, torch.zeros_like(bm), torch.zeros_like(wy)
 
         states = _run_rows(b, c, m, n, a.device, work, state)
-        return ga, sum(st[2] for st in states), gwx, sum(st[3] for st in states), None
+        tb = sum(st[2] for st in states)
+        if not imq:
+            gwx = ta[:, ctx.ones[1]].view(b, m)
+            gwy = tb[:, ctx.ones[0]].view(c, n)
+        else:
+            gwy = sum(st[3] for st in states)
+        return ta * wx.reshape(-1, 1), tb * wy.reshape(-1, 1), gwx, gwy

@@ -59,8 +59,16 @@ def _centred(px: Tensor, py: Tensor) -> tuple[Tensor, Tensor]:
 
 
 def _rows(p: Tensor, first: Tensor, second: Tensor) -> Tensor:
-    """(S, K, d), (S, K), (S, K) -> (S·K, d + 2): the GEMM operand [p, first, second]."""
-    return torch.cat([p, first[..., None], second[..., None]], dim=-1).flatten(0, 1)
+    """(S, K, d), (S, K), (S, K) -> (S·K, k): the GEMM operand [p, first, second, 0…].
+
+    Zero columns pad k = d + 2 to a multiple of 8: the CPU GEMMs of the backward pass run ~10%
+    faster at k = 72 than at k = 66 (measured), more than paying for the 9% extra FLOPs.
+    """
+    pad = -(p.shape[-1] + 2) % 8
+    cols = [p, first[..., None], second[..., None]]
+    if pad:
+        cols.append(p.new_zeros(*p.shape[:-1], pad))
+    return torch.cat(cols, dim=-1).flatten(0, 1)
 
 
 def _splice(out: Tensor, bad: Tensor, fn, args: tuple, per_pair: int) -> Tensor:
@@ -109,7 +117,8 @@ def kernel_expanded(px, wx, py, wy, inv_s2: Tensor, kernel: str):
     """The GEMM-expansion Σ_ab wx wy k (B, C) and the estimated relative error of each k (B, C)."""
     p, q = _centred(px, py)
     a, bm, s = _kernel_operands(p, q, inv_s2, kernel)
-    ker = BlockWeightedKernelSum.apply(a, bm, wx, wy, kernel)  # (B, C)
+    d = px.shape[-1]  # A's column d + 1 and Bm's column d are all ones (_kernel_operands)
+    ker = BlockWeightedKernelSum.apply(a, bm, wx, wy, kernel, (d + 1, d))  # (B, C)
     return ker, _estimate(s, ker.dtype)
 
 

@@ -135,10 +135,12 @@ def leaf(t: torch.Tensor) -> torch.Tensor:
     return t.detach().clone().requires_grad_()
 
 
-@pytest.mark.parametrize("force_direct", [False, True])
-def test_kme_gradcheck(small_tiles, monkeypatch, force_direct):
-    if force_direct:  # every pair through the direct-difference fallback
+@pytest.mark.parametrize("path", ["shift", "exact_tiles", "direct"])
+def test_kme_gradcheck(small_tiles, monkeypatch, path):
+    if path == "direct":  # every pair through the direct-difference fallback
         monkeypatch.setitem(chunked.KME_TOL, torch.float64, 0.0)
+    if path == "exact_tiles":  # every tile through the per-block-max logsumexp
+        monkeypatch.setitem(blocks.SUM_LO, torch.float64, float("inf"))
     px, wx, py, wy = (leaf(t) for t in point_sets("random", 3, 4, 3, 2, 4))
     sigma = leaf(torch.tensor(0.8, dtype=torch.float64))
     assert torch.autograd.gradcheck(P.kme_logits, (px, wx, py, wy, sigma))
@@ -163,7 +165,7 @@ def test_wpse_gradcheck(small_tiles, monkeypatch, kernel, force_direct):
 
 
 @pytest.mark.parametrize("kind", KINDS)
-@pytest.mark.parametrize("sigma", [1e-3, 0.5, 1e3])
+@pytest.mark.parametrize("sigma", [1e-3, 0.02, 0.5, 1e3])
 def test_gradients_match_reference_and_are_finite(kind, sigma):
     """Autograd of the chunked version equals autograd of the naive one (float64), at extremes."""
     base = point_sets(kind, 4, 3, 3, 2, 8)
