@@ -219,8 +219,10 @@ class Loop:
             dist.all_reduce(t, op=dist.ReduceOp.MIN)
             self.skipped["dropped_to_equalise_ranks"] += n - int(t)
             n = int(t)
-        if n < 2:
+        if n < 2:  # every rank agrees (n is the minimum), so no rank waits on another
             self.skipped["batch_too_small"] += 1
+            if last and self.info.world > 1:  # DDP would have synced here: do it by hand
+                sync_gradients(self.model, self.info.world)
             return math.nan, 0
         ids, mask = encode(self.tok, [self.data.captions[i] for i in idx[:n]], self.cfg.context)
         dtype = next(self.model.parameters()).dtype
@@ -249,7 +251,8 @@ class Loop:
                 images_seen += n * self.info.world
             self.opt.step()
             self.model.similarity.clamp_()
-            losses.append(sum(step_losses) / len(step_losses))
+            finite = [v for v in step_losses if not math.isnan(v)]
+            losses.append(sum(finite) / len(finite) if finite else math.nan)
             bar.update(1)
             bar.set_postfix(loss=f"{losses[-1]:.3f}")
             done = step + 1
@@ -296,6 +299,15 @@ class Loop:
             })
         if self.info.world > 1:
             dist.barrier()
+
+
+def sync_gradients(model: torch.nn.Module, world: int) -> None:
+    """Average gradients over ranks (missing ones count as zero), as DDP's reducer does."""
+    for p in model.parameters():
+        if p.grad is None:
+            p.grad = torch.zeros_like(p)
+        dist.all_reduce(p.grad)
+        p.grad /= world
 
 
 def truncate_log(path: Path, step: int) -> None:
