@@ -117,3 +117,21 @@ def test_pmi_metrics_vanish_for_pmi_plus_constant_and_not_otherwise():
     noisy = pmi_metrics(pmi + torch.as_tensor(rng.normal(size=(200, 200))), pmi)
     assert abs(noisy["pmi_rmse_product"] - 1.0) < 0.02  # unit-variance residual
     assert abs(noisy["pmi_rmse_constant"] - pmi.std().item()) < 0.01
+
+
+def test_report_table_puts_runs_side_by_side(tmp_path):
+    import json
+
+    from pmilab.pretrain.report import table
+
+    paths = []
+    for sim, z in (("linear", 0.5), ("kme", 0.75)):
+        p = tmp_path / f"{sim}.json"
+        p.write_text(json.dumps({"similarity": sim, "zeroshot_top1": z, "zeroshot_chance": 0.0625,
+                                 "pmi_rmse_product": 2 * z, "pmi_rmse_product_se": 0.01,
+                                 "n_eval": 10}))
+        paths.append(p)
+    lines = table(paths).splitlines()
+    assert lines[0] == "| metric | linear | kme |"
+    assert "| zero-shot top-1 | 0.500 | 0.750 |" in lines
+    assert "| pmi_rmse_product | 1.000 ± 0.010 | 1.500 ± 0.010 |" in lines
