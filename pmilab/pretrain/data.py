@@ -53,15 +53,15 @@ class ImageText:
         )
 
 
-def drop_empty_captions(sources: list, captions: list, where: str) -> tuple[list, list, Counter]:
-    """Remove samples whose caption is empty or whitespace; warn and count."""
+def nonempty_captions(captions: list, where: str) -> tuple[list[int], Counter]:
+    """Indices of the samples whose caption is not empty or whitespace; warn and count the rest."""
     keep = [i for i, c in enumerate(captions) if c is not None and str(c).strip()]
     n_bad = len(captions) - len(keep)
     counts = Counter()
     if n_bad:
         counts["empty_caption"] = n_bad
         warnings.warn(f"{where}: skipped {n_bad} sample(s) with an empty caption", stacklevel=3)
-    return [sources[i] for i in keep], [str(captions[i]).strip() for i in keep], counts
+    return keep, counts
 
 
 def read_image(src: Source) -> Image.Image:

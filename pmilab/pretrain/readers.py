@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from pmilab.errors import InputError
-from pmilab.pretrain.data import ImageText, drop_empty_captions
+from pmilab.pretrain.data import ImageText, nonempty_captions
 from pmilab.pretrain.shapes import ShapesJoint, zeroshot_prompts
 
 IMAGE_EXTS = ("png", "jpg", "jpeg")
@@ -65,10 +65,9 @@ def read_csv(path: str) -> ImageText:
             f"(found {list(df.columns)})"
         )
     files = [str(f if Path(f).is_absolute() else p.parent / f) for f in df["filepath"]]
-    captions = df["caption"].tolist()
-    keep = [i for i, c in enumerate(captions) if str(c).strip()]
-    files, captions, counts = drop_empty_captions(files, captions, path)
-    data = ImageText(files, captions, name=p.stem, skipped=counts)
+    keep, counts = nonempty_captions(df["caption"].tolist(), path)
+    captions = [str(df["caption"].iloc[i]).strip() for i in keep]
+    data = ImageText([files[i] for i in keep], captions, name=p.stem, skipped=counts)
     if "label" in df.columns:
         attach_labels(data, df["label"].to_numpy()[keep])
     for key in ("z", "y"):
@@ -122,7 +121,8 @@ def read_shards(shards: list[str]) -> ImageText:
                 continue
             sources.append((shard, *img))
             captions.append(read_member(shard, *members["txt"]).decode("utf-8", "replace"))
-    sources, captions, empty = drop_empty_captions(sources, captions, f"{len(shards)} shard(s)")
+    keep, empty = nonempty_captions(captions, f"{len(shards)} shard(s)")
+    sources, captions = [sources[i] for i in keep], [captions[i].strip() for i in keep]
     if not sources:
         raise InputError(f"no complete (image, .txt) samples found in {len(shards)} shard(s)")
     return ImageText(sources, captions, name=Path(shards[0]).stem, skipped=counts + empty)
