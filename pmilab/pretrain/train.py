@@ -232,7 +232,11 @@ class Loop:
         with ctx:
             loss = self.ddp(images, ids, mask, autocast=self.precision == "bf16")
             (loss / self.cfg.accum).backward()
-        return float(loss.detach()), n
+        loss = loss.detach().clone()
+        if self.info.world > 1:  # log the loss of the global batch: the mean of the local slabs
+            dist.all_reduce(loss)
+            loss /= self.info.world
+        return float(loss), n
 
     def run(self, start: int, elapsed: float) -> dict:
         cfg, out = self.cfg, self.out

@@ -84,6 +84,11 @@ def test_torchrun_pretrain_equals_single_process_on_the_global_batch(ddp_run, tm
     assert a["config"]["batch_size"] * 2 == b["config"]["batch_size"]
     worst = max((a["model"][k] - b["model"][k]).abs().max().item() for k in b["model"])
     assert worst < TOL, f"parameters differ by {worst:.3g} after 3 AdamW steps"
+    import json
+
+    losses = [json.loads((d / "summary.json").read_text())["final_loss"]
+              for d in (ddp_run / "d", tmp_path / "s")]
+    assert abs(losses[0] - losses[1]) < TOL  # the logged loss is the global batch's
     moved = max((b["model"][k] - v).abs().max().item() for k, v in initial_state().items())
     assert moved > 1e-4  # the steps did move the parameters
 
