@@ -183,3 +183,18 @@ def test_digits_are_captioned_by_their_label():
 def test_unknown_data_spec_is_an_input_error(tmp_path):
     with pytest.raises(InputError, match="neither"):
         load_data(str(tmp_path / "nothing-here"))
+
+
+def test_train_and_eval_on_shards_with_more_workers_than_shards(tmp_path):
+    """Retrieval-only eval (no labels) on shards; 2 loader workers read 1 shard."""
+    from pmilab.pretrain.evaluate import evaluate
+    from pmilab.pretrain.train import PretrainConfig, train
+
+    write_shards(tmp_path, 1, 16)
+    shard = str(tmp_path / "data-000.tar")
+    cfg = PretrainConfig(data=shard, out=str(tmp_path / "run"), steps=2, batch_size=8, width=16,
+                         dim=4, image_size=8, warmup=1, workers=2, progress=False)
+    assert train(cfg)["skipped"] == {"corrupt_image": 0}
+    res = evaluate(tmp_path / "run", shard, progress=False)
+    assert res["n_eval"] == 8 and "zeroshot_top1" not in res
+    assert 0 <= res["retrieval_r1_i2t"] <= res["retrieval_r5_i2t"] <= 1

@@ -54,3 +54,24 @@ def test_bf16_autocast_path_runs_and_stays_close_to_fp32(sim):
     assert torch.isfinite(loss16) and abs(loss16.item() / loss32.item() - 1) < 0.03
     loss16.backward()
     assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+
+
+def test_checkpoint_write_is_atomic(tmp_path):
+    """A write that dies midway leaves the previous checkpoint intact and no temporary file."""
+    from pmilab.pretrain.checkpoint import (
+        CKPT,
+        atomic_write_bytes,
+        load_checkpoint,
+        save_checkpoint,
+    )
+
+    save_checkpoint(tmp_path, {"step": 1})
+
+    def torn(path):
+        path.write_bytes(b"half a checkpoint")
+        raise KeyboardInterrupt  # stands in for a kill between write and rename
+
+    with pytest.raises(KeyboardInterrupt):
+        atomic_write_bytes(tmp_path / CKPT, torn)
+    assert load_checkpoint(tmp_path)["step"] == 1
+    assert [p.name for p in tmp_path.iterdir()] == [CKPT]
