@@ -282,3 +282,29 @@ def test_cuda_matches_reference():
     refw = P.wpse_logits_naive(*(t.double() for t in (px, wx, py, wy)), 0.5, 0.3, 1.0)
     outw = P.wpse_logits(px, wx, py, wy, 0.5, 0.3, 1.0)
     assert (outw.double() - refw).abs().max() <= 1e-5 * refw.abs().max()
+
+
+def test_heads_use_the_chunked_reduction(monkeypatch):
+    """`KME` and exact `WPSE` go through `_pairwise` at sizes above the heads' small-size dispatch
+    (equal to the references, and the memory-bounded Function is what runs)."""
+    from pmilab.similarity import KME, WPSE
+
+    calls = []
+    for name in ("BlockLogSumExp", "BlockWeightedKernelSum"):
+        fn = getattr(chunked, name)
+        monkeypatch.setattr(
+            fn, "apply", lambda *a, _f=fn.apply, _n=name: calls.append(_n) or _f(*a)
+        )
+    # above the heads' small-size dispatch to the references (similarity.base.use_reference)
+    px, wx, py, wy = (t.float() for t in point_sets("sphere", 32, 32, 4, 4, 32))
+    ref = P.kme_logits_naive(*(t.double() for t in (px, wx, py, wy)), 0.5)
+    out = KME(sigma=0.5).logit_matrix(px, wx, py, wy)
+    assert ((out.double() - ref).abs() / ref.abs().clamp_min(1)).max() <= 1e-5
+    head = WPSE(sigma=0.5, alpha_linear=0.2)
+    refw = head.scale().double() * P.wpse_logits_naive(
+        *(t.double() for t in (px, wx, py, wy)), 0.5, 0.2, 1.0
+    )
+    assert (
+        head.logit_matrix(px, wx, py, wy).double() - refw
+    ).abs().max() <= 1e-5 * refw.abs().max()
+    assert calls == ["BlockLogSumExp", "BlockWeightedKernelSum"]
