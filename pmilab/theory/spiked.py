@@ -79,7 +79,11 @@ class SpikedModel:
     def sample_pairs(
         self, n: int, p_mismatch: float = 0.0, seed: int = 0, variant: str = "permute"
     ) -> PairedSample:
-        """n pairs of which round(p_mismatch·n) are mismatched (see the module docstring)."""
+        """n pairs of which round(p_mismatch·n) are mismatched (see the module docstring).
+
+        A single mismatched pair cannot be permuted among itself, so "permute" with exactly one
+        mismatched pair redraws its latent instead.
+        """
         if n < 2:
             raise InputError(f"n={n} pairs: need at least 2.")
         if not 0.0 <= p_mismatch <= 1.0:

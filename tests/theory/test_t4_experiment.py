@@ -43,3 +43,10 @@ def test_table_markdown_and_rate_figure(tmp_path):
     assert "cells with |z| > 2: 0" in text
     fig = plot_rate(df, fit_rate(df), tmp_path)
     assert (tmp_path / fig).exists() and (tmp_path / "t4_rate.pdf").exists()
+
+
+def test_rate_table_is_deterministic():
+    a = rate_table(ns=(100,), ps=(0.5,), reps=2, progress=False)
+    b = rate_table(ns=(100,), ps=(0.5,), reps=2, progress=False)
+    pd.testing.assert_frame_equal(a, b)
+    assert a["sin_theta_svd"].nunique() == 2  # the two repetitions draw different data
