@@ -37,6 +37,8 @@ class FitConfig:
     eval_samples:  held-out draws n for the Monte Carlo metrics of continuous joints (n×n grid).
     eval_batches:  held-out batches of `batch_size` for `mi_infonce`.
     dtype:         "float32" or "float64" parameters.
+    amp:           "auto" (bf16 autocast for the encoders on CUDA only), "bf16" (also on CPU) or
+                   "off". The head, its logsumexp and the loss always stay in `dtype`.
     threads:       CPU threads torch uses during `fit` (restored afterwards). 1 is the fastest
                    for the lab's small models (measured 4x faster than 2 threads on a loaded
                    2-core machine) and keeps numbers identical across machines.
@@ -69,6 +71,7 @@ class FitConfig:
     eval_samples: int = 1024
     eval_batches: int = 8
     dtype: str = "float32"
+    amp: str = "auto"
     threads: int | None = 1
     extra: dict = field(default_factory=dict)  # free-form labels carried into config.json
 
@@ -113,6 +116,8 @@ class FitConfig:
             raise InputError("weight_decay and warmup must be >= 0")
         if self.dtype not in ("float32", "float64"):
             raise InputError(f"dtype must be 'float32' or 'float64', got {self.dtype!r}")
+        if self.amp not in ("auto", "bf16", "off"):
+            raise InputError(f"amp must be 'auto', 'bf16' or 'off', got {self.amp!r}")
         if self.features not in ("raw", "quadratic"):
             raise InputError(f"features must be 'raw' or 'quadratic', got {self.features!r}")
         if self.threads is not None:

@@ -171,6 +171,7 @@ def _fit(dist, cfg: FitConfig, device: torch.device, out, progress: bool) -> Run
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)
         model = build_model(dist, cfg).to(device=device, dtype=dtype)
+    model.amp = cfg.amp == "bf16" or (cfg.amp == "auto" and device.type == "cuda")
     history, stopped_at, message = _train(
         model, _loss_fn(dist, model, cfg, device, dtype), cfg, progress
     )

@@ -20,17 +20,32 @@ def _as_tuple(out) -> tuple[Tensor, ...]:
 
 
 class PairModel(nn.Module):
-    """ℓ(x, y) = head(enc_x(x), enc_y(y)); `logit_matrix` (B, C) and `paired_logits` (B,)."""
+    """ℓ(x, y) = head(enc_x(x), enc_y(y)); `logit_matrix` (B, C) and `paired_logits` (B,).
 
-    def __init__(self, enc_x: nn.Module, enc_y: nn.Module, head: nn.Module) -> None:
+    With `amp=True` the encoders run under bf16 autocast (DESIGN.md: on CUDA) and their
+    outputs are cast back to the head's dtype, so the similarity and its logsumexp stay fp32.
+    """
+
+    def __init__(
+        self, enc_x: nn.Module, enc_y: nn.Module, head: nn.Module, amp: bool = False
+    ) -> None:
         super().__init__()
         self.enc_x, self.enc_y, self.head = enc_x, enc_y, head
+        self.amp = amp
+
+    def _encode(self, enc: nn.Module, v: Tensor) -> tuple[Tensor, ...]:
+        if not self.amp:
+            return _as_tuple(enc(v))
+        dtype = next(self.head.parameters(), torch.empty(0)).dtype
+        with torch.autocast(device_type=v.device.type, dtype=torch.bfloat16):
+            out = _as_tuple(enc(v))
+        return tuple(o.to(dtype) if o.is_floating_point() else o for o in out)
 
     def logit_matrix(self, x: Tensor, y: Tensor) -> Tensor:
-        return self.head.logit_matrix(*_as_tuple(self.enc_x(x)), *_as_tuple(self.enc_y(y)))
+        return self.head.logit_matrix(*self._encode(self.enc_x, x), *self._encode(self.enc_y, y))
 
     def paired_logits(self, x: Tensor, y: Tensor) -> Tensor:
-        return self.head.paired_logits(*_as_tuple(self.enc_x(x)), *_as_tuple(self.enc_y(y)))
+        return self.head.paired_logits(*self._encode(self.enc_x, x), *self._encode(self.enc_y, y))
 
     def forward(self, x: Tensor, y: Tensor) -> Tensor:
         return self.logit_matrix(x, y)
