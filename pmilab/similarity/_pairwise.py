@@ -24,6 +24,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from pmilab.similarity._pairwise_chunked import kme_chunked, wpse_chunked
+
 
 def sq_dists(px: Tensor, py: Tensor) -> Tensor:
     """(B, C, M, N) squared distances ||px[i,a] - py[j,b]||^2, materialised."""
@@ -108,12 +110,15 @@ def _as(x, dtype: torch.dtype, device: torch.device) -> Tensor:
     return torch.tensor(float(x), dtype=dtype, device=device)
 
 
-def _backend(px: Tensor) -> str:
-    """Which implementation runs: the dispatch point for a fused GPU kernel.
+# Implementations by backend name. Only "chunked" exists (pure torch, CPU and CUDA); a fused
+# Triton kernel would be registered here and selected by `_backend` for CUDA tensors, and must
+# pass the same tests against `kme_logits_naive` / `wpse_logits_naive` (those marked cuda).
+_KME = {"chunked": kme_chunked}
+_WPSE = {"chunked": wpse_chunked}
 
-    Only "chunked" exists (pure torch, CPU and CUDA). A Triton kernel would be selected here for
-    CUDA tensors and must match `kme_logits_naive` / `wpse_logits_naive` (tests marked cuda).
-    """
+
+def _backend(px: Tensor) -> str:
+    """Which implementation runs for these inputs: the dispatch point for a GPU kernel."""
     return "chunked"
 
 
@@ -123,13 +128,10 @@ def kme_logits(px: Tensor, wx: Tensor, py: Tensor, wy: Tensor, sigma) -> Tensor:
     fp32 output for fp32/half inputs and under autocast (bf16 scores would lose the logits), float64
     for float64 inputs. Equal to `kme_logits_naive` within 1e-5·max(1, |ℓ|) in fp32.
     """
-    from pmilab.similarity._pairwise_chunked import kme_chunked
-
     dt, dev = _compute_dtype(px), px.device
     with torch.autocast(dev.type, enabled=False):
         args = [t.to(dt) for t in (px, wx, py, wy)]
-        assert _backend(px) == "chunked"
-        return kme_chunked(*args, _as(sigma, dt, dev))
+        return _KME[_backend(px)](*args, _as(sigma, dt, dev))
 
 
 def wpse_logits(
@@ -146,8 +148,6 @@ def wpse_logits(
 
     Memory O(B·C + (B+C)·M·d); dtype rules as `kme_logits`. α's may be tensors with gradients.
     """
-    from pmilab.similarity._pairwise_chunked import wpse_chunked
-
     if kernel not in ("gaussian", "imq"):
         raise ValueError(f"unknown kernel {kernel!r}; use 'gaussian' or 'imq'")
     dt, dev = _compute_dtype(px), px.device
@@ -155,4 +155,4 @@ def wpse_logits(
         args = [t.to(dt) for t in (px, wx, py, wy)]
         al = alpha_linear if isinstance(alpha_linear, int | float) else _as(alpha_linear, dt, dev)
         ak = alpha_kernel if isinstance(alpha_kernel, int | float) else _as(alpha_kernel, dt, dev)
-        return wpse_chunked(*args, _as(sigma, dt, dev), al, ak, kernel)
+        return _WPSE[_backend(px)](*args, _as(sigma, dt, dev), al, ak, kernel)
