@@ -17,6 +17,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
+import torch
 from tqdm import tqdm
 
 from pmilab.theory.clip_gd import ClipGDConfig, fit_clip_gd
@@ -163,3 +164,21 @@ def fit_rate(df: pd.DataFrame, col: str = "sin_theta_svd", max_sin: float = 1.0)
     se = np.sqrt(np.diag(cov))
     return {"a": coef[0], "b": coef[1], "c": coef[2], "se_a": se[0], "se_b": se[1],
             "se_c": se[2], "cells": ok}
+
+
+def fixed_point_directions(
+    n: int = 100, p: float = 0.9, seed: int = 1, r: int = 10, steps: int = 5000
+) -> dict:
+    """GD on the CLIP loss (τ=ρ=1) from a small random init to ‖∇‖/‖G‖ < 1e-10; then which
+    singular directions of S(G) the learned row space holds (1-based, by descending singular
+    value) and its sinΘ to the top-r left singular space (0 when the kept ones are the top r)."""
+    model = SpikedModel(40, 39, r, 0.3, basis_seed=0)
+    data = model.sample_pairs(n, p, seed=seed)
+    fit = fit_clip_gd(data.X, data.Y, r, ClipGDConfig(steps=steps, tol=1e-10), seed=0)
+    S = contrastive_cross_covariance(fit.G1, fit.G2, data.X, data.Y, 1.0, 1.0)
+    U, _, _ = truncated_svd(S, min(S.shape))
+    Q = row_space(fit.G1)  # (d1, r)
+    captured = (Q.T @ U).pow(2).sum(0)  # (min(d1, d2),) share of each singular direction held
+    kept = [int(k) + 1 for k in torch.nonzero(captured > 0.5).flatten()]
+    return {"kept": kept, "sin_theta_top_r": sin_theta(Q, U[:, :r]),
+            "grad_norm": fit.grad_norm, "steps": fit.steps, "n": n, "p_n": p}

@@ -115,3 +115,23 @@ def test_algorithm1_with_high_rank_detects_and_helps():
     assert after < 0.7 * before
     with pytest.raises(InputError):
         fit_with_unpaired(pairs.X, pairs.Y, un.X, un.Y, un.partner, 20, keep=10, nu_refit=1.0)
+
+
+def test_heavy_mismatch_fixed_point_is_an_svd_but_not_the_top_r():
+    """T4 at p_n = 0.9: GD stops where G1ᵀG2 is S(G)'s SVD on r singular directions, i.e.
+    (S − ρW) is orthogonal to both learned row spaces, yet the kept directions are not the top r
+    (recorded finding; if this setting ever keeps the top r, the finding must be revisited)."""
+    m = SpikedModel()
+    d = m.sample_pairs(100, 0.9, seed=1)
+    fit = fit_clip_gd(d.X, d.Y, 10, ClipGDConfig(steps=5000, tol=1e-10), seed=0)
+    S = contrastive_cross_covariance(fit.G1, fit.G2, d.X, d.Y, 1.0, 1.0)
+    W = fit.G1.T @ fit.G2
+    R = S - W  # ρ = 1
+    assert float((fit.G1 @ R).norm() / (fit.G1 @ S).norm()) < 1e-8
+    assert float((R @ fit.G2.T).norm() / (S @ fit.G2.T).norm()) < 1e-8
+    c = torch.linalg.svdvals(S)
+    w = torch.linalg.svdvals(W)[:10]
+    # every singular value of W is one of S's, but not the ten largest
+    assert all(float((c - x).abs().min()) < 1e-8 for x in w)
+    U, _, _ = truncated_svd(S, 10)
+    assert sin_theta(row_space(fit.G1), U) > 0.5
