@@ -31,16 +31,16 @@ class HeadsConfig:
     linear_dims: tuple[int, ...] = (1, 2, 4, 8, 16)
     points: tuple[int, ...] = (1, 2, 4, 8)
     point_dim: int = 2
-    steps: int = 3000
+    steps: int = 2000
     lr: float = 0.1
     seeds: int = 3
-    probe_n: int = 1_000_000
+    probe_n: int = 300_000
 
     def spec(self, k: int) -> str:
         return f"latent:nx={self.nx},ny={self.ny},k={k},seed=0"
 
 
-QUICK = HeadsConfig(curve_ks=(4,), steps=1000, seeds=1, probe_n=100_000)
+QUICK = HeadsConfig(curve_ks=(4,), seeds=1, probe_n=100_000)
 FULL = HeadsConfig()
 
 

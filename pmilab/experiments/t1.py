@@ -46,12 +46,12 @@ class T1Config:
     lr: float = 0.1
     continuous: tuple[tuple[str, str, int], ...] = (
         ("gaussian:dx=2,dy=2,rho=0.8/0.5", "kme", 2),
-        ("mixture:k=4,dx=2,dy=2,sep=3,std=1,seed=0", "kme", 4),
+        ("mixture:k=4,dx=2,dy=2,sep=2,std=1,seed=0", "kme", 4),
     )
     hidden: str = "64x64"
     c_steps: int = 4000
-    c_lr: float = 3e-3
-    c_batch: int = 256
+    c_lr: float = 1e-2
+    c_batch: int = 128  # the point-set heads cost O(B^2 M^2) per step; T1b holds for every N
     eval_samples: int = 2048
     saturation: str = "diag:n=32,noise=0.1"
     sizes: str = "2/4/8/16/64/256/1024"
@@ -60,7 +60,8 @@ class T1Config:
 
 
 def config(quick: bool, seeds: int | None = None) -> T1Config:
-    cfg = T1Config(steps=1000, c_steps=1500, eval_samples=1024, pairs=20_000, seeds=1) if quick else T1Config()
+    cfg = (T1Config(steps=1000, c_steps=1500, eval_samples=1024, pairs=20_000, seeds=1)
+           if quick else T1Config())
     return replace(cfg, seeds=seeds) if seeds else cfg
 
 
@@ -91,7 +92,8 @@ def _continuous(cfg: T1Config) -> Sweep:
                  "features": "raw", "normalize": 0, "bias": 1, "logit_cap": 0,
                  "objective": "symmetric", "population": 0, "batch_size": cfg.c_batch,
                  "steps": cfg.c_steps, "lr": cfg.c_lr, "seed": seed, "eval_samples": cfg.eval_samples}
-            rid = make_id("t1c", dist_id(spec), sim, f"M{m}", f"s{cfg.c_steps}", f"seed{seed}")
+            rid = make_id("t1c", dist_id(spec), sim, f"M{m}", f"N{cfg.c_batch}", f"s{cfg.c_steps}",
+                          f"seed{seed}")
             runs.append(RunSpec(rid, p))
     return Sweep("t1-continuous", "pmilab.experiments.tasks:continuous_head", runs,
                  CONTINUOUS_METRICS, "T1")

@@ -4,9 +4,12 @@
        so Δ >= R − cap with R the half-range of PMI: no run beats that exact floor;
 - T5b  the error falls as the cap rises and, once cap >= R, reaches the uncapped error
        (relative error within REACH_TOL of the largest cap's);
-- T5c  the optimal logit is PMI + C at every batch size N (T1b): tabular heads trained on
-       minibatches of N pairs reach PMI + C for every N (their MI estimates are capped at
-       log N; T1d checks that bound).
+- T5c  the optimal logit is PMI + C at every batch size N (T1b): a tabular head trained on
+       minibatches of N pairs never beats ℓ = PMI on the expected loss_N (paired Monte Carlo
+       on held-out batches, z >= −Z_TOL). Its PMI error at a fixed number of steps is reported
+       against N: small batches see fewer pairs and noisier gradients, so that error is a
+       training-budget effect, not a different optimum. (The MI estimate's cap at log N is
+       T1d.)
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import pandas as pd
 from pmilab.experiments.claims import ClaimResult
 from pmilab.experiments.common import (
     REACH_TOL,
-    REACH_TOL_MC,
+    Z_TOL,
     dist_id,
     fig,
     fmt,
@@ -30,7 +33,7 @@ from pmilab.experiments.common import (
 )
 from pmilab.experiments.registry import run_claims_of
 from pmilab.experiments.sweep import RunSpec, Sweep, make_id
-from pmilab.experiments.tasks import DISCRETE_METRICS
+from pmilab.experiments.tasks import BATCH_METRICS, DISCRETE_METRICS
 
 # Δ is a max over cells of float32 logits: 1e-5 nats is above float32 roundoff (~1e-6 for
 # logits of size ~5) and far below any real violation of the floor.
@@ -47,6 +50,7 @@ class T5Config:
     batches: tuple[int, ...] = (4, 16, 64, 256)
     batch_steps: int = 6000
     batch_lr: float = 0.03
+    eval_pairs: int = 200_000
     seeds: int = 3
 
 
@@ -57,7 +61,8 @@ def config(quick: bool, seeds: int | None = None) -> T5Config:
 
 def smoke_config() -> T5Config:
     """Seconds-long sizes for tests and notebooks (numbers are meaningless at this size)."""
-    return T5Config(caps=(0.5, 8.0), cap_dim=4, steps=20, batches=(4, 16), batch_steps=20, seeds=1)
+    return T5Config(caps=(0.5, 8.0), cap_dim=4, steps=20, batches=(4, 16), batch_steps=20,
+                    eval_pairs=2000, seeds=1)
 
 
 def _cap_sweep(cfg: T5Config) -> Sweep:
@@ -81,11 +86,11 @@ def _batch_sweep(cfg: T5Config) -> Sweep:
             p = {"dist": cfg.spec, "similarity": "tabular", "dim": 1, "points": 1, "normalize": 0,
                  "bias": 0, "logit_cap": 0, "objective": "symmetric", "population": 0,
                  "batch_size": n, "steps": cfg.batch_steps, "lr": cfg.batch_lr, "seed": seed,
-                 "probe_n": 0}
+                 "probe_n": 0, "eval_pairs": cfg.eval_pairs}
             rid = make_id("t5batch", dist_id(cfg.spec), f"N{n}", f"s{cfg.batch_steps}",
                           f"seed{seed}")
             runs.append(RunSpec(rid, p))
-    return Sweep("t5-batch", "pmilab.experiments.tasks:discrete_head", runs, DISCRETE_METRICS, "T5")
+    return Sweep("t5-batch", "pmilab.experiments.tasks:batch_head", runs, BATCH_METRICS, "T5")
 
 
 def sweeps(cfg: T5Config) -> list[Sweep]:
@@ -123,12 +128,17 @@ def _falls(df: pd.DataFrame) -> ClaimResult:
 
 
 def _batch(df: pd.DataFrame) -> ClaimResult:
-    per = df.assign(rel=rel_error).groupby("batch_size").rel.max()
+    z = df.lossn_diff / df.lossn_diff_se
+    rel = df.assign(rel=rel_error).groupby("batch_size").rel.mean()
+    gap = df.groupby("batch_size").lossn_diff.mean()
     return ClaimResult(
-        "T5c", "The optimal logit is PMI + C at every batch size N: tabular heads trained on "
-        "minibatches reach it for every N", float(per.max()), f"rmse/sd <= {REACH_TOL_MC} for every N",
-        bool(per.max() <= REACH_TOL_MC), fig("t5_batch"),
-        "; ".join(f"N={n}: {fmt(v)}" for n, v in per.items()) + " (max over seeds).",
+        "T5c", "PMI + C is the optimum at every batch size N: a head trained on batches of N "
+        "never beats logit = PMI on the expected loss_N", float(z.min()),
+        f"paired z = (loss_N(head) - loss_N(PMI))/SE >= -{Z_TOL:g} for every N",
+        bool(z.min() >= -Z_TOL), fig("t5_batch"),
+        "; ".join(f"N={n}: loss gap {fmt(g)} nats, PMI error {fmt(r)}" for n, g, r in
+                  zip(gap.index, gap, rel, strict=True))
+        + f" (rmse/sd after {int(df.steps.iloc[0])} steps; mean over seeds).",
     )
 
 

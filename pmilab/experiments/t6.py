@@ -4,9 +4,10 @@
        fresh draws against the exact (or independently estimated) MI, |z| <= Z_TOL;
 - T6b  PMI is invariant under bijections, so a head trained on Transformed(base) reaches the
        base's PMI error: the same KME head on MLP encoders, trained on a Gaussian and on its
-       spiral- and asinh-warped versions, reaches the same relative error within REACH_TOL_MC/3
-       (a third of the reach tolerance: differences smaller than that are below what the
-       continuous checks resolve).
+       spiral- and asinh-warped versions, reaches the same relative error within
+       INV_TOL + Z_TOL·SE, where SE combines the Monte Carlo standard errors of both estimates
+       (heavy-tailed warps make them large) and INV_TOL = REACH_TOL_MC/3 is a third of the
+       reach tolerance of the continuous checks.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from pmilab.experiments.claims import ClaimResult
@@ -34,8 +36,8 @@ class T6Config:
     points: int = 2
     hidden: str = "64x64"
     steps: int = 4000
-    lr: float = 3e-3
-    batch_size: int = 256
+    lr: float = 1e-2
+    batch_size: int = 128  # the KME head costs O(B^2 M^2) per step
     eval_samples: int = 2048
     seeds: int = 3
 
@@ -74,7 +76,7 @@ def _invariance(cfg: T6Config) -> Sweep:
                  "batch_size": cfg.batch_size, "steps": cfg.steps, "lr": cfg.lr, "seed": seed,
                  "eval_samples": cfg.eval_samples}
             rid = make_id("t6inv", dist_id(cfg.base), tr, cfg.similarity, f"M{cfg.points}",
-                          f"s{cfg.steps}", f"seed{seed}")
+                          f"N{cfg.batch_size}", f"s{cfg.steps}", f"seed{seed}")
             runs.append(RunSpec(rid, p))
     return Sweep("t6-invariance", "pmilab.experiments.tasks:continuous_head", runs,
                  CONTINUOUS_METRICS, "T6")
@@ -97,12 +99,19 @@ def _mc_claim(df: pd.DataFrame) -> ClaimResult:
 
 
 def _inv_claim(df: pd.DataFrame) -> ClaimResult:
-    rel = (df.pmi_rmse_product / df.product_std).groupby(df["transform"]).mean()
-    gap = float((rel.drop("none") - rel["none"]).abs().max())
+    t = df["transform"]
+    rel = (df.pmi_rmse_product / df.product_std).groupby(t).mean()
+    se = (df.pmi_rmse_product_se / df.product_std).groupby(t).mean() / np.sqrt(t.value_counts())
+    spread = (df.pmi_rmse_product / df.product_std).groupby(t).std().fillna(0) / np.sqrt(t.value_counts())
+    se = np.sqrt(se**2 + spread**2)
+    others = rel.drop("none")
+    allowed = INV_TOL + Z_TOL * np.sqrt(se.drop("none") ** 2 + se["none"] ** 2)
+    excess = float((((others - rel["none"]).abs()) - allowed).max())
     return ClaimResult(
         "T6b", "PMI is invariant under bijections: a head trained on Transformed(base) reaches "
-        "the base's PMI error", gap, f"|rel. error(transformed) - rel. error(base)| <= {INV_TOL:g}",
-        bool(gap <= INV_TOL), fig("t6_invariance"),
+        "the base's PMI error", excess,
+        f"|rel. error(transformed) - rel. error(base)| - ({INV_TOL:g} + {Z_TOL:g} SE) <= 0",
+        bool(excess <= 0), fig("t6_invariance"),
         ", ".join(f"{t}: {fmt(v)}" for t, v in rel.items())
         + f" (rmse/sd, {df.similarity.iloc[0]} M={int(df.points.iloc[0])}, mean over "
         f"{df.seed.nunique()} seeds; MC se ~{fmt((df.pmi_rmse_product_se / df.product_std).max())}).",

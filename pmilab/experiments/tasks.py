@@ -58,9 +58,47 @@ def _fit(dist, p: dict, **extra):
 
 
 def discrete_head(p: dict) -> dict:
-    """Train a head on a discrete joint; exact PMI errors, rank, floors and (probe=1) T3."""
+    """Train a head on a discrete joint; exact PMI errors, rank, floors and (probe_n > 0) T3."""
+    return _discrete_metrics(_fit(make_dist(p["dist"]), p), p)
+
+
+BATCH_METRICS = DISCRETE_METRICS + ["lossn_head", "lossn_pmi", "lossn_diff", "lossn_diff_se"]
+
+
+def batch_head(p: dict) -> dict:
+    """`discrete_head` plus T1b at the training batch size N: the expected symmetric loss_N of
+    the trained head against that of ℓ = PMI on the same held-out batches (paired difference,
+    with its standard error across batches). T1b: PMI + C minimises E[loss_N], so the head can
+    not beat PMI beyond Monte Carlo noise."""
     d = make_dist(p["dist"])
     run = _fit(d, p)
+    out = _discrete_metrics(run, p)
+    n = int(p["batch_size"])
+    k = max(64, int(p["eval_pairs"]) // n)
+    x, y = d.sample(n * k, seed=PROBE_SEED_OFFSET + int(p["seed"]))
+    x, y = x.view(k, n), y.view(k, n)
+    table, pmi = run.logit_table(), d.pmi_table()
+    head, crit = _batched_symmetric(table, x, y), _batched_symmetric(pmi, x, y)
+    diff = head - crit
+    out.update(lossn_head=float(head.mean()), lossn_pmi=float(crit.mean()),
+               lossn_diff=float(diff.mean()), lossn_diff_se=float(diff.std() / math.sqrt(k)))
+    return out
+
+
+def _batched_symmetric(table: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """(k,) symmetric InfoNCE of k batches: x, y (k, N) state indices, logits table[x_i, y_j]."""
+    out, step = [], max(1, 2**20 // x.shape[1] ** 2)  # ~1M logits at a time
+    for s in range(0, x.shape[0], step):
+        lg = table[x[s : s + step, :, None], y[s : s + step, None, :]]  # (b, N, N)
+        diag = lg.diagonal(dim1=1, dim2=2)  # (b, N) positives
+        row = (torch.logsumexp(lg, 2) - diag).mean(1)
+        col = (torch.logsumexp(lg, 1) - diag).mean(1)
+        out.append(0.5 * (row + col))
+    return torch.cat(out)
+
+
+def _discrete_metrics(run, p: dict) -> dict:
+    d = run.dist
     m = run.metrics
     pmi, table = d.pmi_table(), run.logit_table()
     px, py = d.px, d.py
