@@ -21,6 +21,7 @@ from torch import Tensor
 
 from pmilab.dists.base import Estimate
 from pmilab.losses import infonce_mi_estimate, population_loss, table_infonce
+from pmilab.theory.linear_mmcl import sin_theta  # noqa: F401  (THEORY.md name, T4)
 
 
 def _prepare(logits: Tensor, pmi: Tensor, weights: Tensor | None) -> tuple[Tensor, Tensor | None]:
