@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from pmilab.experiments.common import dist_id, seed_list
-from pmilab.experiments.sweep import RunSpec, Sweep, make_id
+from pmilab.experiments.sweep import RunSpec, Sweep
 from pmilab.experiments.tasks import DISCRETE_METRICS
 
 
@@ -80,7 +80,7 @@ def heads_sweep(cfg: HeadsConfig) -> Sweep:
         for sim, dim, m in _heads_for(cfg, k):
             for seed in seed_list(cfg.seeds):
                 p = run_params(cfg, k, sim, dim, m, seed)
-                rid = make_id("heads", dist_id(p["dist"]), sim, f"d{dim}", f"M{m}",
+                rid = ("heads", dist_id(p["dist"]), sim, f"d{dim}", f"M{m}",
                               f"s{cfg.steps}", f"seed{seed}")
-                runs.append(RunSpec(rid, p))
+                runs.append(RunSpec.of(p, *rid))
     return Sweep("heads", "pmilab.experiments.tasks:discrete_head", runs, DISCRETE_METRICS, "T2")

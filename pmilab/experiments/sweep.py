@@ -13,8 +13,10 @@ sweep was split or interrupted.
 from __future__ import annotations
 
 import atexit
+import hashlib
 import importlib
 import io
+import json
 import re
 import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
@@ -39,10 +41,22 @@ def make_id(*parts) -> str:
     return "-".join(out)
 
 
+def params_hash(params: dict) -> str:
+    """8 hex digits of a hash of every parameter: a run whose parameters change gets a new id
+    even when the readable part of its id does not name the changed parameter."""
+    text = json.dumps(params, sort_keys=True, default=str)
+    return hashlib.sha1(text.encode()).hexdigest()[:8]
+
+
 @dataclass(frozen=True)
 class RunSpec:
     run_id: str
     params: dict
+
+    @classmethod
+    def of(cls, params: dict, *parts) -> RunSpec:
+        """A run whose id is `make_id(*parts)` (the parameters a reader needs) + a hash of all."""
+        return cls(make_id(*parts, params_hash(params)), params)
 
 
 @dataclass
@@ -168,12 +182,26 @@ def run_sweep(
 _POOLS: dict[int, ProcessPoolExecutor] = {}
 
 
+def _die_with_parent() -> None:
+    """Linux: a worker gets SIGTERM when the sweep process dies (even by SIGKILL), so a killed
+    sweep leaves no orphan workers behind. Elsewhere a no-op."""
+    try:
+        import ctypes
+        import signal
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 def worker_pool(jobs: int) -> ProcessPoolExecutor:
     """One pool of `jobs` worker processes, reused by every sweep of this process (starting a
     worker imports torch: seconds each) and shut down at exit."""
     if jobs not in _POOLS:
         # spawn, not fork: forking a process whose torch already started threads can deadlock.
-        _POOLS[jobs] = ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn"))
+        _POOLS[jobs] = ProcessPoolExecutor(
+            max_workers=jobs, mp_context=get_context("spawn"), initializer=_die_with_parent
+        )
     return _POOLS[jobs]
 
 

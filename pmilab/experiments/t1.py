@@ -31,7 +31,7 @@ from pmilab.experiments.common import (
     seed_list,
 )
 from pmilab.experiments.registry import run_claims_of
-from pmilab.experiments.sweep import RunSpec, Sweep, make_id
+from pmilab.experiments.sweep import RunSpec, Sweep
 from pmilab.experiments.tasks import CONTINUOUS_METRICS, DISCRETE_METRICS, saturation_metrics
 
 # "Reached its own optimum": one-sided excess population loss <= 1e-3 nats, 0.7% of this
@@ -79,8 +79,8 @@ def _discrete(cfg: T1Config) -> Sweep:
             p = {"dist": cfg.discrete, "similarity": sim, "dim": dim, "points": m, "normalize": 0,
                  "bias": 1, "logit_cap": 0, "objective": obj, "population": 1, "batch_size": 256,
                  "steps": cfg.steps, "lr": cfg.lr, "seed": seed, "probe_n": 0}
-            rid = make_id("t1", dist_id(cfg.discrete), sim, f"M{m}", obj, f"s{cfg.steps}", f"seed{seed}")
-            runs.append(RunSpec(rid, p))
+            rid = ("t1", dist_id(cfg.discrete), sim, f"M{m}", obj, f"s{cfg.steps}", f"seed{seed}")
+            runs.append(RunSpec.of(p, *rid))
     return Sweep("t1-discrete", "pmilab.experiments.tasks:discrete_head", runs, DISCRETE_METRICS, "T1")
 
 
@@ -92,9 +92,9 @@ def _continuous(cfg: T1Config) -> Sweep:
                  "features": "raw", "normalize": 0, "bias": 1, "logit_cap": 0,
                  "objective": "symmetric", "population": 0, "batch_size": cfg.c_batch,
                  "steps": cfg.c_steps, "lr": cfg.c_lr, "seed": seed, "eval_samples": cfg.eval_samples}
-            rid = make_id("t1c", dist_id(spec), sim, f"M{m}", f"N{cfg.c_batch}", f"s{cfg.c_steps}",
+            rid = ("t1c", dist_id(spec), sim, f"M{m}", f"N{cfg.c_batch}", f"s{cfg.c_steps}",
                           f"seed{seed}")
-            runs.append(RunSpec(rid, p))
+            runs.append(RunSpec.of(p, *rid))
     return Sweep("t1-continuous", "pmilab.experiments.tasks:continuous_head", runs,
                  CONTINUOUS_METRICS, "T1")
 
@@ -104,8 +104,8 @@ def _saturation(cfg: T1Config) -> Sweep:
     for seed in seed_list(cfg.seeds):
         p = {"dist": cfg.saturation, "similarity": "tabular", "population": 1, "steps": cfg.steps,
              "lr": cfg.lr, "seed": seed, "sizes": cfg.sizes, "pairs": cfg.pairs}
-        runs.append(RunSpec(make_id("t1sat", dist_id(cfg.saturation), f"s{cfg.steps}",
-                                    f"p{cfg.pairs}", f"seed{seed}"), p))
+        runs.append(RunSpec.of(p, "t1sat", dist_id(cfg.saturation), f"s{cfg.steps}",
+                               f"p{cfg.pairs}", f"seed{seed}"))
     sizes = [int(s) for s in cfg.sizes.split("/")]
     return Sweep("t1-saturation", "pmilab.experiments.tasks:mi_saturation", runs,
                  saturation_metrics(sizes), "T1")

@@ -31,7 +31,7 @@ from pmilab.experiments.common import (
 )
 from pmilab.experiments.heads import HeadsConfig, heads_config, heads_sweep
 from pmilab.experiments.registry import run_claims_of
-from pmilab.experiments.sweep import RunSpec, Sweep, make_id
+from pmilab.experiments.sweep import RunSpec, Sweep
 from pmilab.experiments.tasks import CONTINUOUS_METRICS
 
 # Relative slack for "never below the floor": training is float32 and the floor is exact
@@ -81,9 +81,9 @@ def gauss_sweep(g: GaussConfig) -> Sweep:
                  "hidden": "", "features": feats, "normalize": 0, "bias": 1, "logit_cap": 0,
                  "objective": "symmetric", "population": 0, "batch_size": g.batch_size,
                  "steps": g.steps, "lr": g.lr, "seed": seed, "eval_samples": g.eval_samples}
-            rid = make_id("t2gauss", "gaussian-2-2-0.8-0.5", feats, f"d{g.dim}", f"s{g.steps}",
+            rid = ("t2gauss", "gaussian-2-2-0.8-0.5", feats, f"d{g.dim}", f"s{g.steps}",
                           f"seed{seed}")
-            runs.append(RunSpec(rid, p))
+            runs.append(RunSpec.of(p, *rid))
     return Sweep("t2-gauss", "pmilab.experiments.tasks:continuous_head", runs,
                  CONTINUOUS_METRICS, "T2")
 

@@ -32,7 +32,7 @@ from pmilab.experiments.common import (
     seed_list,
 )
 from pmilab.experiments.registry import run_claims_of
-from pmilab.experiments.sweep import RunSpec, Sweep, make_id
+from pmilab.experiments.sweep import RunSpec, Sweep
 from pmilab.experiments.tasks import BATCH_METRICS, DISCRETE_METRICS
 
 # Δ is a max over cells of float32 logits: 1e-5 nats is above float32 roundoff (~1e-6 for
@@ -73,9 +73,9 @@ def _cap_sweep(cfg: T5Config) -> Sweep:
                  "normalize": 1, "bias": 0, "logit_cap": cap, "objective": "symmetric",
                  "population": 1, "batch_size": 256, "steps": cfg.steps, "lr": cfg.lr,
                  "seed": seed, "probe_n": 0}
-            rid = make_id("t5cap", dist_id(cfg.spec), f"d{cfg.cap_dim}", f"cap{cap}",
+            rid = ("t5cap", dist_id(cfg.spec), f"d{cfg.cap_dim}", f"cap{cap}",
                           f"s{cfg.steps}", f"seed{seed}")
-            runs.append(RunSpec(rid, p))
+            runs.append(RunSpec.of(p, *rid))
     return Sweep("t5-cap", "pmilab.experiments.tasks:discrete_head", runs, DISCRETE_METRICS, "T5")
 
 
@@ -87,9 +87,9 @@ def _batch_sweep(cfg: T5Config) -> Sweep:
                  "bias": 0, "logit_cap": 0, "objective": "symmetric", "population": 0,
                  "batch_size": n, "steps": cfg.batch_steps, "lr": cfg.batch_lr, "seed": seed,
                  "probe_n": 0, "eval_pairs": cfg.eval_pairs}
-            rid = make_id("t5batch", dist_id(cfg.spec), f"N{n}", f"s{cfg.batch_steps}",
+            rid = ("t5batch", dist_id(cfg.spec), f"N{n}", f"s{cfg.batch_steps}",
                           f"seed{seed}")
-            runs.append(RunSpec(rid, p))
+            runs.append(RunSpec.of(p, *rid))
     return Sweep("t5-batch", "pmilab.experiments.tasks:batch_head", runs, BATCH_METRICS, "T5")
 
 

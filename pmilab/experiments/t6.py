@@ -21,7 +21,7 @@ import pandas as pd
 from pmilab.experiments.claims import ClaimResult
 from pmilab.experiments.common import REACH_TOL_MC, Z_TOL, dist_id, fig, fmt, seed_list
 from pmilab.experiments.registry import run_claims_of
-from pmilab.experiments.sweep import RunSpec, Sweep, make_id
+from pmilab.experiments.sweep import RunSpec, Sweep
 from pmilab.experiments.tasks import CONTINUOUS_METRICS, MC_METRICS
 
 INV_TOL = REACH_TOL_MC / 3
@@ -56,8 +56,8 @@ def smoke_config() -> T6Config:
 def _mc(cfg: T6Config) -> Sweep:
     from pmilab.dists import BUILTIN_SPECS
 
-    runs = [RunSpec(make_id("t6mc", name, f"n{cfg.mc_n}", f"seed{seed}"),
-                    {"dist": name, "n": cfg.mc_n, "seed": 1000 + seed})
+    runs = [RunSpec.of({"dist": name, "n": cfg.mc_n, "seed": 1000 + seed},
+                       "t6mc", name, f"n{cfg.mc_n}", f"seed{seed}")
             for name in BUILTIN_SPECS for seed in seed_list(cfg.seeds)]
     return Sweep("t6-mc", "pmilab.experiments.tasks:mc_check", runs, MC_METRICS, "T6")
 
@@ -75,9 +75,9 @@ def _invariance(cfg: T6Config) -> Sweep:
                  "bias": 1, "logit_cap": 0, "objective": "symmetric", "population": 0,
                  "batch_size": cfg.batch_size, "steps": cfg.steps, "lr": cfg.lr, "seed": seed,
                  "eval_samples": cfg.eval_samples}
-            rid = make_id("t6inv", dist_id(cfg.base), tr, cfg.similarity, f"M{cfg.points}",
+            rid = ("t6inv", dist_id(cfg.base), tr, cfg.similarity, f"M{cfg.points}",
                           f"N{cfg.batch_size}", f"s{cfg.steps}", f"seed{seed}")
-            runs.append(RunSpec(rid, p))
+            runs.append(RunSpec.of(p, *rid))
     return Sweep("t6-invariance", "pmilab.experiments.tasks:continuous_head", runs,
                  CONTINUOUS_METRICS, "T6")
 

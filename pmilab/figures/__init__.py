@@ -8,6 +8,7 @@ table gives identical bytes.
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 import matplotlib
@@ -37,11 +38,13 @@ plt.rcParams.update({
 def banner(fig, results: list[ClaimResult], title: str) -> None:
     """Title plus one coloured line per claim: 'T2b PASS: measured 0.012 (threshold <= 0.05)'."""
     lines = [(title, "black", "bold")]
+    width = int(fig.get_figwidth() * 15)  # characters that fit at 8.5 pt
     for r in results:
         verdict = "PASS" if r.passed else "FAIL"
         m = f"{r.measured:.3g}" if isinstance(r.measured, float) else str(r.measured)
-        lines.append((f"{r.claim} {verdict}: measured {m} (threshold {r.threshold})",
-                      PASS_COLOR if r.passed else FAIL_COLOR, "normal"))
+        text = f"{r.claim} {verdict}: measured {m} (threshold {r.threshold})"
+        for part in textwrap.wrap(text, width):
+            lines.append((part, PASS_COLOR if r.passed else FAIL_COLOR, "normal"))
     top = 0.995
     for text, color, weight in lines:
         fig.text(0.5, top, text, ha="center", va="top", color=color, fontweight=weight,

@@ -16,8 +16,10 @@ from pmilab.figures import HEAD_COLORS, banner, of_figure, save
 
 def _bars(ax, labels, means, errs, colors, tol, title, ylabel):
     x = np.arange(len(labels))
-    ax.bar(x, np.maximum(means, 1e-5), yerr=errs, capsize=4, color=colors)
-    ax.set_xticks(x, labels, rotation=20, ha="right")
+    for xi, m, e, c in zip(x, np.maximum(np.asarray(means), 1e-6), np.asarray(errs), colors, strict=True):
+        ax.errorbar([xi], [m], yerr=[e], fmt="o", ms=8, capsize=4, color=c)
+    ax.set_xlim(-0.6, len(labels) - 0.4)
+    ax.set_xticks(x, labels, rotation=15, ha="right")
     ax.axhline(tol, color="red", ls=":", label=f"reach tolerance {tol}")
     ax.set_yscale("log")
     ax.set_title(title)
@@ -28,7 +30,7 @@ def _bars(ax, labels, means, errs, colors, tol, title, ylabel):
 def _convergence(tables, results, fig_dir: Path) -> list[Path]:
     d = tables["t1-discrete"].copy()
     c = tables["t1-continuous"].copy()
-    fig, (a, b, e) = plt.subplots(1, 3, figsize=(13, 4.6))
+    fig, (a, b, e) = plt.subplots(1, 3, figsize=(14, 5.4))
     d["rel"] = d.pmi_rmse_product / d.product_std
     d["off"] = d.row_offset_sd / d.product_std
     d["name"] = d.similarity + " / " + d.objective.str.replace("_", "-")
@@ -53,8 +55,9 @@ def _convergence(tables, results, fig_dir: Path) -> list[Path]:
     e.set_yscale("log")
     e.set_ylabel("[dimensionless]")
     e.set_title("tabular head: one-sided leaves logit = PMI + c(x)")
-    e.legend(loc="upper left")
+    e.legend(loc="lower left", fontsize=7)
     banner(fig, of_figure(results, "t1_convergence"), "T1: trained logits converge to PMI + C")
+    fig.subplots_adjust(bottom=0.2, wspace=0.3)
     return save(fig, fig_dir, "t1_convergence")
 
 
@@ -62,7 +65,7 @@ def _saturation(tables, results, fig_dir: Path) -> list[Path]:
     from pmilab.experiments.t1 import saturation_long
 
     t = saturation_long(tables["t1-saturation"])
-    fig, ax = plt.subplots(figsize=(7, 4.8))
+    fig, ax = plt.subplots(figsize=(8.5, 5.2))
     s = t.groupby("N", as_index=False).mean(numeric_only=True)
     ax.errorbar(s.N, s["est"], yerr=4 * s.est_se, marker="o", capsize=3, color="#0969da",
                 label="trained tabular head: log N - loss_N (4 SE bars)")

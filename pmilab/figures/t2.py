@@ -19,45 +19,54 @@ LABELS = {"linear": "linear (CLIP), x = d", "kme": "KME, x = M", "wpse": "WPSE, 
 def _capacity(df: pd.DataFrame, results: list[ClaimResult], fig_dir: Path) -> list[Path]:
     df = df.assign(rel=rel_error(df), cap=np.where(df.similarity == "linear", df["dim"], df.points))
     ks = sorted(df.k.unique())
-    fig, axes = plt.subplots(1, len(ks) + 1, figsize=(3.6 * (len(ks) + 1), 4.4))
-    for ax, k in zip(axes, ks, strict=False):
-        sub = df[df.k == k]
-        for sim in ("linear", "wpse", "kme"):
-            s = over_seeds(sub[sub.similarity == sim], ["cap"], "rel")
-            if len(s):
-                ax.errorbar(s.cap, s["mean"], yerr=s["sem"], color=HEAD_COLORS[sim],
-                            marker=HEAD_MARKERS[sim], capsize=3, label=LABELS[sim])
-        lin = over_seeds(sub[sub.similarity == "linear"].assign(
-            fl=lambda t: t.rank_floor / t.product_std), ["cap"], "fl")
-        if len(lin):
-            ax.plot(lin.cap, lin["mean"].clip(lower=1e-4), "--", color=HEAD_COLORS["linear"],
-                    alpha=0.7, label="linear floor (Eckart-Young, exact)")
-        tab = sub[sub.similarity == "tabular"]
-        if len(tab):
-            ax.axhline(max(tab.rel.mean(), 1e-4), color=HEAD_COLORS["tabular"], lw=1,
-                       label="tabular (reference)")
-        ax.axhline(REACH_TOL, color="red", ls=":", label=f"reach tolerance {REACH_TOL}")
-        ax.axvline(k, color="grey", ls="-.", lw=1, label="capacity = K")
-        ax.set_xscale("log", base=2)
-        ax.set_yscale("log")
-        ax.set_title(f"K = {k} latent classes (24x20 table)")
-        ax.set_xlabel("capacity: d (linear) or points M (WPSE, KME)")
-        ax.set_ylabel("PMI error rmse / sd(PMI)  [dimensionless]")
-    axes[0].legend(loc="lower left")
+    fig, axes = plt.subplots(1, len(ks) + 1, figsize=(3.4 * (len(ks) + 1), 5.2))
+    handles: dict[str, object] = {}
+    for i, (ax, k) in enumerate(zip(axes, ks, strict=False)):
+        if i:
+            ax.sharey(axes[0])
+        _capacity_panel(ax, df[df.k == k], k)
+        for h, lab in zip(*ax.get_legend_handles_labels(), strict=True):
+            handles.setdefault(lab, h)
+    axes[0].set_ylabel("PMI error rmse / sd(PMI)  [dimensionless]")
     ax = axes[-1]
     lin = df[df.similarity == "linear"]
+    d = np.array(sorted(lin["dim"].unique()))
+    ax.plot(d, np.minimum(d + 1, 20), color="grey", lw=4, alpha=0.4, label="bound min(d+1, ny)")
     for k in ks:
         s = over_seeds(lin[lin.k == k], ["dim"], "rank")
         ax.errorbar(s["dim"], s["mean"], yerr=s["sem"], marker="o", capsize=3, label=f"K = {k}")
-    d = np.array(sorted(lin["dim"].unique()))
-    ax.plot(d, np.minimum(d + 1, 20), "k--", label="bound min(d+1, ny)")
     ax.set_xscale("log", base=2)
     ax.set_xlabel("linear head dimension d")
     ax.set_ylabel("numerical rank of learned logit table")
     ax.set_title("rank of the learned linear table")
-    ax.legend()
+    ax.legend(fontsize=7)
+    fig.legend(list(handles.values()), list(handles), loc="lower center", ncol=4, fontsize=7.5)
     banner(fig, of_figure(results, "t2_capacity"), "T2: error against capacity (exact population loss)")
+    fig.subplots_adjust(bottom=0.2, wspace=0.3)
     return save(fig, fig_dir, "t2_capacity")
+
+
+def _capacity_panel(ax, sub: pd.DataFrame, k: int) -> None:
+    for sim in ("linear", "wpse", "kme"):
+        s = over_seeds(sub[sub.similarity == sim], ["cap"], "rel")
+        if len(s):
+            ax.errorbar(s.cap, s["mean"], yerr=s["sem"], color=HEAD_COLORS[sim],
+                        marker=HEAD_MARKERS[sim], capsize=3, label=LABELS[sim])
+    lin = sub[sub.similarity == "linear"]
+    if len(lin):
+        fl = over_seeds(lin.assign(fl=lin.rank_floor / lin.product_std), ["cap"], "fl")
+        ax.plot(fl.cap, fl["mean"].clip(lower=1e-4), "--_", ms=14, color=HEAD_COLORS["linear"], alpha=0.7,
+                label="linear floor (Eckart-Young, exact; clipped at 1e-4)")
+    tab = sub[sub.similarity == "tabular"]
+    if len(tab):
+        ax.axhline(max(tab.rel.mean(), 1e-4), color=HEAD_COLORS["tabular"], lw=1,
+                   label="tabular reference (clipped at 1e-4)")
+    ax.axhline(REACH_TOL, color="red", ls=":", label=f"reach tolerance {REACH_TOL}")
+    ax.axvline(k, color="grey", ls="-.", lw=1, label="capacity = K")
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.set_title(f"K = {k} latent classes (24x20 table)")
+    ax.set_xlabel("d (linear) or points M (WPSE, KME)")
 
 
 def _gaussian(df: pd.DataFrame, results: list[ClaimResult], fig_dir: Path) -> list[Path]:

@@ -130,3 +130,10 @@ def test_shards_and_parallel_workers_give_the_uninterrupted_table(tmp_path):
     assert sorted(p.name for p in sharded.iterdir()) == ["toy.shard0of2.csv", "toy.shard1of2.csv"]
     pd.testing.assert_frame_equal(values(load_table(sw, sharded)), values(load_table(sw, ref)))
     assert run_sweep(sw, sharded, progress=False).ran == 0
+
+
+def test_run_id_changes_with_any_parameter():
+    a = RunSpec.of({"lr": 0.01, "steps": 10}, "t1", "kme", "seed0")
+    b = RunSpec.of({"lr": 0.03, "steps": 10}, "t1", "kme", "seed0")
+    assert a.run_id.startswith("t1-kme-seed0-") and a.run_id != b.run_id
+    assert RunSpec.of({"steps": 10, "lr": 0.01}, "t1", "kme", "seed0").run_id == a.run_id
