@@ -37,6 +37,7 @@ def _cap(df: pd.DataFrame, results, fig_dir: Path) -> list[Path]:
     b.set_title("error falls as the cap rises, flat once t >= R")
     b.legend()
     banner(fig, of_figure(results, "t5_temperature"), "T5: the logit-scale cap limits the PMI range")
+    fig.subplots_adjust(wspace=0.3)
     return save(fig, fig_dir, "t5_temperature")
 
 
@@ -62,7 +63,8 @@ def _batch(df: pd.DataFrame, results, fig_dir: Path) -> list[Path]:
     ax.set_ylabel("rmse / sd(PMI)  [dimensionless]")
     ax.set_title("PMI error at a fixed step budget (fewer pairs seen at small N)")
     ax.legend()
-    banner(fig, of_figure(results, "t5_batch"), "T5: the learned logit does not depend on N")
+    banner(fig, of_figure(results, "t5_batch"), "T5: PMI + C is the optimum at every batch size")
+    fig.subplots_adjust(wspace=0.3)
     return save(fig, fig_dir, "t5_batch")
 
 
