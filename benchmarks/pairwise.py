@@ -44,6 +44,7 @@ SLOWDOWN = {
     "wpse": 4,
     "kme_head": 3,
     "linear": 8,  # four interleaved workloads
+    "interleaved": 14,  # kme + wpse + GEMMs
 }
 
 
@@ -72,7 +73,7 @@ def grid(quick: bool) -> list[tuple[int, int, int, str]]:
         if quick
         else [(b, m, d) for b in (256, 1024, 4096) for m in (1, 4, 16) for d in (64, 256)]
     )
-    out = [(*MUST_SHOW, impl) for impl in IMPLS]
+    out = [(*MUST_SHOW, impl) for impl in (*IMPLS, "interleaved")]
     out += [] if quick else [(*MEMORY_POINT, "kme_head")]
     out += [(*s, impl) for s in shapes for impl in IMPLS if s != MUST_SHOW]
     return out

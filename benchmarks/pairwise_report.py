@@ -33,22 +33,23 @@ def must_show(df: pd.DataFrame, must: tuple, memory: tuple) -> list[str]:
         "| claim | measured | target | verdict |",
         "|---|---|---|---|",
     ]
+    both = _row(df, *must, "interleaved")
     for impl in ("kme", "wpse"):
-        r = _row(df, *must, impl)
-        if r is None or r.status != "ok":
+        r, naive = _row(df, *must, impl), _row(df, *must, impl + "_naive")
+        if both is None or both.status != "ok" or r is None or naive is None:
             lines.append(f"| {impl} at B,M,d={must} | not measured | | FAIL |")
             continue
+        x = getattr(both, f"{impl}_x_floor")
         lines.append(
-            f"| {impl} fwd+bwd at B=C={must[0]}, M=N={must[1]}, d={must[2]}: time / "
-            f"GEMM floor | {r.time_s:.3f} s / {r.floor_s:.3f} s = {r.x_floor:.2f}x | "
-            f"≤ {FLOOR_X}x | {_verdict(r.x_floor <= FLOOR_X)} |"
+            f"| {impl} fwd+bwd at B=C={must[0]}, M=N={must[1]}, d={must[2]}: time / GEMM floor, "
+            f"alternated with the floor's GEMM in one process | {getattr(both, f'{impl}_s'):.3f} s"
+            f" = {x:.2f}x | ≤ {FLOOR_X}x | {_verdict(x <= FLOOR_X)} |"
         )
-        naive = _row(df, *must, impl + "_naive")
-        note = "" if naive is None or naive.status == "ok" else " (naive extrapolated)"
+        norm = naive.x_floor / r.x_floor  # each process's time over its own floor
         lines.append(
-            f"| {impl} speed-up over the naive einsum{note} | "
-            f"{_fmt(r.speedup_vs_naive, '.1f')}x | ≥ {NAIVE_X}x | "
-            f"{_verdict(r.speedup_vs_naive >= NAIVE_X)} |"
+            f"| {impl} speed-up over the naive einsum (separate processes: raw time ratio; "
+            f"ratio of x_floor) | {r.speedup_vs_naive:.1f}x; {norm:.1f}x | ≥ {NAIVE_X}x | "
+            f"{_verdict(min(r.speedup_vs_naive, norm) >= NAIVE_X)} |"
         )
     for impl in ("kme_head", "kme"):
         r = _row(df, *memory, impl)
