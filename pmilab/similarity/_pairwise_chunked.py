@@ -98,7 +98,10 @@ def kme_expanded(px: Tensor, wx: Tensor, py: Tensor, wy: Tensor, inv_s2: Tensor)
     r = inv_s2.sqrt()
     a = _rows(p * r, ax, torch.ones_like(ax))  # (B·M, d+2)
     bm = _rows(q * r, torch.ones_like(ay), ay)  # (C·N, d+2)
-    out = BlockLogSumExp.apply(a, bm, m, n) + ux[:, None] + uy[None, :]  # (B, C)
+    if m * n == 1:  # one score per pair: it is the logit; (B, C) memory is within the bound
+        out = a @ bm.T + ux[:, None] + uy[None, :]
+    else:
+        out = BlockLogSumExp.apply(a, bm, m, n) + ux[:, None] + uy[None, :]  # (B, C)
     with torch.no_grad():
         s = ax.abs().amax(1)[:, None] + ay.abs().amax(1)[None, :] + _scale_terms(pn, qn, inv_s2)
     return out, _estimate(s, out.dtype)
@@ -118,7 +121,12 @@ def kernel_expanded(px, wx, py, wy, inv_s2: Tensor, kernel: str):
     p, q = _centred(px, py)
     a, bm, s = _kernel_operands(p, q, inv_s2, kernel)
     d = px.shape[-1]  # A's column d + 1 and Bm's column d are all ones (_kernel_operands)
-    ker = BlockWeightedKernelSum.apply(a, bm, wx, wy, kernel, (d + 1, d))  # (B, C)
+    if wx.shape[1] * wy.shape[1] == 1:  # one kernel value per pair: plain autograd, (B, C)
+        z = a @ bm.T
+        k = z.exp() if kernel == "gaussian" else z.clamp_min(1.0).rsqrt()
+        ker = wx * k * wy.T
+    else:
+        ker = BlockWeightedKernelSum.apply(a, bm, wx, wy, kernel, (d + 1, d))  # (B, C)
     return ker, _estimate(s, ker.dtype)
 
 

@@ -164,6 +164,20 @@ def test_wpse_gradcheck(small_tiles, monkeypatch, kernel, force_direct):
     assert torch.autograd.gradcheck(f, (px, wx, py, wy, sigma, al, ak))
 
 
+@pytest.mark.parametrize("kernel", ["gaussian", "imq"])
+def test_single_point_sets_gradcheck(kernel):
+    """M = N = 1 takes a direct (B, C) path (one score per pair); CLIP-like, so check it too."""
+    px, wx, py, wy = (leaf(t) for t in point_sets("random", 4, 3, 1, 1, 5))
+    sigma, al = (leaf(torch.tensor(v, dtype=torch.float64)) for v in (0.7, 0.3))
+    assert torch.autograd.gradcheck(P.kme_logits, (px, wx, py, wy, sigma))
+
+    def f(px, wx, py, wy, sigma, al):
+        return P.wpse_logits(px, wx, py, wy, sigma, al, 1.0, kernel)
+
+    assert torch.autograd.gradcheck(f, (px, wx, py, wy, sigma, al))
+    kme_check(px.detach(), wx.detach(), py.detach(), wy.detach(), 0.01, 1e-10)
+
+
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("sigma", [1e-3, 0.02, 0.5, 1e3])
 def test_gradients_match_reference_and_are_finite(kind, sigma):
