@@ -8,14 +8,17 @@ change; the centre is detached because the value does not depend on it) and r = 
     Gauss: −‖p_a − q_b‖²/(2σ²)              = ⟨[r p_a, −‖p_a‖²r²/2, 1],       [r q_b, 1, −‖q_b‖²r²/2]⟩
     IMQ:   1 + ‖p_a − q_b‖²/σ²               = ⟨[r p_a, 1 + ‖p_a‖²r², 1],      [−2 r q_b, 1, ‖q_b‖²r²]⟩
 
-so all (i, j, a, b) scores come out of one GEMM per tile, at the GEMM's rate. Everything outside
+so all (i, j, a, b) scores come out of one GEMM per tile, at the GEMM's rate (KME also subtracts
+each set's largest log-weight, added back outside, so its scores are ≤ 0). Everything outside
 the block Functions is ordinary autograd on O((B + C)·M·d) tensors, which is how σ, the weights
-and the α's get their gradients.
+and the α's get their gradients. With M = N = 1 there is one score per pair and plain autograd
+on (B, C) tensors does it.
 
-Cancellation: the expansion's rounding error on a score is about eps·(ROUNDING·S_ij + EXTRA) with S_ij the
-largest sum of absolute terms of that pair's dot products. Pairs whose estimated error exceeds the
-tolerance are recomputed from direct differences (`_pairwise_exact`); on typical inputs there are
-none, at tiny σ or for nearly coincident points far from the centre there are some or all.
+Cancellation: the expansion's rounding error on a score is about eps·(ROUNDING·S_ij + EXTRA),
+with S_ij the largest sum of absolute terms of that pair's dot products. Pairs whose estimated
+error exceeds the tolerance are recomputed from direct differences (`_pairwise_exact`); on
+typical inputs there are none, at tiny σ or for nearly coincident points far from the centre
+there are some or all.
 """
 
 from __future__ import annotations
