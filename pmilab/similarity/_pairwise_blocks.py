@@ -43,13 +43,28 @@ TILE_ELEMS = 1 << 19
 TILE_COLS = 512
 
 
-def tiles(b: int, c: int, m: int, n: int) -> Iterator[tuple[int, int, int, int]]:
-    """Yield (i0, i1, j0, j1) covering the (B, C) pairs once; each tile is ≤ TILE_ELEMS scores.
+# On a GPU, tiles are made larger so each kernel launch has work: 2**24 scores (64 MiB fp32).
+# (Untested on hardware in this project so far; the tiling logic is the CPU's.)
+CUDA_TILE_ELEMS = 1 << 24
+CUDA_TILE_COLS = 1 << 14
+
+
+def _tile_shape(device: torch.device | None) -> tuple[int, int]:
+    if device is not None and device.type == "cuda":
+        return CUDA_TILE_ELEMS, CUDA_TILE_COLS
+    return TILE_ELEMS, TILE_COLS
+
+
+def tiles(
+    b: int, c: int, m: int, n: int, device: torch.device | None = None
+) -> Iterator[tuple[int, int, int, int]]:
+    """Yield (i0, i1, j0, j1) covering the (B, C) pairs once; each tile is ≤ TILE_ELEMS scores
+    (CUDA_TILE_ELEMS on a GPU).
 
     A tile always holds whole M×N blocks; one block larger than the budget is its own tile.
     """
-    budget = TILE_ELEMS
-    cj = max(1, min(c, TILE_COLS // n, budget // (m * n)))
+    budget, width = _tile_shape(device)
+    cj = max(1, min(c, width // n, budget // (m * n)))
     bi = max(1, min(b, budget // (m * cj * n)))
     for i0 in range(0, b, bi):
         for j0 in range(0, c, cj):
@@ -58,7 +73,7 @@ def tiles(b: int, c: int, m: int, n: int) -> Iterator[tuple[int, int, int, int]]
 
 def _buffer(a: Tensor, b: int, c: int, m: int, n: int) -> Tensor:
     """Flat scratch space for the largest tile `tiles` yields."""
-    return a.new_empty(min(b * c * m * n, max(TILE_ELEMS, m * n)))
+    return a.new_empty(min(b * c * m * n, max(_tile_shape(a.device)[0], m * n)))
 
 
 LN2 = 0.6931471805599453
@@ -87,7 +102,7 @@ def _run_rows(
     live in the per-worker state and are summed by the caller.
     """
     rows: dict[int, list] = {}
-    for t in tiles(b, c, m, n):
+    for t in tiles(b, c, m, n, device):
         rows.setdefault(t[0], []).append(t)
     queue, lock = iter(list(rows.values())), threading.Lock()
     workers = min(len(rows), torch.get_num_threads()) if device.type == "cpu" else 1
