@@ -84,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
     progress = not args.no_progress and sys.stderr.isatty()
     write_meta(out, args.quick, args.seeds)
     t0 = time.perf_counter()
-    results, tables, unavailable, missing = [], {}, {}, 0
+    results, tables, unavailable, missing, ran, reused = [], {}, {}, 0, 0, 0
     for claim in claims:
         mod, why = registry.load(claim)
         if mod is None:
@@ -95,6 +95,7 @@ def run(args: argparse.Namespace) -> int:
         if registry.is_sweep_module(mod):
             cr = registry.run_module(mod, claim, args.quick, out, args.seeds, progress, jobs, shard)
             missing += cr.missing
+            ran, reused = ran + cr.ran, reused + cr.reused
             results += cr.results
             tables.update(cr.tables)
             note = f"{cr.ran} runs, {cr.reused} reused" + (f"; {cr.note}" if cr.note else "")
@@ -114,12 +115,14 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 0
+    reused = sum(len(df) for df in tables.values()) - ran  # T3 reads T2's runs: count once
     header = {
         "command": "pmilab " + " ".join(sys.argv[1:]) if sys.argv[0].endswith("pmilab") else
         "pmilab verify" + (" --quick" if args.quick else ""),
         "preset": "quick" if args.quick else "full",
         "claims": ",".join(claims),
-        "wall time": f"{time.perf_counter() - t0:.0f} s with {jobs} worker process(es)",
+        "this invocation": f"{time.perf_counter() - t0:.0f} s wall with {jobs} worker "
+        f"process(es); {ran} runs trained, {reused} reused from earlier invocations",
     }
     path = write_report(out, results, tables, header, unavailable)
     print(summary_table(results))

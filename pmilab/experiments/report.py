@@ -60,7 +60,9 @@ def write_report(
             lines.append(f"- **{r.claim}** ({'PASS' if r.passed else 'FAIL'}): {r.detail}")
     if len(runs):
         secs = runs["seconds"].sum() if "seconds" in runs else float("nan")
-        lines += ["", f"{len(runs)} runs in results.csv; {secs:.0f} s of compute in total.", ""]
+        cpu = runs["cpu_seconds"].sum() if "cpu_seconds" in runs else float("nan")
+        lines += ["", f"{len(runs)} runs in results.csv: {secs:.0f} s wall-clock and {cpu:.0f} s "
+                  "CPU summed over runs (each run uses one thread).", ""]
     path = out_dir / "report.md"
     path.write_text("\n".join(lines) + "\n")
     return path
