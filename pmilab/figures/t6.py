@@ -31,7 +31,8 @@ def draw(tables: dict[str, pd.DataFrame], results: list[ClaimResult], fig_dir: P
     rel = inv.pmi_rmse_product / inv.product_std
     se = inv.pmi_rmse_product_se / inv.product_std
     g = pd.DataFrame({"t": inv["transform"], "rel": rel, "se": se}).groupby("t", sort=False)
-    m, sem = g.rel.mean(), np.sqrt(g.se.mean() ** 2 + g.rel.var(ddof=1).fillna(0) / g.rel.count())
+    n = g.rel.count()  # the same standard error as the T6b/T6c verdict (MC and seed spread)
+    m, sem = g.rel.mean(), np.sqrt((g.se.mean() ** 2 + g.rel.var(ddof=1).fillna(0)) / n)
     order = [t for t in ("none", "affine", "asinh", "halfcube", "spiral") if t in m.index]
     b.bar(order, m[order], yerr=Z_TOL * sem[order], capsize=5,
           color=["#444444"] + ["#8250df"] * (len(order) - 1), label=f"mean over seeds, +/- {Z_TOL:g} SE")
