@@ -95,3 +95,22 @@ def monte_carlo(values: Tensor) -> Estimate:
     """Mean of i.i.d. values with its standard error."""
     v = values.to(torch.float64)
     return Estimate(v.mean().item(), (v.std(unbiased=True) / math.sqrt(v.numel())).item())
+
+
+def check_dims(**dims: int) -> None:
+    """Each keyword must be a positive integer (a dimension or a count)."""
+    for name, v in dims.items():
+        if isinstance(v, bool) or int(v) != v or v < 1:
+            raise InputError(f"{name} must be a positive integer, got {v!r}")
+
+
+def check_xy(x, y, dim_x: int, dim_y: int, paired: bool) -> tuple[Tensor, Tensor]:
+    """Continuous inputs as float64 x (n, dim_x), y (m, dim_y); n == m when `paired`."""
+    x, y = torch.as_tensor(x, dtype=torch.float64), torch.as_tensor(y, dtype=torch.float64)
+    if x.ndim != 2 or x.shape[1] != dim_x or y.ndim != 2 or y.shape[1] != dim_y:
+        raise InputError(
+            f"expected x (n, {dim_x}) and y (m, {dim_y}), got {tuple(x.shape)} and {tuple(y.shape)}"
+        )
+    if paired and x.shape[0] != y.shape[0]:
+        raise InputError(f"pmi needs paired inputs, got {x.shape[0]} x and {y.shape[0]} y")
+    return x, y

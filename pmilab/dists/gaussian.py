@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from pmilab.dists.base import Estimate, as_float64, check_n, generator
+from pmilab.dists.base import Estimate, as_float64, check_dims, check_n, check_xy, generator
 from pmilab.errors import InputError
 
 
@@ -18,9 +18,7 @@ class Gaussian:
     discrete = False
 
     def __init__(self, dim_x: int, dim_y: int, rho=None, cov=None) -> None:
-        for name, v in (("dim_x", dim_x), ("dim_y", dim_y)):
-            if int(v) != v or v < 1:
-                raise InputError(f"{name} must be a positive integer, got {v!r}")
+        check_dims(dim_x=dim_x, dim_y=dim_y)
         self.dim_x, self.dim_y = int(dim_x), int(dim_y)
         d = self.dim_x + self.dim_y
         if (rho is None) == (cov is None):
@@ -89,18 +87,8 @@ class Gaussian:
         xy = z @ self._chol.T
         return xy[:, : self.dim_x], xy[:, self.dim_x :]
 
-    def _check(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
-        x, y = torch.as_tensor(x, dtype=torch.float64), torch.as_tensor(y, dtype=torch.float64)
-        if x.ndim != 2 or x.shape[1] != self.dim_x or y.ndim != 2 or y.shape[1] != self.dim_y:
-            raise InputError(
-                f"expected x (n, {self.dim_x}) and y (m, {self.dim_y}), got {tuple(x.shape)} and {tuple(y.shape)}"
-            )
-        return x, y
-
     def pmi(self, x: Tensor, y: Tensor) -> Tensor:
-        x, y = self._check(x, y)
-        if x.shape[0] != y.shape[0]:
-            raise InputError(f"pmi needs paired inputs, got {x.shape[0]} x and {y.shape[0]} y")
+        x, y = check_xy(x, y, self.dim_x, self.dim_y, paired=True)
         quad = (
             ((x @ self._qx) * x).sum(1)
             + 2 * ((x @ self._b) * y).sum(1)
@@ -109,7 +97,7 @@ class Gaussian:
         return -0.5 * quad + self._c
 
     def pmi_matrix(self, x: Tensor, y: Tensor) -> Tensor:
-        x, y = self._check(x, y)
+        x, y = check_xy(x, y, self.dim_x, self.dim_y, paired=False)
         qx = ((x @ self._qx) * x).sum(1)  # (n,)
         qy = ((y @ self._qy) * y).sum(1)  # (m,)
         return -0.5 * (qx[:, None] + 2 * x @ self._b @ y.T + qy[None, :]) + self._c

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from pmilab.dists.base import as_float64, check_n, check_probability_vector, generator
+from pmilab.dists.base import as_float64, check_dims, check_n, check_probability_vector, generator
 from pmilab.dists.discrete import Discrete
 from pmilab.errors import InputError
 
@@ -88,9 +88,7 @@ def random_latent_class(
     gives I ~ 0.1-0.3 nats and PMI in about [-4, 1.5] for K=4: dependent enough to measure,
     without extreme cells.
     """
-    for name, v in (("nx", nx), ("ny", ny), ("k", k)):
-        if int(v) != v or v < 1:
-            raise InputError(f"{name} must be a positive integer, got {v!r}")
+    check_dims(nx=nx, ny=ny, k=k)
     if not concentration > 0:
         raise InputError(f"concentration must be > 0, got {concentration!r}")
     rng = np.random.default_rng(seed)

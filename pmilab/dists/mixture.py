@@ -16,6 +16,7 @@ from torch import Tensor
 from pmilab.dists.base import (
     Estimate,
     as_float64,
+    check_dims,
     check_n,
     check_probability_vector,
     generator,
@@ -121,9 +122,7 @@ def random_latent_mixture(
     k: int = 4, dim_x: int = 2, dim_y: int = 2, sep: float = 3.0, std: float = 1.0, seed: int = 0
 ) -> LatentMixture:
     """K components with means ~ N(0, sep^2 I) in each modality and a Dirichlet(5) prior."""
-    for name, v in (("k", k), ("dim_x", dim_x), ("dim_y", dim_y)):
-        if int(v) != v or v < 1:
-            raise InputError(f"{name} must be a positive integer, got {v!r}")
+    check_dims(k=k, dim_x=dim_x, dim_y=dim_y)
     if not sep > 0:
         raise InputError(f"sep must be > 0, got {sep!r}")
     rng = np.random.default_rng(seed)

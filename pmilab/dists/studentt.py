@@ -15,7 +15,7 @@ from scipy.special import digamma, gammaln
 from scipy.stats import gamma
 from torch import Tensor
 
-from pmilab.dists.base import Estimate, check_n, generator
+from pmilab.dists.base import Estimate, check_dims, check_n, check_xy, generator
 from pmilab.errors import InputError
 
 
@@ -39,9 +39,7 @@ class StudentT:
     discrete = False
 
     def __init__(self, dim_x: int, dim_y: int, df: float) -> None:
-        for name, v in (("dim_x", dim_x), ("dim_y", dim_y)):
-            if int(v) != v or v < 1:
-                raise InputError(f"{name} must be a positive integer, got {v!r}")
+        check_dims(dim_x=dim_x, dim_y=dim_y)
         if not (math.isfinite(df) and df > 0):
             raise InputError(f"degrees of freedom df must be a positive finite number, got {df!r}")
         self.dim_x, self.dim_y, self.df = int(dim_x), int(dim_y), float(df)
@@ -59,18 +57,8 @@ class StudentT:
         xy = z / w.sqrt()[:, None]
         return xy[:, : self.dim_x], xy[:, self.dim_x :]
 
-    def _check(self, x, y) -> tuple[Tensor, Tensor]:
-        x, y = torch.as_tensor(x, dtype=torch.float64), torch.as_tensor(y, dtype=torch.float64)
-        if x.ndim != 2 or x.shape[1] != self.dim_x or y.ndim != 2 or y.shape[1] != self.dim_y:
-            raise InputError(
-                f"expected x (n, {self.dim_x}) and y (m, {self.dim_y}), got {tuple(x.shape)} and {tuple(y.shape)}"
-            )
-        return x, y
-
     def pmi(self, x: Tensor, y: Tensor) -> Tensor:
-        x, y = self._check(x, y)
-        if x.shape[0] != y.shape[0]:
-            raise InputError(f"pmi needs paired inputs, got {x.shape[0]} x and {y.shape[0]} y")
+        x, y = check_xy(x, y, self.dim_x, self.dim_y, paired=True)
         return (
             _log_t_density(torch.cat([x, y], 1), self.df)
             - _log_t_density(x, self.df)
@@ -78,7 +66,7 @@ class StudentT:
         )
 
     def pmi_matrix(self, x: Tensor, y: Tensor) -> Tensor:
-        x, y = self._check(x, y)
+        x, y = check_xy(x, y, self.dim_x, self.dim_y, paired=False)
         df, d = self.df, self.dim_x + self.dim_y
         c = gammaln((df + d) / 2) - gammaln(df / 2) - d / 2 * math.log(df * math.pi)
         r2 = x.pow(2).sum(1)[:, None] + y.pow(2).sum(1)[None, :]
