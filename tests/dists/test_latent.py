@@ -80,3 +80,14 @@ def test_random_latent_class_validates():
         pl.dists.random_latent_class(4, 4, 2, concentration=0)
     with pytest.raises(InputError, match="k must be a positive integer"):
         pl.dists.random_latent_class(4, 4, 0)
+
+
+@pytest.mark.parametrize("k", [3, 4, 6])
+def test_pmi_is_full_rank_at_the_default_concentration(k):
+    """Generic full rank of PMI (T2), shown where dependence is not vanishingly weak: at the
+    default concentration every draw is full rank at float64 resolution (rtol 1e-12), while
+    exp(PMI) keeps rank <= K."""
+    for seed in range(10):
+        d = pl.dists.random_latent_class(10, 9, k, seed=seed)
+        assert torch.linalg.matrix_rank(d.pmi_table(), rtol=1e-12) == 9
+        assert torch.linalg.matrix_rank(d.pmi_table().exp(), rtol=1e-9) <= k
