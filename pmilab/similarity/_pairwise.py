@@ -33,10 +33,35 @@ def sq_dists(px: Tensor, py: Tensor) -> Tensor:
     return diff.pow(2).sum(-1)
 
 
-def kme_logits_naive(px: Tensor, wx: Tensor, py: Tensor, wy: Tensor, sigma) -> Tensor:
-    s2 = torch.as_tensor(sigma, dtype=px.dtype, device=px.device) ** 2
-    z = wx[:, None, :, None] + wy[None, :, None, :] - sq_dists(px, py) / (2 * s2)
+def _kme_from_sq_dists(d2: Tensor, wx: Tensor, wy: Tensor, sigma) -> Tensor:
+    """(B, C) logsumexp over the materialised (B, C, M, N) scores."""
+    s2 = torch.as_tensor(sigma, dtype=d2.dtype, device=d2.device) ** 2
+    z = wx[:, None, :, None] + wy[None, :, None, :] - d2 / (2 * s2)
     return torch.logsumexp(z.flatten(2), dim=-1)
+
+
+def _wpse_from_sq_dists(
+    d2: Tensor,
+    px: Tensor,
+    wx: Tensor,
+    py: Tensor,
+    wy: Tensor,
+    sigma,
+    alpha_linear,
+    alpha_kernel,
+    kernel,
+) -> Tensor:
+    """(B, C) weighted kernel sum over the materialised (B, C, M, N) kernel values."""
+    m, n = px.shape[1], py.shape[1]
+    mix = alpha_kernel * kernel_values(d2, sigma, kernel)
+    if not (isinstance(alpha_linear, float | int) and alpha_linear == 0):
+        mix = mix + alpha_linear * torch.einsum("bmd,cnd->bcmn", px, py)
+    return torch.einsum("bm,cn,bcmn->bc", wx, wy, mix) / (m * n)
+
+
+def kme_logits_naive(px: Tensor, wx: Tensor, py: Tensor, wy: Tensor, sigma) -> Tensor:
+    """The float64 reference: direct differences, materialised."""
+    return _kme_from_sq_dists(sq_dists(px, py), wx, wy, sigma)
 
 
 def kernel_values(d2: Tensor, sigma, kernel: str) -> Tensor:
@@ -58,11 +83,9 @@ def wpse_logits_naive(
     alpha_kernel=1.0,
     kernel: str = "gaussian",
 ) -> Tensor:
-    m, n = px.shape[1], py.shape[1]
-    k = kernel_values(sq_dists(px, py), sigma, kernel)  # (B, C, M, N)
-    lin = torch.einsum("bmd,cnd->bcmn", px, py)
-    mix = alpha_linear * lin + alpha_kernel * k
-    return torch.einsum("bm,cn,bcmn->bc", wx, wy, mix) / (m * n)
+    """The float64 reference: direct differences, materialised."""
+    d2 = sq_dists(px, py)
+    return _wpse_from_sq_dists(d2, px, wx, py, wy, sigma, alpha_linear, alpha_kernel, kernel)
 
 
 def _einsum_sq_dists(px: Tensor, py: Tensor) -> Tensor:
@@ -74,9 +97,7 @@ def _einsum_sq_dists(px: Tensor, py: Tensor) -> Tensor:
 
 def kme_logits_einsum(px: Tensor, wx: Tensor, py: Tensor, wy: Tensor, sigma) -> Tensor:
     """The usual implementation: materialises (B, C, M, N), kept by autograd for backward."""
-    s2 = torch.as_tensor(sigma, dtype=px.dtype, device=px.device) ** 2
-    z = wx[:, None, :, None] + wy[None, :, None, :] - _einsum_sq_dists(px, py) / (2 * s2)
-    return torch.logsumexp(z.flatten(2), dim=-1)
+    return _kme_from_sq_dists(_einsum_sq_dists(px, py), wx, wy, sigma)
 
 
 def wpse_logits_einsum(
@@ -90,12 +111,8 @@ def wpse_logits_einsum(
     kernel: str = "gaussian",
 ) -> Tensor:
     """The usual implementation: materialises (B, C, M, N), kept by autograd for backward."""
-    m, n = px.shape[1], py.shape[1]
-    k = kernel_values(_einsum_sq_dists(px, py).clamp_min(0), sigma, kernel)  # (B, C, M, N)
-    mix = alpha_kernel * k
-    if not (isinstance(alpha_linear, float | int) and alpha_linear == 0):
-        mix = mix + alpha_linear * torch.einsum("bmd,cnd->bcmn", px, py)
-    return torch.einsum("bm,cn,bcmn->bc", wx, wy, mix) / (m * n)
+    d2 = _einsum_sq_dists(px, py).clamp_min(0)
+    return _wpse_from_sq_dists(d2, px, wx, py, wy, sigma, alpha_linear, alpha_kernel, kernel)
 
 
 def _compute_dtype(x: Tensor) -> torch.dtype:

@@ -33,10 +33,16 @@ def test_risk_entropy_and_bias_fit_against_scipy(seed, k):
     scores = rng.normal(size=(6, k)) * 2
     assert er.risk(scores, post, px) == pytest.approx(_brute_risk(scores, post, px), rel=1e-12)
     # Bayes risk: scores = log p(c|x) gives exactly H(C|X)
-    assert er.risk(post.log(), post, px) == pytest.approx(er.conditional_entropy(post, px), rel=1e-10)
+    assert er.risk(post.log(), post, px) == pytest.approx(
+        er.conditional_entropy(post, px), rel=1e-10
+    )
     f, b = er.fit_bias(scores, post, px)
-    ref = minimize(lambda b: _brute_risk(scores + b, post, px), np.zeros(k), method="BFGS",
-                   options={"gtol": 1e-10})
+    ref = minimize(
+        lambda b: _brute_risk(scores + b, post, px),
+        np.zeros(k),
+        method="BFGS",
+        options={"gtol": 1e-10},
+    )
     assert f == pytest.approx(ref.fun, abs=1e-9)
     assert f <= ref.fun + 1e-12
 
@@ -53,7 +59,9 @@ def test_epsilon_zero_when_prompts_identify_the_class():
     d = LatentClass(prior, pxz, pyz)
     eps = er.epsilon(d.pmi_table(), d.py_given_z, d.posterior_x(), d.px)
     assert abs(eps) < 1e-10
-    assert abs(er.epsilon(d.pmi_table(), d.py_given_z, d.posterior_x(), d.px, ensemble=True)) < 1e-10
+    assert (
+        abs(er.epsilon(d.pmi_table(), d.py_given_z, d.posterior_x(), d.px, ensemble=True)) < 1e-10
+    )
 
 
 @settings(max_examples=30, deadline=None)

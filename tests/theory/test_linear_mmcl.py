@@ -26,13 +26,7 @@ from pmilab.theory.linear_mmcl import (
 
 f64 = torch.float64
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """These matrices are tiny; on a shared 2-core box spinning intra-op threads cost ~10×."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+# intra-op threads: tests/theory/conftest.py pins one
 
 
 def _problem(seed: int, n: int, d1: int, d2: int, r: int, scale: float = 1.0):
@@ -49,9 +43,15 @@ def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 dims = dict(
-    seed=st.integers(0, 10_000), n=st.integers(2, 30), d1=st.integers(1, 9),
-    d2=st.integers(1, 9), r=st.integers(1, 5), tau=st.floats(0.1, 10.0),
-    nu=st.floats(1.0, 4.0), rho=st.floats(0.0, 3.0), scale=st.floats(0.05, 1.5),
+    seed=st.integers(0, 10_000),
+    n=st.integers(2, 30),
+    d1=st.integers(1, 9),
+    d2=st.integers(1, 9),
+    r=st.integers(1, 5),
+    tau=st.floats(0.1, 10.0),
+    nu=st.floats(1.0, 4.0),
+    rho=st.floats(0.0, 3.0),
+    scale=st.floats(0.05, 1.5),
 )
 
 
@@ -90,19 +90,26 @@ def test_cross_covariance_at_zero_is_centred_product():
 
 
 @settings(max_examples=30, deadline=None)
-@given(seed=st.integers(0, 10_000), n=st.integers(2, 15), r=st.integers(1, 4),
-       rho=st.floats(0.01, 5.0), nu=st.floats(1.0, 3.0))
+@given(
+    seed=st.integers(0, 10_000),
+    n=st.integers(2, 15),
+    r=st.integers(1, 4),
+    rho=st.floats(0.01, 5.0),
+    nu=st.floats(1.0, 3.0),
+)
 def test_regulariser_and_linear_loss_identities(seed, n, r, rho, nu):
     X, Y, G1, G2 = _problem(seed, n, 5, 4, r)
     assert float(regulariser(G1, G2, rho)) == pytest.approx(
-        0.5 * rho * float((G1.T @ G2).pow(2).sum()), rel=1e-12)
+        0.5 * rho * float((G1.T @ G2).pow(2).sum()), rel=1e-12
+    )
     # brute-force double loop for the linear loss and for S̄
     s = similarity(G1, G2, X, Y)
     brute = sum(float(s[i, j] - s[i, i]) for i in range(n) for j in range(n) if i != j)
     brute /= n * (n - 1)
     assert float(linear_loss(G1, G2, X, Y)) == pytest.approx(brute, rel=1e-10, abs=1e-12)
     Sbar = sum(torch.outer(X[i], Y[i]) for i in range(n)) / n - sum(
-        torch.outer(X[i], Y[j]) for i in range(n) for j in range(n) if i != j) / (n * (n - 1))
+        torch.outer(X[i], Y[j]) for i in range(n) for j in range(n) if i != j
+    ) / (n * (n - 1))
     torch.testing.assert_close(centred_cross_covariance(X, Y), Sbar, rtol=1e-10, atol=1e-12)
     lhs = float(linear_loss(G1, G2, X, Y))
     assert lhs == pytest.approx(-float(torch.trace(G1 @ Sbar @ G2.T)), rel=1e-9, abs=1e-11)
@@ -115,8 +122,9 @@ def test_regulariser_and_linear_loss_identities(seed, n, r, rho, nu):
 
 
 @settings(max_examples=25, deadline=None)
-@given(seed=st.integers(0, 10_000), n=st.integers(3, 40), r=st.integers(1, 4),
-       rho=st.floats(0.1, 5.0))
+@given(
+    seed=st.integers(0, 10_000), n=st.integers(3, 40), r=st.integers(1, 4), rho=st.floats(0.1, 5.0)
+)
 def test_eckart_young_value_and_no_random_encoder_beats_it(seed, n, r, rho):
     X, Y, _, _ = _problem(seed, n, 6, 5, r)
     Sbar = centred_cross_covariance(X, Y)

@@ -92,7 +92,12 @@ def test_gaussian_floors_by_monte_carlo(rho):
     x = torch.randn(n, dim, generator=g, dtype=torch.float64)
     y = torch.randn(n, dim, generator=g, dtype=torch.float64)  # independent: p(x)p(y)
     target = d.pmi(x, y)  # PMI at independent pairs: its law is that of PMI under p(x)p(y)
-    feats = [torch.ones(n, 1, dtype=torch.float64), x, y, (x[:, :, None] * y[:, None, :]).flatten(1)]
+    feats = [
+        torch.ones(n, 1, dtype=torch.float64),
+        x,
+        y,
+        (x[:, :, None] * y[:, None, :]).flatten(1),
+    ]
     a = torch.cat(feats, 1)
     coef = torch.linalg.lstsq(a, target[:, None]).solution
     resid = (target - (a @ coef).squeeze(1)).std().item()

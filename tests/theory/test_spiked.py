@@ -12,13 +12,7 @@ from pmilab.theory.spiked import SpikedModel
 
 f64 = torch.float64
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """These matrices are tiny; on a shared 2-core box spinning intra-op threads cost ~10×."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+# intra-op threads: tests/theory/conftest.py pins one
 
 
 def test_bases_are_orthonormal_and_seeded():
@@ -30,8 +24,12 @@ def test_bases_are_orthonormal_and_seeded():
 
 
 @settings(max_examples=40, deadline=None)
-@given(n=st.integers(2, 60), p=st.floats(0.0, 1.0), seed=st.integers(0, 1000),
-       variant=st.sampled_from(["permute", "redraw"]))
+@given(
+    n=st.integers(2, 60),
+    p=st.floats(0.0, 1.0),
+    seed=st.integers(0, 1000),
+    variant=st.sampled_from(["permute", "redraw"]),
+)
 def test_mismatch_fraction_and_latents_are_exact(n, p, seed, variant):
     """With σ = 0 the latents are read back exactly: matched rows share z, mismatched do not."""
     m = SpikedModel(7, 6, 3, noise_sd=0.0)
@@ -42,7 +40,9 @@ def test_mismatch_fraction_and_latents_are_exact(n, p, seed, variant):
     assert torch.allclose(z[d.matched], zt[d.matched], atol=1e-12)
     bad = ~d.matched
     assert not torch.isclose(z[bad], zt[bad], atol=1e-9).all(dim=1).any()
-    if variant == "permute" and k >= 2:  # (k = 1 falls back to a redraw) the mismatched x̃ are the same latents, reattached
+    if (
+        variant == "permute" and k >= 2
+    ):  # (k = 1 falls back to a redraw) the mismatched x̃ are the same latents, reattached
         a = torch.sort(z[bad].sum(1)).values
         b = torch.sort(zt[bad].sum(1)).values
         torch.testing.assert_close(a, b)

@@ -34,8 +34,13 @@ def test_table_markdown_and_rate_figure(tmp_path):
     m = df.groupby(["n", "p_n"])["sin_theta_svd"].mean()
     assert m[(300, 0.0)] < m[(100, 0.0)] < m[(100, 0.5)]
     path = tmp_path / "table.md"
-    grid = pd.concat([df.iloc[:1].assign(n=n, p_n=p, rep=k, sin_theta_svd=v + 0.01 * k)
-                      for (n, p), v in REFERENCE.items() for k in range(3)])
+    grid = pd.concat(
+        [
+            df.iloc[:1].assign(n=n, p_n=p, rep=k, sin_theta_svd=v + 0.01 * k)
+            for (n, p), v in REFERENCE.items()
+            for k in range(3)
+        ]
+    )
     write_table_markdown(grid, path, seconds=1.0)
     text = path.read_text()
     assert "| 3000 |" in text and "ref 0.97" in text

@@ -27,13 +27,7 @@ from pmilab.theory.unpaired import (
 
 f64 = torch.float64
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """These matrices are tiny; on a shared 2-core box spinning intra-op threads cost ~10×."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+# intra-op threads: tests/theory/conftest.py pins one
 
 
 def test_gd_on_clip_converges_to_svd_of_its_own_cross_covariance():
@@ -68,8 +62,7 @@ def test_gd_is_deterministic_and_validates():
 
 
 @settings(max_examples=40, deadline=None)
-@given(seed=st.integers(0, 10_000), N=st.integers(1, 25), M=st.integers(1, 25),
-       ties=st.booleans())
+@given(seed=st.integers(0, 10_000), N=st.integers(1, 25), M=st.integers(1, 25), ties=st.booleans())
 def test_mutual_argmax_matches_brute_force(seed, N, M, ties):
     g = torch.Generator().manual_seed(seed)
     Xu = torch.randn(N, 3, generator=g, dtype=f64)
