@@ -4,7 +4,10 @@ Checks, on K-class latent joints (exact population loss) and on a Gaussian (mini
 - T2a  no linear head of dimension d beats the exact rank-d Eckart–Young floor, which is > 0
        for d <= K because PMI is full rank (the learned table's rank is <= d+1);
 - T2b  KME's error collapses at M = K points: below REACH_TOL, and below the floor of a
-       linear head with d = K dimensions (something no linear head of that size can do);
+       linear head with d = K dimensions (something no linear head of that size can do).
+       Point-set heads train HeadsConfig.point_steps (10000) steps: at K = 2 the loss sits on
+       a plateau until a step between 4000 and 8000 (results/t2/plateau.md), so a 2000-step
+       budget measures the optimiser, not the capacity;
 - T2c  WPSE's error falls with every doubling of M;
 - T2d  on a Gaussian, a bilinear head (linear encoders) stays at its closed-form floor while
        the same head on norm (quadratic) features reaches PMI.
