@@ -120,6 +120,25 @@ def pmi_corr(logits: Tensor, pmi: Tensor, weights: Tensor | None = None) -> Esti
     return Estimate(rho, (1 - rho**2) / math.sqrt(n - 3) if n > 3 else math.nan)
 
 
+def pmi_rmse_product_above(logits: Tensor, pmi: Tensor, quantile: float = 0.5) -> Estimate:
+    """`pmi_rmse_product` restricted to the pairs of an (n, m) Monte Carlo grid whose exact PMI
+    lies above its `quantile` (default: the more likely half of the pairs), with the same
+    constant C as `pmi_rmse_product` (the mean of ℓ − PMI over the whole grid).
+
+    InfoNCE weights a negative pair by its softmax probability, so it barely constrains ℓ on
+    the least likely pairs; comparing this with `pmi_rmse_product` shows how much of the error
+    lies there (T6). No se (the cut is data-dependent).
+    """
+    if not 0 <= quantile < 1:
+        raise ValueError(f"quantile must lie in [0, 1), got {quantile}")
+    r, _ = _prepare(logits, pmi, None)
+    if r.dim() != 2:
+        raise ValueError("pmi_rmse_product_above needs an (n, m) grid of x against y")
+    pm = torch.as_tensor(pmi).detach().to(torch.float64).cpu()
+    keep = pm > torch.quantile(pm.flatten(), quantile)
+    return Estimate(((r - r.mean())[keep] ** 2).mean().sqrt().item(), 0.0)
+
+
 def pmi_row_offset(
     logit_table: Tensor, pmi_table: Tensor, px: Tensor, py: Tensor
 ) -> tuple[Estimate, Estimate]:
@@ -197,6 +216,7 @@ __all__ = [
     "mutual_information_table",
     "pmi_corr",
     "pmi_delta",
+    "pmi_rmse_product_above",
     "pmi_rmse_joint",
     "pmi_rmse_product",
     "pmi_row_offset",

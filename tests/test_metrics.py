@@ -177,3 +177,29 @@ def test_metric_shape_errors():
         M.pmi_rmse_joint(torch.zeros(3, 3), torch.zeros(3, 3))
     with pytest.raises(ValueError, match="differ in shape"):
         M.pmi_corr(torch.zeros(3, 3), torch.zeros(3, 4))
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(0, 2**31 - 1), st.sampled_from([0.0, 0.1, 0.5, 0.9]))
+def test_rmse_above_matches_numpy_brute_force(seed, q):
+    rng = np.random.default_rng(seed)
+    pmi = rng.normal(size=(30, 40))
+    logits = pmi + 0.7 + rng.normal(size=pmi.shape) * np.exp(-pmi)  # errors grow as PMI falls
+    r = logits - pmi
+    c = r.mean()  # the constant of pmi_rmse_product, over the whole grid
+    keep = pmi > np.quantile(pmi, q)
+    want = math.sqrt(((r[keep] - c) ** 2).mean())
+    got = float(M.pmi_rmse_product_above(torch.tensor(logits), torch.tensor(pmi), q))
+    assert got == pytest.approx(want, rel=1e-12)
+
+
+def test_rmse_above_is_zero_at_pmi_plus_constant_and_rejects_bad_input():
+    pmi = torch.arange(100.0, dtype=torch.float64).reshape(10, 10)
+    assert float(M.pmi_rmse_product_above(pmi + 3.0, pmi)) == pytest.approx(0.0, abs=1e-12)
+    alt = torch.ones(10, 10, dtype=torch.float64)
+    alt[::2] = -1.0  # |r - C| = 1 in every cell, so in every subset
+    assert float(M.pmi_rmse_product_above(pmi + alt, pmi, 0.3)) == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="quantile"):
+        M.pmi_rmse_product_above(pmi, pmi, 1.0)
+    with pytest.raises(ValueError, match="grid"):
+        M.pmi_rmse_product_above(torch.zeros(5), torch.zeros(5))

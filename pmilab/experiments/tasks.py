@@ -38,6 +38,10 @@ CONTINUOUS_METRICS = [
     "product_std", "product_std_se", "bilinear_floor", "final_loss", "stopped_at",
 ]
 
+# T6's invariance runs also record the product-measure error on the more likely half of the
+# pairs (metrics.pmi_rmse_product_above), to show where the error lies.
+INVARIANCE_METRICS = CONTINUOUS_METRICS + ["pmi_rmse_product_above"]
+
 MC_METRICS = ["mi_exact", "mi_exact_se", "pmi_mean", "pmi_mean_se", "z"]
 
 
@@ -131,14 +135,14 @@ def _logit_scale(run) -> float:
         return float(scale())
 
 
-def continuous_head(p: dict) -> dict:
+def continuous_head(p: dict, metrics: list[str] = CONTINUOUS_METRICS) -> dict:
     """Train a head on a continuous joint; Monte Carlo PMI errors with standard errors."""
     d = make_dist(p["dist"])
     hidden = tuple(int(h) for h in str(p.get("hidden", "")).split("x") if h)
     run = _fit(d, p, hidden=hidden, features=p.get("features", "raw"),
                eval_samples=int(p["eval_samples"]))
     m = run.metrics
-    out = {k: float(m[k]) for k in CONTINUOUS_METRICS if k in m}
+    out = {k: float(m[k]) for k in metrics if k in m}
     rho = getattr(d, "rho", None)
     if rho is not None and type(d).__name__ == "Gaussian":
         out["product_std"], out["product_std_se"] = opt.gaussian_product_std(rho), 0.0
@@ -146,7 +150,12 @@ def continuous_head(p: dict) -> dict:
     else:
         out["product_std"], out["product_std_se"] = _mc_product_std(d, int(p["seed"]))
     out["stopped_at"] = NAN if run.stopped_at is None else float(run.stopped_at)
-    return {k: out.get(k, NAN) for k in CONTINUOUS_METRICS}
+    return {k: out.get(k, NAN) for k in metrics}
+
+
+def invariance_head(p: dict) -> dict:
+    """`continuous_head` plus `pmi_rmse_product_above` (T6)."""
+    return continuous_head(p, INVARIANCE_METRICS)
 
 
 def _mc_product_std(d, seed: int, n: int = 1500) -> tuple[float, float]:

@@ -71,6 +71,7 @@ def continuous_metrics(run: Run) -> dict:
     ):
         out[name], out[f"{name}_se"] = float(value), value.se
     out["pmi_delta"] = float(M.pmi_delta(grid, pmi_grid))
+    out["pmi_rmse_product_above"] = float(M.pmi_rmse_product_above(grid, pmi_grid))
     mi = d.mutual_information()
     out["mutual_information"] = float(mi)
     out["mutual_information_se"] = float(getattr(mi, "se", 0.0))
