@@ -29,7 +29,8 @@ def draw(tables: dict[str, pd.DataFrame], results: list[ClaimResult], fig_dir: P
     a.set_title("E_p[PMI] = I(X;Y) on every built-in distribution (one dot per seed)")
     a.legend(loc="upper right")
     above = (inv.pmi_rmse_product_above / inv.product_std).groupby(inv["transform"]).mean()
-    top = 1.45 * max(float((m + Z_TOL * se).max()) for m, se in map(lambda k: invariance_gaps(inv, k), MEASURES))
+    gaps = [invariance_gaps(inv, measure) for measure in MEASURES]
+    top = 1.45 * max(float((m + Z_TOL * se).max()) for m, se in gaps)  # room for the legend
     for b, measure in zip(bars, MEASURES, strict=True):
         _invariance_panel(b, inv, measure, above, top)
     banner(fig, of_figure(results, "t6_invariance"), "T6: PMI identities and bijection invariance")
