@@ -16,12 +16,19 @@ def add_parser(subparsers) -> None:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("--checkpoint", required=True, help="the --out directory of `pmilab pretrain`")
-    p.add_argument("--data", default="shapes",
-                   help="shapes or digits (their held-out split), a CSV or tar shards")
+    p.add_argument(
+        "--data",
+        default="shapes",
+        help="shapes or digits (their held-out split), a CSV or tar shards",
+    )
     p.add_argument("--out", required=True, help="directory for eval.json")
     p.add_argument("--n", type=int, default=1000, help="held-out pairs to evaluate at most")
-    p.add_argument("--similarity", default=None, choices=["linear", "wpse", "kme"],
-                   help="fail unless the checkpoint uses this similarity")
+    p.add_argument(
+        "--similarity",
+        default=None,
+        choices=["linear", "wpse", "kme"],
+        help="fail unless the checkpoint uses this similarity",
+    )
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
     p.add_argument("--no-progress", dest="progress", action="store_false")
     p.set_defaults(func=run)
@@ -35,7 +42,17 @@ def run(args: argparse.Namespace) -> int:
     if args.threads > 0:
         torch.set_num_threads(args.threads)
     res = evaluate(args.checkpoint, args.data, args.out, args.n, args.similarity, args.progress)
-    keys = [k for k in ("zeroshot_top1", "zeroshot_chance", "retrieval_r1_i2t", "probe_top1",
-                        "pmi_rmse_product", "pmi_corr") if res.get(k) is not None]
+    keys = [
+        k
+        for k in (
+            "zeroshot_top1",
+            "zeroshot_chance",
+            "retrieval_r1_i2t",
+            "probe_top1",
+            "pmi_rmse_product",
+            "pmi_corr",
+        )
+        if res.get(k) is not None
+    ]
     print(json.dumps({k: round(res[k], 4) for k in keys}))
     return 0

@@ -21,13 +21,24 @@ def add_parser(subparsers) -> None:
             "(same preset as the directory's meta.json, or --quick)."
         ),
     )
-    p.add_argument("--results", type=Path, default=Path("reports/full"),
-                   help="a `pmilab verify --out` directory (default: %(default)s)")
-    p.add_argument("--out", type=Path, default=Path("figures"),
-                   help="where to write the figures (default: %(default)s)")
+    p.add_argument(
+        "--results",
+        type=Path,
+        default=Path("reports/full"),
+        help="a `pmilab verify --out` directory (default: %(default)s)",
+    )
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=Path("figures"),
+        help="where to write the figures (default: %(default)s)",
+    )
     p.add_argument("--claims", default="", help="comma-separated claim IDs (default: all)")
-    p.add_argument("--quick", action="store_true",
-                   help="use the quick preset when the results directory has no meta.json")
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="use the quick preset when the results directory has no meta.json",
+    )
     p.add_argument("--jobs", type=int, default=None, help="worker processes for missing runs")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     p.set_defaults(func=run)
@@ -41,7 +52,9 @@ def read_meta(results: Path, quick: bool) -> tuple[bool, int | None]:
         m = json.loads(meta.read_text())
         return m["preset"] == "quick", m.get("seeds")
     except (ValueError, KeyError) as e:
-        raise InputError(f"{meta} is not a pmilab verify meta.json ({e}); delete it or rerun verify") from None
+        raise InputError(
+            f"{meta} is not a pmilab verify meta.json ({e}); delete it or rerun verify"
+        ) from None
 
 
 def run(args: argparse.Namespace) -> int:
@@ -49,7 +62,9 @@ def run(args: argparse.Namespace) -> int:
     from pmilab.experiments import registry
 
     if args.results.exists() and not args.results.is_dir():
-        raise InputError(f"--results {args.results} is not a directory; give a verify --out directory")
+        raise InputError(
+            f"--results {args.results} is not a directory; give a verify --out directory"
+        )
     quick, seeds = read_meta(args.results, args.quick)
     jobs = args.jobs if args.jobs is not None else max(1, min(4, os.cpu_count() or 1))
     progress = not args.no_progress and sys.stderr.isatty()
@@ -57,8 +72,10 @@ def run(args: argparse.Namespace) -> int:
     for claim in parse_claims(args.claims):
         mod, why = registry.load(claim)
         if mod is None or not registry.is_sweep_module(mod):
-            print(f"{claim}: skipped ({why or 'draws its own figures in pmilab verify'})",
-                  file=sys.stderr)
+            print(
+                f"{claim}: skipped ({why or 'draws its own figures in pmilab verify'})",
+                file=sys.stderr,
+            )
             continue
         cr = registry.run_module(mod, claim, quick, args.results, seeds, progress, jobs, draw=False)
         written += mod.figures(cr.tables, cr.results, args.out)

@@ -36,8 +36,11 @@ HELP = {
     "shapes_train": "training images of the shapes dataset",
     "shapes_test": "held-out images of the shapes dataset",
 }
-CHOICES = {"similarity": ["linear", "wpse", "kme"], "tower": ["cnn", "vit"],
-           "precision": ["auto", "fp32", "bf16", "fp64"]}
+CHOICES = {
+    "similarity": ["linear", "wpse", "kme"],
+    "tower": ["cnn", "vit"],
+    "precision": ["auto", "fp32", "bf16", "fp64"],
+}
 
 
 def add_parser(subparsers) -> None:
@@ -53,13 +56,20 @@ def add_parser(subparsers) -> None:
         if f.name in ("resume", "progress"):
             continue
         flag = "--" + f.name.replace("_", "-")
-        p.add_argument(flag, type=type(getattr(defaults, f.name)), dest=f.name,
-                       default=getattr(defaults, f.name), choices=CHOICES.get(f.name),
-                       help=HELP.get(f.name, ""))
-    p.add_argument("--resume", action="store_true",
-                   help="continue from OUT/ckpt.pt (starts fresh if there is none yet)")
-    p.add_argument("--no-progress", dest="progress", action="store_false",
-                   help="no progress bar")
+        p.add_argument(
+            flag,
+            type=type(getattr(defaults, f.name)),
+            dest=f.name,
+            default=getattr(defaults, f.name),
+            choices=CHOICES.get(f.name),
+            help=HELP.get(f.name, ""),
+        )
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue from OUT/ckpt.pt (starts fresh if there is none yet)",
+    )
+    p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     p.set_defaults(func=run)
 
 
@@ -69,8 +79,10 @@ def run(args: argparse.Namespace) -> int:
     cfg = PretrainConfig(**{f.name: getattr(args, f.name) for f in fields(PretrainConfig)})
     summary = train(cfg)
     if summary.get("world_size", 1) == 1 or _is_main():
-        print(f"pmilab pretrain: {cfg.similarity}: {summary['steps']} steps, final loss "
-              f"{summary['final_loss']:.4f}, {summary['wall_s']:.1f} s -> {cfg.out}")
+        print(
+            f"pmilab pretrain: {cfg.similarity}: {summary['steps']} steps, final loss "
+            f"{summary['final_loss']:.4f}, {summary['wall_s']:.1f} s -> {cfg.out}"
+        )
     return 0
 
 

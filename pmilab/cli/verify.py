@@ -24,14 +24,27 @@ def add_parser(subparsers) -> None:
         ),
     )
     p.add_argument("--quick", action="store_true", help="small preset (minutes on 2 CPU cores)")
-    p.add_argument("--claims", default="", help="comma-separated claim IDs, e.g. T1,T3 (default: all)")
-    p.add_argument("--out", default="verify-out", type=Path, help="output directory (default: %(default)s)")
-    p.add_argument("--seeds", type=int, default=None, help="seeds per point (default: the preset's)")
-    p.add_argument("--jobs", type=int, default=None,
-                   help="parallel worker processes (default: number of CPU cores, at most 4)")
-    p.add_argument("--shard", default=None,
-                   help="i/n: run only every n-th run starting at i (split a sweep across machines); "
-                   "rerun without --shard on the same --out to write the report")
+    p.add_argument(
+        "--claims", default="", help="comma-separated claim IDs, e.g. T1,T3 (default: all)"
+    )
+    p.add_argument(
+        "--out", default="verify-out", type=Path, help="output directory (default: %(default)s)"
+    )
+    p.add_argument(
+        "--seeds", type=int, default=None, help="seeds per point (default: the preset's)"
+    )
+    p.add_argument(
+        "--jobs",
+        type=int,
+        default=None,
+        help="parallel worker processes (default: number of CPU cores, at most 4)",
+    )
+    p.add_argument(
+        "--shard",
+        default=None,
+        help="i/n: run only every n-th run starting at i (split a sweep across machines); "
+        "rerun without --shard on the same --out to write the report",
+    )
     p.add_argument("--allow-fail", action="store_true", help="exit 0 even when a claim fails")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     p.set_defaults(func=run)
@@ -117,8 +130,9 @@ def run(args: argparse.Namespace) -> int:
         return 0
     reused = sum(len(df) for df in tables.values()) - ran  # T3 reads T2's runs: count once
     header = {
-        "command": "pmilab " + " ".join(sys.argv[1:]) if sys.argv[0].endswith("pmilab") else
-        "pmilab verify" + (" --quick" if args.quick else ""),
+        "command": "pmilab " + " ".join(sys.argv[1:])
+        if sys.argv[0].endswith("pmilab")
+        else "pmilab verify" + (" --quick" if args.quick else ""),
         "preset": "quick" if args.quick else "full",
         "claims": ",".join(claims),
         "this invocation": f"{time.perf_counter() - t0:.0f} s wall with {jobs} worker "

@@ -59,8 +59,16 @@ def heads_config(quick: bool, seeds: int | None = None) -> HeadsConfig:
 
 
 # Seconds-long sizes for tests and notebooks' smoke runs (numbers are meaningless at this size).
-SMOKE = HeadsConfig(ks=(2,), curve_ks=(2,), linear_dims=(1, 2), points=(1, 2), steps=20,
-                    point_steps=20, seeds=1, probe_n=2000)
+SMOKE = HeadsConfig(
+    ks=(2,),
+    curve_ks=(2,),
+    linear_dims=(1, 2),
+    points=(1, 2),
+    steps=20,
+    point_steps=20,
+    seeds=1,
+    probe_n=2000,
+)
 
 
 def steps_for(cfg: HeadsConfig, sim: str) -> int:
@@ -80,9 +88,21 @@ def _heads_for(cfg: HeadsConfig, k: int) -> list[tuple[str, int, int]]:
 
 def run_params(cfg: HeadsConfig, k: int, sim: str, dim: int, points: int, seed: int) -> dict:
     return {
-        "dist": cfg.spec(k), "k": k, "similarity": sim, "dim": dim, "points": points,
-        "normalize": 0, "bias": 1, "logit_cap": 0, "objective": "symmetric", "population": 1,
-        "batch_size": 256, "steps": steps_for(cfg, sim), "lr": cfg.lr, "seed": seed, "probe_n": cfg.probe_n,
+        "dist": cfg.spec(k),
+        "k": k,
+        "similarity": sim,
+        "dim": dim,
+        "points": points,
+        "normalize": 0,
+        "bias": 1,
+        "logit_cap": 0,
+        "objective": "symmetric",
+        "population": 1,
+        "batch_size": 256,
+        "steps": steps_for(cfg, sim),
+        "lr": cfg.lr,
+        "seed": seed,
+        "probe_n": cfg.probe_n,
     }
 
 
@@ -92,7 +112,14 @@ def heads_sweep(cfg: HeadsConfig) -> Sweep:
         for sim, dim, m in _heads_for(cfg, k):
             for seed in seed_list(cfg.seeds):
                 p = run_params(cfg, k, sim, dim, m, seed)
-                rid = ("heads", dist_id(p["dist"]), sim, f"d{dim}", f"M{m}",
-                              f"s{p['steps']}", f"seed{seed}")
+                rid = (
+                    "heads",
+                    dist_id(p["dist"]),
+                    sim,
+                    f"d{dim}",
+                    f"M{m}",
+                    f"s{p['steps']}",
+                    f"seed{seed}",
+                )
                 runs.append(RunSpec.of(p, *rid))
     return Sweep("heads", "pmilab.experiments.tasks:discrete_head", runs, DISCRETE_METRICS, "T2")

@@ -43,7 +43,10 @@ def write_report(
     lines = ["# pmilab verify report", ""]
     lines += [f"- **{k}:** {v}" for k, v in header.items()]
     lines += [f"- **verdict:** {n_pass}/{len(results)} claims PASS", ""]
-    lines += ["| ID | statement | measured | threshold | result | figure |", "|---|---|---|---|---|---|"]
+    lines += [
+        "| ID | statement | measured | threshold | result | figure |",
+        "|---|---|---|---|---|---|",
+    ]
     for r in results:
         fig = f"[{Path(r.figure).name}]({r.figure})" if r.figure else ""
         verdict = "PASS" if r.passed else "**FAIL**"
@@ -61,8 +64,12 @@ def write_report(
     if len(runs):
         secs = runs["seconds"].sum() if "seconds" in runs else float("nan")
         cpu = runs["cpu_seconds"].sum() if "cpu_seconds" in runs else float("nan")
-        lines += ["", f"{len(runs)} runs in results.csv: {secs:.0f} s wall-clock and {cpu:.0f} s "
-                  "CPU summed over runs (each run uses one thread).", ""]
+        lines += [
+            "",
+            f"{len(runs)} runs in results.csv: {secs:.0f} s wall-clock and {cpu:.0f} s "
+            "CPU summed over runs (each run uses one thread).",
+            "",
+        ]
     path = out_dir / "report.md"
     path.write_text("\n".join(lines) + "\n")
     return path
@@ -73,8 +80,13 @@ def summary_table(results: list[ClaimResult], width: int = 100) -> str:
     rows = [("ID", "result", "measured", "threshold", "statement")]
     for r in results:
         rows.append(
-            (r.claim, "PASS" if r.passed else "FAIL", fmt_measured(r.measured), r.threshold,
-             r.statement)
+            (
+                r.claim,
+                "PASS" if r.passed else "FAIL",
+                fmt_measured(r.measured),
+                r.threshold,
+                r.statement,
+            )
         )
     w = [max(len(str(row[i])) for row in rows) for i in range(4)]
     out = []

@@ -157,8 +157,14 @@ def run_sweep(
     stats.left_to_other_shards = sum(
         1 for k, r in enumerate(sweep.runs) if k % n != i and r.run_id not in done
     )
-    bar = tqdm(total=len(mine), initial=stats.done_before, desc=sweep.name, disable=not progress,
-               unit="run", leave=False)
+    bar = tqdm(
+        total=len(mine),
+        initial=stats.done_before,
+        desc=sweep.name,
+        disable=not progress,
+        unit="run",
+        leave=False,
+    )
 
     def record(spec: RunSpec, metrics: dict, seconds: float, cpu: float) -> None:
         row = {"run_id": spec.run_id, "sweep": sweep.name, **spec.params, **metrics}

@@ -80,15 +80,36 @@ def gauss_sweep(g: GaussConfig) -> Sweep:
     runs = []
     for feats in ("raw", "quadratic"):
         for seed in seed_list(g.seeds):
-            p = {"dist": g.spec, "similarity": "linear", "dim": g.dim, "points": 1,
-                 "hidden": "", "features": feats, "normalize": 0, "bias": 1, "logit_cap": 0,
-                 "objective": "symmetric", "population": 0, "batch_size": g.batch_size,
-                 "steps": g.steps, "lr": g.lr, "seed": seed, "eval_samples": g.eval_samples}
-            rid = ("t2gauss", "gaussian-2-2-0.8-0.5", feats, f"d{g.dim}", f"s{g.steps}",
-                          f"seed{seed}")
+            p = {
+                "dist": g.spec,
+                "similarity": "linear",
+                "dim": g.dim,
+                "points": 1,
+                "hidden": "",
+                "features": feats,
+                "normalize": 0,
+                "bias": 1,
+                "logit_cap": 0,
+                "objective": "symmetric",
+                "population": 0,
+                "batch_size": g.batch_size,
+                "steps": g.steps,
+                "lr": g.lr,
+                "seed": seed,
+                "eval_samples": g.eval_samples,
+            }
+            rid = (
+                "t2gauss",
+                "gaussian-2-2-0.8-0.5",
+                feats,
+                f"d{g.dim}",
+                f"s{g.steps}",
+                f"seed{seed}",
+            )
             runs.append(RunSpec.of(p, *rid))
-    return Sweep("t2-gauss", "pmilab.experiments.tasks:continuous_head", runs,
-                 CONTINUOUS_METRICS, "T2")
+    return Sweep(
+        "t2-gauss", "pmilab.experiments.tasks:continuous_head", runs, CONTINUOUS_METRICS, "T2"
+    )
 
 
 def sweeps(cfg: T2Config) -> list[Sweep]:
@@ -106,8 +127,10 @@ def _linear_floor(df: pd.DataFrame) -> ClaimResult:
         "T2a",
         "Linear heads (rank <= d+1) never beat the exact Eckart-Young floor, which stays above "
         "the reach tolerance at d = K (PMI is full rank)",
-        float(gap), f"(rmse-floor)/sd >= -{FLOOR_SLACK}; rank <= d+1; floor(d=K)/sd > {REACH_TOL}",
-        bool(ok), fig("t2_capacity"),
+        float(gap),
+        f"(rmse-floor)/sd >= -{FLOOR_SLACK}; rank <= d+1; floor(d=K)/sd > {REACH_TOL}",
+        bool(ok),
+        fig("t2_capacity"),
         f"min (rmse - floor)/sd over {len(lin)} linear runs = {fmt(gap)}; max rank - (d+1) = "
         f"{excess_rank}; smallest floor at d=K = {fmt(floor_k)} sd.",
     )
@@ -123,11 +146,17 @@ def _kme_collapse(df: pd.DataFrame) -> ClaimResult:
         floor = (lin[lin.k == k].rank_floor / lin[lin.k == k].product_std).min()
         worst = max(worst, at)
         ok &= bool(at <= REACH_TOL and (np.isnan(floor) or at < floor))
-        rows.append(f"K={k}: M=K {fmt(at)}, M<K min {fmt(below.min())}, linear floor d=K {fmt(floor)}")
+        rows.append(
+            f"K={k}: M=K {fmt(at)}, M<K min {fmt(below.min())}, linear floor d=K {fmt(floor)}"
+        )
     return ClaimResult(
-        "T2b", "KME error collapses at M = K points: below the reach tolerance and below the "
-        "floor of any linear head with d = K", float(worst),
-        f"<= {REACH_TOL} and < linear floor(d=K), every K", bool(ok), fig("t2_capacity"),
+        "T2b",
+        "KME error collapses at M = K points: below the reach tolerance and below the "
+        "floor of any linear head with d = K",
+        float(worst),
+        f"<= {REACH_TOL} and < linear floor(d=K), every K",
+        bool(ok),
+        fig("t2_capacity"),
         "; ".join(rows) + " (relative errors rmse/sd, mean over seeds).",
     )
 
@@ -142,10 +171,17 @@ def _wpse_falls(df: pd.DataFrame) -> ClaimResult:
         steps = np.diff(curve["mean"].to_numpy())
         worst = max(worst, float(steps.max()))
         ok &= bool((steps < 0).all())
-        parts.append(f"K={k}: " + ", ".join(f"M={m} {fmt(v)}" for m, v in zip(curve.points, curve["mean"], strict=True)))
+        parts.append(
+            f"K={k}: "
+            + ", ".join(f"M={m} {fmt(v)}" for m, v in zip(curve.points, curve["mean"], strict=True))
+        )
     return ClaimResult(
-        "T2c", "WPSE error falls steadily with M (every doubling of M lowers the mean error)",
-        float(worst), "largest change per doubling < 0", bool(ok), fig("t2_capacity"),
+        "T2c",
+        "WPSE error falls steadily with M (every doubling of M lowers the mean error)",
+        float(worst),
+        "largest change per doubling < 0",
+        bool(ok),
+        fig("t2_capacity"),
         "; ".join(parts),
     )
 
@@ -158,11 +194,13 @@ def _gauss(df: pd.DataFrame) -> list[ClaimResult]:
     rr = (raw.pmi_rmse_product / raw.product_std).mean()
     return [
         ClaimResult(
-            "T2d", "Gaussian: a bilinear head on raw inputs cannot go below the closed-form floor "
+            "T2d",
+            "Gaussian: a bilinear head on raw inputs cannot go below the closed-form floor "
             "sqrt(sum rho^4/(1-rho^2)^2); with norm (quadratic) features it reaches PMI",
             f"raw {fmt(rr)}, quadratic {fmt(rq)}",
             f"raw >= floor - {Z_TOL:g} SE; quadratic <= {REACH_TOL_MC}",
-            bool(z >= -Z_TOL and rq <= REACH_TOL_MC), fig("t2_gaussian"),
+            bool(z >= -Z_TOL and rq <= REACH_TOL_MC),
+            fig("t2_gaussian"),
             f"floor = {fmt(floor / raw.product_std.iloc[0])} sd; min z of raw against floor = "
             f"{fmt(z)}; {len(raw)} seeds.",
         )
@@ -174,7 +212,9 @@ def evaluate(tables: dict[str, pd.DataFrame], cfg: T2Config) -> list[ClaimResult
     return [_linear_floor(df), _kme_collapse(df), _wpse_falls(df), *_gauss(tables["t2-gauss"])]
 
 
-def figures(tables: dict[str, pd.DataFrame], results: list[ClaimResult], fig_dir: Path) -> list[Path]:
+def figures(
+    tables: dict[str, pd.DataFrame], results: list[ClaimResult], fig_dir: Path
+) -> list[Path]:
     from pmilab.figures import t2 as f
 
     return f.draw(tables, results, Path(fig_dir))

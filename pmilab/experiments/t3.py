@@ -55,10 +55,13 @@ def _probe(df: pd.DataFrame) -> ClaimResult:
     margin = cov.probe_excess - cov.risk_bound - cov.probe_slack
     worst = cov.loc[margin.idxmax()]
     return ClaimResult(
-        "T3a", "The best linear probe (scikit-learn, held-out draws) has excess risk <= eps + 2*Delta "
+        "T3a",
+        "The best linear probe (scikit-learn, held-out draws) has excess risk <= eps + 2*Delta "
         "for every tabular, linear and WPSE head",
-        float(margin.max()), "probe - (eps + 2 Delta) - slack <= 0 for every run",
-        bool((margin <= ROUNDOFF).all()), fig("t3_excess_risk"),
+        float(margin.max()),
+        "probe - (eps + 2 Delta) - slack <= 0 for every run",
+        bool((margin <= ROUNDOFF).all()),
+        fig("t3_excess_risk"),
         f"{len(cov)} runs; eps = {fmt(cov.epsilon.iloc[0])}, H(C|X) = {fmt(cov.cond_entropy.iloc[0])} "
         f"nats (K={int(cov.k.iloc[0])} first); tightest run: {worst.run_id} probe "
         f"{fmt(worst.probe_excess)} vs bound {fmt(worst.risk_bound)}; probe draws "
@@ -71,9 +74,13 @@ def _tight(df: pd.DataFrame) -> ClaimResult:
     best = df.loc[df.pmi_delta.idxmin()]
     ok = ((df.constructed_excess - df.epsilon).abs() <= 2 * df.pmi_delta + ROUNDOFF).all()
     return ClaimResult(
-        "T3b", "The bound tightens as Delta -> 0: the constructed classifier's excess risk stays "
+        "T3b",
+        "The bound tightens as Delta -> 0: the constructed classifier's excess risk stays "
         "within 2*Delta of eps for every head",
-        float(ratio.max()), "|constructed - eps| / (2 Delta) <= 1", bool(ok), fig("t3_excess_risk"),
+        float(ratio.max()),
+        "|constructed - eps| / (2 Delta) <= 1",
+        bool(ok),
+        fig("t3_excess_risk"),
         f"{len(df)} runs; smallest Delta = {fmt(best.pmi_delta)} ({best.similarity}, "
         f"{best.run_id}) where bound - eps = {fmt(2 * best.pmi_delta)} nats.",
     )
@@ -88,10 +95,14 @@ def _kme(df: pd.DataFrame) -> ClaimResult:
         for r in kme.groupby(["k", "points"], as_index=False).mean(numeric_only=True).itertuples()
     )
     return ClaimResult(
-        "T3c", "KME: the log-linear prompt ensemble has excess risk <= eps_ens + 2*Delta; its "
+        "T3c",
+        "KME: the log-linear prompt ensemble has excess risk <= eps_ens + 2*Delta; its "
         "linear probe on mu_x is reported beside it",
-        float(margin.max()), "ensemble - (eps_ens + 2 Delta) <= 0", bool((margin <= ROUNDOFF).all()),
-        fig("t3_excess_risk"), pairs,
+        float(margin.max()),
+        "ensemble - (eps_ens + 2 Delta) <= 0",
+        bool((margin <= ROUNDOFF).all()),
+        fig("t3_excess_risk"),
+        pairs,
     )
 
 
@@ -100,7 +111,9 @@ def evaluate(tables: dict[str, pd.DataFrame], cfg: HeadsConfig) -> list[ClaimRes
     return [_probe(df), _tight(df), _kme(df)]
 
 
-def figures(tables: dict[str, pd.DataFrame], results: list[ClaimResult], fig_dir: Path) -> list[Path]:
+def figures(
+    tables: dict[str, pd.DataFrame], results: list[ClaimResult], fig_dir: Path
+) -> list[Path]:
     from pmilab.figures import t3 as f
 
     return f.draw(with_bounds(tables["heads"]), results, Path(fig_dir))

@@ -34,13 +34,20 @@ def plot_rate(df: pd.DataFrame, fit: dict, out_dir: Path, col: str = "sin_theta_
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     ns = np.geomspace(stats["n"].min(), stats["n"].max(), 50)
     for p, sub in stats.groupby("p_n"):
-        line = axes[0].errorbar(sub["n"], sub["mean"], yerr=sub["se"], marker="o", capsize=3,
-                                label=f"p_n = {p:g}")
+        line = axes[0].errorbar(
+            sub["n"], sub["mean"], yerr=sub["se"], marker="o", capsize=3, label=f"p_n = {p:g}"
+        )
         pred = np.exp(fit["a"]) * ns ** fit["b"] / (1 - p) ** fit["c"]
         keep = pred <= 1.5  # the power law is only claimed below saturation
         axes[0].plot(ns[keep], pred[keep], ls="--", color=line[0].get_color(), alpha=0.6)
-        axes[1].errorbar(sub["n"], sub["mean"] * (1 - p), yerr=sub["se"] * (1 - p), marker="o",
-                         capsize=3, label=f"p_n = {p:g}")
+        axes[1].errorbar(
+            sub["n"],
+            sub["mean"] * (1 - p),
+            yerr=sub["se"] * (1 - p),
+            marker="o",
+            capsize=3,
+            label=f"p_n = {p:g}",
+        )
     axes[1].plot(ns, np.exp(fit["a"]) * ns**-0.5, "k--", label="∝ n^(-1/2)")
     axes[0].set_title(f"fit on sinΘ ≤ 1 cells: b = {fit['b']:.3f}, c = {fit['c']:.3f} (dashed)")
     axes[1].set_title("rescaled: sinΘ·(1 − p_n)")
@@ -57,9 +64,11 @@ def plot_rate(df: pd.DataFrame, fit: dict, out_dir: Path, col: str = "sin_theta_
 def plot_gd_svd(trace: pd.DataFrame, out_dir: Path) -> str:
     """GD on the CLIP loss: distance of the learned subspace to the SVD of S(G) and to the truth."""
     fig, ax = plt.subplots(figsize=(6, 4))
-    for col, label in [("sin_theta_to_svd", "sinΘ(row G1, top-r SVD of S(G))"),
-                       ("svd_residual", "‖G1ᵀG2 − SVD_r(S(G))/ρ‖ / ‖SVD_r(S(G))/ρ‖"),
-                       ("sin_theta_to_truth", "sinΘ(row G1, U1)")]:
+    for col, label in [
+        ("sin_theta_to_svd", "sinΘ(row G1, top-r SVD of S(G))"),
+        ("svd_residual", "‖G1ᵀG2 − SVD_r(S(G))/ρ‖ / ‖SVD_r(S(G))/ρ‖"),
+        ("sin_theta_to_truth", "sinΘ(row G1, U1)"),
+    ]:
         # log scale: geometric mean with the min–max range over seeds as the error bar
         g = trace.groupby("step")[col]
         mid = np.exp(np.log(g.min().clip(lower=1e-300)) / 2 + np.log(g.max()) / 2)
@@ -69,8 +78,9 @@ def plot_gd_svd(trace: pd.DataFrame, out_dir: Path) -> str:
     ax.set_ylabel("distance (dimensionless)")
     n, p = int(trace["n"].iloc[0]), float(trace["p_n"].iloc[0])
     seeds = trace["rep"].nunique()
-    ax.set_title(f"GD on the CLIP loss: n={n}, p_n={p:g}, τ=ρ=1 (bars: range over {seeds} seeds)",
-                 fontsize=9)
+    ax.set_title(
+        f"GD on the CLIP loss: n={n}, p_n={p:g}, τ=ρ=1 (bars: range over {seeds} seeds)", fontsize=9
+    )
     ax.legend(fontsize=7)
     return _save(fig, out_dir, "t4_gd_svd")
 
@@ -80,14 +90,18 @@ def plot_unpaired(df: pd.DataFrame, out_dir: Path) -> str:
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     ranks = sorted(df["r"].unique())
     x = np.arange(len(ranks))
-    for off, col, label in [(-0.2, "sin_theta_before", "pairs only"),
-                            (0.2, "sin_theta_after", "pairs + detected (ν>1)")]:
+    for off, col, label in [
+        (-0.2, "sin_theta_before", "pairs only"),
+        (0.2, "sin_theta_after", "pairs + detected (ν>1)"),
+    ]:
         st = _mean_se(df, ["r"], col)
         axes[0].bar(x + off, st["mean"], 0.4, yerr=st["se"], capsize=3, label=label)
     axes[0].set_ylabel("‖sin Θ(Û1, U1)‖_F (dimensionless)")
-    for off, col, label in [(-0.27, "precision_argmax", "precision, row argmax"),
-                            (0.0, "precision_mutual", "precision, mutual argmax"),
-                            (0.27, "yield_mutual", "mutual pairs / N")]:
+    for off, col, label in [
+        (-0.27, "precision_argmax", "precision, row argmax"),
+        (0.0, "precision_mutual", "precision, mutual argmax"),
+        (0.27, "yield_mutual", "mutual pairs / N"),
+    ]:
         st = _mean_se(df, ["r"], col)
         axes[1].bar(x + off, st["mean"], 0.27, yerr=st["se"], capsize=3, label=label)
     axes[1].set_ylabel("fraction (dimensionless)")
@@ -105,18 +119,35 @@ def plot_table(df: pd.DataFrame, reference: dict, out_dir: Path) -> str:
     fig, ax = plt.subplots(figsize=(6.5, 4.5))
     svd = _mean_se(df, ["n", "p_n"], "sin_theta_svd")
     has_clip = "sin_theta_clip" in df
-    clip = _mean_se(df.dropna(subset=["sin_theta_clip"]), ["n", "p_n"], "sin_theta_clip") \
-        if has_clip else None
+    clip = (
+        _mean_se(df.dropna(subset=["sin_theta_clip"]), ["n", "p_n"], "sin_theta_clip")
+        if has_clip
+        else None
+    )
     for p, sub in svd.groupby("p_n"):
-        line = ax.errorbar(sub["n"], sub["mean"], yerr=sub["se"], marker="o", capsize=3,
-                           label=f"p_n = {p:g}: linear-loss SVD")
+        line = ax.errorbar(
+            sub["n"],
+            sub["mean"],
+            yerr=sub["se"],
+            marker="o",
+            capsize=3,
+            label=f"p_n = {p:g}: linear-loss SVD",
+        )
         color = line[0].get_color()
         ref = sorted((n, v) for (n, q), v in reference.items() if q == p)
         ax.plot([n for n, _ in ref], [v for _, v in ref], "x", color=color, ms=9, mew=2)
         if clip is not None:
             c = clip[clip["p_n"] == p]
-            ax.errorbar(c["n"], c["mean"], yerr=c["se"], ls=":", marker="s", mfc="none",
-                        color=color, capsize=3)
+            ax.errorbar(
+                c["n"],
+                c["mean"],
+                yerr=c["se"],
+                ls=":",
+                marker="s",
+                mfc="none",
+                color=color,
+                capsize=3,
+            )
     ax.plot([], [], "kx", ms=9, mew=2, label="THEORY.md reference")
     if clip is not None:
         ax.plot([], [], "k:s", mfc="none", label="GD on CLIP, τ=1")
@@ -124,7 +155,8 @@ def plot_table(df: pd.DataFrame, reference: dict, out_dir: Path) -> str:
     ax.set_yscale("log")
     ax.set_xlabel("number of pairs n (count)")
     ax.set_ylabel("‖sin Θ(Û1, U1)‖_F (dimensionless)")
-    ax.set_title(f"T4 table: d=(40,39), r=10, σ=0.3, {df['rep'].nunique()} reps (mean ± SE)",
-                 fontsize=9)
+    ax.set_title(
+        f"T4 table: d=(40,39), r=10, σ=0.3, {df['rep'].nunique()} reps (mean ± SE)", fontsize=9
+    )
     ax.legend(fontsize=7)
     return _save(fig, out_dir, "t4_table")

@@ -35,10 +35,22 @@ from pmilab.theory.unpaired import fit_with_unpaired
 
 # THEORY.md T4 reference simulation: d=(40,39), r=10, noise sd 0.3, mean sinΘ over 5 repetitions.
 REFERENCE = {
-    (100, 0.0): 0.58, (100, 0.5): 1.09, (100, 0.8): 1.56, (100, 0.9): 1.53,
-    (300, 0.0): 0.32, (300, 0.5): 0.64, (300, 0.8): 1.36, (300, 0.9): 1.55,
-    (1000, 0.0): 0.17, (1000, 0.5): 0.35, (1000, 0.8): 0.90, (1000, 0.9): 1.32,
-    (3000, 0.0): 0.10, (3000, 0.5): 0.20, (3000, 0.8): 0.50, (3000, 0.9): 0.97,
+    (100, 0.0): 0.58,
+    (100, 0.5): 1.09,
+    (100, 0.8): 1.56,
+    (100, 0.9): 1.53,
+    (300, 0.0): 0.32,
+    (300, 0.5): 0.64,
+    (300, 0.8): 1.36,
+    (300, 0.9): 1.55,
+    (1000, 0.0): 0.17,
+    (1000, 0.5): 0.35,
+    (1000, 0.8): 0.90,
+    (1000, 0.9): 1.32,
+    (3000, 0.0): 0.10,
+    (3000, 0.5): 0.20,
+    (3000, 0.8): 0.50,
+    (3000, 0.9): 0.97,
 }
 TABLE_NS = (100, 300, 1000, 3000)
 TABLE_PS = (0.0, 0.5, 0.8, 0.9)
@@ -49,9 +61,17 @@ TABLE_CLIP = ClipGDConfig(tau=1.0, nu=1.0, rho=1.0, lr=0.5, steps=1000, tol=1e-6
 
 
 def rate_table(
-    ns: Sequence[int] = TABLE_NS, ps: Sequence[float] = TABLE_PS, reps: int = 5,
-    variant: str = "permute", clip: ClipGDConfig | None = None, progress: bool = True,
-    d1: int = 40, d2: int = 39, r: int = 10, noise_sd: float = 0.3, clip_max_n: int = 10**9,
+    ns: Sequence[int] = TABLE_NS,
+    ps: Sequence[float] = TABLE_PS,
+    reps: int = 5,
+    variant: str = "permute",
+    clip: ClipGDConfig | None = None,
+    progress: bool = True,
+    d1: int = 40,
+    d2: int = 39,
+    r: int = 10,
+    noise_sd: float = 0.3,
+    clip_max_n: int = 10**9,
 ) -> pd.DataFrame:
     """sinΘ of the learned x-features for every (n, p_n, rep).
 
@@ -69,16 +89,24 @@ def rate_table(
             data = model.sample_pairs(n, p, seed=10_000 * k + 100 * c, variant=variant)
             W, _ = eckart_young_optimum(centred_cross_covariance(data.X, data.Y), r, rho=1.0)
             G1, G2 = balanced_factors(W, r)
-            row = {"n": n, "p_n": p, "rep": k, "variant": variant,
-                   "sin_theta_svd": sin_theta(row_space(G1), model.U1),
-                   "sin_theta_svd_y": sin_theta(row_space(G2), model.U2)}
+            row = {
+                "n": n,
+                "p_n": p,
+                "rep": k,
+                "variant": variant,
+                "sin_theta_svd": sin_theta(row_space(G1), model.U1),
+                "sin_theta_svd_y": sin_theta(row_space(G2), model.U2),
+            }
             if clip is not None and n <= clip_max_n:
                 t0 = time.perf_counter()
                 fit = fit_clip_gd(data.X, data.Y, r, clip, init=(G1, G2))
-                row.update(sin_theta_clip=sin_theta(row_space(fit.G1), model.U1),
-                           sin_theta_clip_y=sin_theta(row_space(fit.G2), model.U2),
-                           clip_steps=fit.steps, clip_grad_norm=fit.grad_norm,
-                           clip_seconds=time.perf_counter() - t0)
+                row.update(
+                    sin_theta_clip=sin_theta(row_space(fit.G1), model.U1),
+                    sin_theta_clip_y=sin_theta(row_space(fit.G2), model.U2),
+                    clip_steps=fit.steps,
+                    clip_grad_norm=fit.grad_norm,
+                    clip_seconds=time.perf_counter() - t0,
+                )
             rows.append(row)
             bar.update()
     bar.close()
@@ -86,8 +114,12 @@ def rate_table(
 
 
 def gd_trace(
-    n: int = 300, p: float = 0.0, reps: int = 3, cfg: ClipGDConfig | None = None,
-    record_every: int = 10, r: int = 10,
+    n: int = 300,
+    p: float = 0.0,
+    reps: int = 3,
+    cfg: ClipGDConfig | None = None,
+    record_every: int = 10,
+    r: int = 10,
 ) -> pd.DataFrame:
     """GD on the CLIP loss from N(0, 0.01²) entries; at every `record_every` steps record
     sinΘ(row space of G1, top-r left singular space of S(G)) (`sin_theta_to_svd`), the relative
@@ -109,18 +141,32 @@ def gd_trace(
             W_svd, _ = eckart_young_optimum(S, r, cfg.rho)
             U, _, _ = truncated_svd(S, r)
             resid = float((G1.T @ G2 - W_svd).norm() / W_svd.norm())
-            rows.append({"rep": k, "step": done, "n": n, "p_n": p,
-                         "sin_theta_to_svd": sin_theta(row_space(G1), U),
-                         "svd_residual": resid,
-                         "sin_theta_to_truth": sin_theta(row_space(G1), model.U1),
-                         "grad_norm": fit.grad_norm})
+            rows.append(
+                {
+                    "rep": k,
+                    "step": done,
+                    "n": n,
+                    "p_n": p,
+                    "sin_theta_to_svd": sin_theta(row_space(G1), U),
+                    "svd_residual": resid,
+                    "sin_theta_to_truth": sin_theta(row_space(G1), model.U1),
+                    "grad_norm": fit.grad_norm,
+                }
+            )
     return pd.DataFrame(rows)
 
 
 def unpaired_table(
-    ranks: Sequence[int] = (10, 30), n: int = 100, N: int = 3000, keep: int = 1000,
-    nu_refit: float = 2.0, reps: int = 5, clip: ClipGDConfig | None = None,
-    progress: bool = True, d1: int = 40, d2: int = 39,
+    ranks: Sequence[int] = (10, 30),
+    n: int = 100,
+    N: int = 3000,
+    keep: int = 1000,
+    nu_refit: float = 2.0,
+    reps: int = 5,
+    clip: ClipGDConfig | None = None,
+    progress: bool = True,
+    d1: int = 40,
+    d2: int = 39,
 ) -> pd.DataFrame:
     """Algorithm 1 at each signal rank r: sinΘ before / after the refit and detection precision."""
     rows = []
@@ -130,19 +176,28 @@ def unpaired_table(
             model = SpikedModel(d1, d2, r, 0.3, basis_seed=k)
             pairs = model.sample_pairs(n, 0.0, seed=10_000 * k + 100 * c)
             un = model.sample_unpaired(N, seed=10_000 * k + 100 * c + 1)
-            res = fit_with_unpaired(pairs.X, pairs.Y, un.X, un.Y, un.partner, r, keep=keep,
-                                    nu_refit=nu_refit, cfg=clip)
-            rows.append({
-                "r": r, "n": n, "N": N, "log_N": math.log(N),
-                "rep": k, "keep": keep, "nu_refit": nu_refit,
-                "sin_theta_before": sin_theta(row_space(res.before[0]), model.U1),
-                "sin_theta_after": sin_theta(row_space(res.after[0]), model.U1),
-                "n_mutual": res.n_mutual, "n_kept": res.n_kept,
-                "yield_mutual": res.n_mutual / N,
-                "precision_kept": res.precision,
-                "precision_mutual": res.precision_all_mutual,
-                "precision_argmax": res.precision_argmax,
-            })
+            res = fit_with_unpaired(
+                pairs.X, pairs.Y, un.X, un.Y, un.partner, r, keep=keep, nu_refit=nu_refit, cfg=clip
+            )
+            rows.append(
+                {
+                    "r": r,
+                    "n": n,
+                    "N": N,
+                    "log_N": math.log(N),
+                    "rep": k,
+                    "keep": keep,
+                    "nu_refit": nu_refit,
+                    "sin_theta_before": sin_theta(row_space(res.before[0]), model.U1),
+                    "sin_theta_after": sin_theta(row_space(res.after[0]), model.U1),
+                    "n_mutual": res.n_mutual,
+                    "n_kept": res.n_kept,
+                    "yield_mutual": res.n_mutual / N,
+                    "precision_kept": res.precision,
+                    "precision_mutual": res.precision_all_mutual,
+                    "precision_argmax": res.precision_argmax,
+                }
+            )
             bar.update()
     bar.close()
     return pd.DataFrame(rows)
@@ -162,8 +217,15 @@ def fit_rate(df: pd.DataFrame, col: str = "sin_theta_svd", max_sin: float = 1.0)
     dof = max(len(yv) - 3, 1)
     cov = np.linalg.pinv(A.T @ A) * float(resid @ resid) / dof
     se = np.sqrt(np.diag(cov))
-    return {"a": coef[0], "b": coef[1], "c": coef[2], "se_a": se[0], "se_b": se[1],
-            "se_c": se[2], "cells": ok}
+    return {
+        "a": coef[0],
+        "b": coef[1],
+        "c": coef[2],
+        "se_a": se[0],
+        "se_b": se[1],
+        "se_c": se[2],
+        "cells": ok,
+    }
 
 
 def fixed_point_directions(
@@ -180,5 +242,11 @@ def fixed_point_directions(
     Q = row_space(fit.G1)  # (d1, r)
     captured = (Q.T @ U).pow(2).sum(0)  # (min(d1, d2),) share of each singular direction held
     kept = [int(k) + 1 for k in torch.nonzero(captured > 0.5).flatten()]
-    return {"kept": kept, "sin_theta_top_r": sin_theta(Q, U[:, :r]),
-            "grad_norm": fit.grad_norm, "steps": fit.steps, "n": n, "p_n": p}
+    return {
+        "kept": kept,
+        "sin_theta_top_r": sin_theta(Q, U[:, :r]),
+        "grad_norm": fit.grad_norm,
+        "steps": fit.steps,
+        "n": n,
+        "p_n": p,
+    }

@@ -20,8 +20,10 @@ def _cell_stats(df: pd.DataFrame, col: str) -> pd.DataFrame:
 
 def _grid(stats: pd.DataFrame, ref: bool = False) -> list[str]:
     ps = sorted({p for _, p in stats.index})
-    lines = ["| n \\ p_n | " + " | ".join(f"{p:g}" for p in ps) + " |",
-             "|---" * (len(ps) + 1) + "|"]
+    lines = [
+        "| n \\ p_n | " + " | ".join(f"{p:g}" for p in ps) + " |",
+        "|---" * (len(ps) + 1) + "|",
+    ]
     for n in sorted({n for n, _ in stats.index}):
         cells = []
         for p in ps:
@@ -58,14 +60,18 @@ def write_table_markdown(df: pd.DataFrame, path: Path, seconds: float) -> None:
         "",
     ]
     zs = [(svd.loc[c, "mean"] - v) / (np.sqrt(2) * svd.loc[c, "se"]) for c, v in REFERENCE.items()]
-    lines += [f"Largest |z| over the 16 cells: {max(abs(z) for z in zs):.1f}; cells with |z| > 2: "
-              f"{sum(abs(z) > 2 for z in zs)} (about 1 in 16 expected by chance).", ""]
+    lines += [
+        f"Largest |z| over the 16 cells: {max(abs(z) for z in zs):.1f}; cells with |z| > 2: "
+        f"{sum(abs(z) > 2 for z in zs)} (about 1 in 16 expected by chance).",
+        "",
+    ]
     if "sin_theta_clip" in df:
         clip = _cell_stats(df.dropna(subset=["sin_theta_clip"]), "sin_theta_clip")
         steps = df.groupby(["n", "p_n"])["clip_steps"].max()
         capped = df[df["clip_steps"] >= steps.max()].groupby(["n", "p_n"])["sin_theta_clip"]
-        capped_txt = ", ".join(f"(n={n}, p_n={p:g}: {len(g)} reps, sinΘ ≥ {g.min():.2f})"
-                               for (n, p), g in capped)
+        capped_txt = ", ".join(
+            f"(n={n}, p_n={p:g}: {len(g)} reps, sinΘ ≥ {g.min():.2f})" for (n, p), g in capped
+        )
         lines += [
             "## Estimator 2: GD on the CLIP loss at τ = 1 (column `sin_theta_clip`)",
             "",

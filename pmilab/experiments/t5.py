@@ -61,20 +61,45 @@ def config(quick: bool, seeds: int | None = None) -> T5Config:
 
 def smoke_config() -> T5Config:
     """Seconds-long sizes for tests and notebooks (numbers are meaningless at this size)."""
-    return T5Config(caps=(0.5, 8.0), cap_dim=4, steps=20, batches=(4, 16), batch_steps=20,
-                    eval_pairs=2000, seeds=1)
+    return T5Config(
+        caps=(0.5, 8.0),
+        cap_dim=4,
+        steps=20,
+        batches=(4, 16),
+        batch_steps=20,
+        eval_pairs=2000,
+        seeds=1,
+    )
 
 
 def _cap_sweep(cfg: T5Config) -> Sweep:
     runs = []
     for cap in cfg.caps:
         for seed in seed_list(cfg.seeds):
-            p = {"dist": cfg.spec, "similarity": "linear", "dim": cfg.cap_dim, "points": 1,
-                 "normalize": 1, "bias": 0, "logit_cap": cap, "objective": "symmetric",
-                 "population": 1, "batch_size": 256, "steps": cfg.steps, "lr": cfg.lr,
-                 "seed": seed, "probe_n": 0}
-            rid = ("t5cap", dist_id(cfg.spec), f"d{cfg.cap_dim}", f"cap{cap}",
-                          f"s{cfg.steps}", f"seed{seed}")
+            p = {
+                "dist": cfg.spec,
+                "similarity": "linear",
+                "dim": cfg.cap_dim,
+                "points": 1,
+                "normalize": 1,
+                "bias": 0,
+                "logit_cap": cap,
+                "objective": "symmetric",
+                "population": 1,
+                "batch_size": 256,
+                "steps": cfg.steps,
+                "lr": cfg.lr,
+                "seed": seed,
+                "probe_n": 0,
+            }
+            rid = (
+                "t5cap",
+                dist_id(cfg.spec),
+                f"d{cfg.cap_dim}",
+                f"cap{cap}",
+                f"s{cfg.steps}",
+                f"seed{seed}",
+            )
             runs.append(RunSpec.of(p, *rid))
     return Sweep("t5-cap", "pmilab.experiments.tasks:discrete_head", runs, DISCRETE_METRICS, "T5")
 
@@ -83,12 +108,24 @@ def _batch_sweep(cfg: T5Config) -> Sweep:
     runs = []
     for n in cfg.batches:
         for seed in seed_list(cfg.seeds):
-            p = {"dist": cfg.spec, "similarity": "tabular", "dim": 1, "points": 1, "normalize": 0,
-                 "bias": 0, "logit_cap": 0, "objective": "symmetric", "population": 0,
-                 "batch_size": n, "steps": cfg.batch_steps, "lr": cfg.batch_lr, "seed": seed,
-                 "probe_n": 0, "eval_pairs": cfg.eval_pairs}
-            rid = ("t5batch", dist_id(cfg.spec), f"N{n}", f"s{cfg.batch_steps}",
-                          f"seed{seed}")
+            p = {
+                "dist": cfg.spec,
+                "similarity": "tabular",
+                "dim": 1,
+                "points": 1,
+                "normalize": 0,
+                "bias": 0,
+                "logit_cap": 0,
+                "objective": "symmetric",
+                "population": 0,
+                "batch_size": n,
+                "steps": cfg.batch_steps,
+                "lr": cfg.batch_lr,
+                "seed": seed,
+                "probe_n": 0,
+                "eval_pairs": cfg.eval_pairs,
+            }
+            rid = ("t5batch", dist_id(cfg.spec), f"N{n}", f"s{cfg.batch_steps}", f"seed{seed}")
             runs.append(RunSpec.of(p, *rid))
     return Sweep("t5-batch", "pmilab.experiments.tasks:batch_head", runs, BATCH_METRICS, "T5")
 
@@ -100,11 +137,17 @@ def sweeps(cfg: T5Config) -> list[Sweep]:
 def _floor(df: pd.DataFrame) -> ClaimResult:
     gap = (df.pmi_delta - df.cap_floor).min()
     return ClaimResult(
-        "T5a", "A capped logit scale t bounds the reachable PMI range: Delta >= R - t for every "
-        "cap (R = half-range of PMI)", float(gap), f"min(Delta - (R - t)) >= -{DELTA_SLACK}",
-        bool(gap >= -DELTA_SLACK), fig("t5_temperature"),
+        "T5a",
+        "A capped logit scale t bounds the reachable PMI range: Delta >= R - t for every "
+        "cap (R = half-range of PMI)",
+        float(gap),
+        f"min(Delta - (R - t)) >= -{DELTA_SLACK}",
+        bool(gap >= -DELTA_SLACK),
+        fig("t5_temperature"),
         f"R = {fmt(df.pmi_half_range.iloc[0])} nats; learned scales "
-        + ", ".join(f"cap {c:g}: t={fmt(t)}" for c, t in df.groupby("logit_cap").logit_scale.mean().items()),
+        + ", ".join(
+            f"cap {c:g}: t={fmt(t)}" for c, t in df.groupby("logit_cap").logit_scale.mean().items()
+        ),
     )
 
 
@@ -118,11 +161,15 @@ def _falls(df: pd.DataFrame) -> ClaimResult:
     gap = float((above - top).max()) if len(above) else float("nan")
     ok = falls and gap <= REACH_TOL
     return ClaimResult(
-        "T5b", "The PMI error falls as the cap rises, and once t >= R it matches the largest "
-        "cap's error", f"{fmt(gap)}",
+        "T5b",
+        "The PMI error falls as the cap rises, and once t >= R it matches the largest cap's error",
+        f"{fmt(gap)}",
         f"strictly falling for caps < R; rel. error gap to largest cap <= {REACH_TOL} for caps >= R",
-        ok, fig("t5_temperature"),
-        "; ".join(f"cap {c:g}: {fmt(m)}" for c, m in zip(curve.logit_cap, curve["mean"], strict=True))
+        ok,
+        fig("t5_temperature"),
+        "; ".join(
+            f"cap {c:g}: {fmt(m)}" for c, m in zip(curve.logit_cap, curve["mean"], strict=True)
+        )
         + f" (rmse/sd, cosine head d={int(df['dim'].iloc[0])}).",
     )
 
@@ -132,12 +179,17 @@ def _batch(df: pd.DataFrame) -> ClaimResult:
     rel = df.assign(rel=rel_error).groupby("batch_size").rel.mean()
     gap = df.groupby("batch_size").lossn_diff.mean()
     return ClaimResult(
-        "T5c", "PMI + C is the optimum at every batch size N: a head trained on batches of N "
-        "never beats logit = PMI on the expected loss_N", float(z.min()),
+        "T5c",
+        "PMI + C is the optimum at every batch size N: a head trained on batches of N "
+        "never beats logit = PMI on the expected loss_N",
+        float(z.min()),
         f"paired z = (loss_N(head) - loss_N(PMI))/SE >= -{Z_TOL:g} for every N",
-        bool(z.min() >= -Z_TOL), fig("t5_batch"),
-        "; ".join(f"N={n}: loss gap {fmt(g)} nats, PMI error {fmt(r)}" for n, g, r in
-                  zip(gap.index, gap, rel, strict=True))
+        bool(z.min() >= -Z_TOL),
+        fig("t5_batch"),
+        "; ".join(
+            f"N={n}: loss gap {fmt(g)} nats, PMI error {fmt(r)}"
+            for n, g, r in zip(gap.index, gap, rel, strict=True)
+        )
         + f" (rmse/sd after {int(df.steps.iloc[0])} steps; mean over seeds).",
     )
 
@@ -146,7 +198,9 @@ def evaluate(tables: dict[str, pd.DataFrame], cfg: T5Config) -> list[ClaimResult
     return [_floor(tables["t5-cap"]), _falls(tables["t5-cap"]), _batch(tables["t5-batch"])]
 
 
-def figures(tables: dict[str, pd.DataFrame], results: list[ClaimResult], fig_dir: Path) -> list[Path]:
+def figures(
+    tables: dict[str, pd.DataFrame], results: list[ClaimResult], fig_dir: Path
+) -> list[Path]:
     from pmilab.figures import t5 as f
 
     return f.draw(tables, results, Path(fig_dir))

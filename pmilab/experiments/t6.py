@@ -58,16 +58,30 @@ def config(quick: bool, seeds: int | None = None) -> T6Config:
 
 def smoke_config() -> T6Config:
     """Seconds-long sizes for tests and notebooks (numbers are meaningless at this size)."""
-    return T6Config(mc_n=2000, transforms=("none", "asinh", "spiral"), hidden="8", steps=10,
-                    eval_samples=64, seeds=1)
+    return T6Config(
+        mc_n=2000,
+        transforms=("none", "asinh", "spiral"),
+        hidden="8",
+        steps=10,
+        eval_samples=64,
+        seeds=1,
+    )
 
 
 def _mc(cfg: T6Config) -> Sweep:
     from pmilab.dists import BUILTIN_SPECS
 
-    runs = [RunSpec.of({"dist": name, "n": cfg.mc_n, "seed": 1000 + seed},
-                       "t6mc", name, f"n{cfg.mc_n}", f"seed{seed}")
-            for name in BUILTIN_SPECS for seed in seed_list(cfg.seeds)]
+    runs = [
+        RunSpec.of(
+            {"dist": name, "n": cfg.mc_n, "seed": 1000 + seed},
+            "t6mc",
+            name,
+            f"n{cfg.mc_n}",
+            f"seed{seed}",
+        )
+        for name in BUILTIN_SPECS
+        for seed in seed_list(cfg.seeds)
+    ]
     return Sweep("t6-mc", "pmilab.experiments.tasks:mc_check", runs, MC_METRICS, "T6")
 
 
@@ -79,16 +93,39 @@ def _invariance(cfg: T6Config) -> Sweep:
     runs = []
     for tr in cfg.transforms:
         for seed in seed_list(cfg.seeds):
-            p = {"dist": _spec(cfg, tr), "transform": tr, "similarity": cfg.similarity, "dim": 2,
-                 "points": cfg.points, "hidden": cfg.hidden, "features": "raw", "normalize": 0,
-                 "bias": 1, "logit_cap": 0, "objective": "symmetric", "population": 0,
-                 "batch_size": cfg.batch_size, "steps": cfg.steps, "lr": cfg.lr, "seed": seed,
-                 "eval_samples": cfg.eval_samples}
-            rid = ("t6inv", dist_id(cfg.base), tr, cfg.similarity, f"M{cfg.points}",
-                          f"N{cfg.batch_size}", f"s{cfg.steps}", f"seed{seed}")
+            p = {
+                "dist": _spec(cfg, tr),
+                "transform": tr,
+                "similarity": cfg.similarity,
+                "dim": 2,
+                "points": cfg.points,
+                "hidden": cfg.hidden,
+                "features": "raw",
+                "normalize": 0,
+                "bias": 1,
+                "logit_cap": 0,
+                "objective": "symmetric",
+                "population": 0,
+                "batch_size": cfg.batch_size,
+                "steps": cfg.steps,
+                "lr": cfg.lr,
+                "seed": seed,
+                "eval_samples": cfg.eval_samples,
+            }
+            rid = (
+                "t6inv",
+                dist_id(cfg.base),
+                tr,
+                cfg.similarity,
+                f"M{cfg.points}",
+                f"N{cfg.batch_size}",
+                f"s{cfg.steps}",
+                f"seed{seed}",
+            )
             runs.append(RunSpec.of(p, *rid))
-    return Sweep("t6-invariance", "pmilab.experiments.tasks:invariance_head", runs,
-                 INVARIANCE_METRICS, "T6")
+    return Sweep(
+        "t6-invariance", "pmilab.experiments.tasks:invariance_head", runs, INVARIANCE_METRICS, "T6"
+    )
 
 
 def sweeps(cfg: T6Config) -> list[Sweep]:
@@ -98,14 +135,21 @@ def sweeps(cfg: T6Config) -> list[Sweep]:
 def _mc_claim(df: pd.DataFrame) -> ClaimResult:
     worst = df.loc[df.z.abs().idxmax()]
     return ClaimResult(
-        "T6a", "E_p[PMI] = I(X;Y) for every built-in distribution (Monte Carlo mean of the exact "
-        "PMI against the exact MI)", float(df.z.abs().max()), f"max |z| <= {Z_TOL:g}",
-        bool(df.z.abs().max() <= Z_TOL), fig("t6_invariance"),
+        "T6a",
+        "E_p[PMI] = I(X;Y) for every built-in distribution (Monte Carlo mean of the exact "
+        "PMI against the exact MI)",
+        float(df.z.abs().max()),
+        f"max |z| <= {Z_TOL:g}",
+        bool(df.z.abs().max() <= Z_TOL),
+        fig("t6_invariance"),
         f"{df.dist.nunique()} distributions x {len(df) // df.dist.nunique()} seeds, n = "
         f"{int(df.n.iloc[0])} draws each; worst {worst.dist}: MC {fmt(worst.pmi_mean, 5)} vs "
         f"exact {fmt(worst.mi_exact, 5)} (z = {fmt(worst.z)}). I(X;Y) exact vs MC mean (nats): "
-        + ", ".join(f"{name} {fmt(g.mi_exact.iloc[0], 4)} vs {fmt(g.pmi_mean.mean(), 4)}"
-                    for name, g in df.groupby("dist", sort=False)) + ".",
+        + ", ".join(
+            f"{name} {fmt(g.mi_exact.iloc[0], 4)} vs {fmt(g.pmi_mean.mean(), 4)}"
+            for name, g in df.groupby("dist", sort=False)
+        )
+        + ".",
     )
 
 
@@ -142,29 +186,37 @@ def _errors(rel: pd.Series) -> str:
     return ", ".join(f"{t}: {fmt(v)}" for t, v in rel.items())
 
 
-def _inv_claim(df: pd.DataFrame, claim: str, which: list[str], what: str,
-               measures: tuple[str, ...]) -> ClaimResult:
+def _inv_claim(
+    df: pd.DataFrame, claim: str, which: list[str], what: str, measures: tuple[str, ...]
+) -> ClaimResult:
     df = df[df["transform"].isin(["none", *which])]
     judged = {m: _excess(df, m) for m in MEASURES}
     excess = max(judged[m][0] for m in measures)
     under = " and ".join(MEASURES[m] for m in measures)
-    head = (f"{df.similarity.iloc[0]} M={int(df.points.iloc[0])}, mean over {df.seed.nunique()} "
-            f"seeds")
+    head = (
+        f"{df.similarity.iloc[0]} M={int(df.points.iloc[0])}, mean over {df.seed.nunique()} seeds"
+    )
     parts = [f"under {MEASURES[m]}: {_errors(judged[m][1])}" for m in MEASURES]
     details = "; ".join(parts) + f" (rmse/sd, {head})."
     if "product" not in measures:  # report, not judge, the p(x)p(y) gap and where it lies
         gap = judged["product"][0]
         above = (df.pmi_rmse_product_above / df.product_std).groupby(df["transform"]).mean()
-        details += (f" Finding: under p(x)p(y) the transformed heads are "
-                    f"{'also within' if gap <= 0 else 'NOT within'} the tolerance (excess "
-                    f"{fmt(gap)}); on the more likely half of the p(x)p(y) pairs (PMI above its "
-                    f"median) the error is {_errors(above)} (largest gap to the base "
-                    f"{fmt(_gap(above))}, against {fmt(_gap(judged['product'][1]))} on all pairs).")
+        details += (
+            f" Finding: under p(x)p(y) the transformed heads are "
+            f"{'also within' if gap <= 0 else 'NOT within'} the tolerance (excess "
+            f"{fmt(gap)}); on the more likely half of the p(x)p(y) pairs (PMI above its "
+            f"median) the error is {_errors(above)} (largest gap to the base "
+            f"{fmt(_gap(above))}, against {fmt(_gap(judged['product'][1]))} on all pairs)."
+        )
     return ClaimResult(
-        claim, f"PMI is invariant under bijections: a head trained on Transformed(base) reaches "
-        f"the base's PMI error under {under} ({what})", excess,
+        claim,
+        f"PMI is invariant under bijections: a head trained on Transformed(base) reaches "
+        f"the base's PMI error under {under} ({what})",
+        excess,
         f"|rel. error(transformed) - rel. error(base)| - ({INV_TOL:g} + {Z_TOL:g} SE) <= 0",
-        bool(excess <= 0), fig("t6_invariance"), details,
+        bool(excess <= 0),
+        fig("t6_invariance"),
+        details,
     )
 
 
@@ -175,15 +227,21 @@ def evaluate(tables: dict[str, pd.DataFrame], cfg: T6Config) -> list[ClaimResult
     hard = [t for t in present if t not in SMOOTH and t != "none"]
     rows = [_mc_claim(tables["t6-mc"])]
     if smooth:
-        rows.append(_inv_claim(inv, "T6b", smooth, "smooth bijections: " + ", ".join(smooth),
-                               ("product", "joint")))
+        rows.append(
+            _inv_claim(
+                inv, "T6b", smooth, "smooth bijections: " + ", ".join(smooth), ("product", "joint")
+            )
+        )
     if hard:
-        rows.append(_inv_claim(inv, "T6c", hard, "strongly nonlinear warp: " + ", ".join(hard),
-                               ("joint",)))
+        rows.append(
+            _inv_claim(inv, "T6c", hard, "strongly nonlinear warp: " + ", ".join(hard), ("joint",))
+        )
     return rows
 
 
-def figures(tables: dict[str, pd.DataFrame], results: list[ClaimResult], fig_dir: Path) -> list[Path]:
+def figures(
+    tables: dict[str, pd.DataFrame], results: list[ClaimResult], fig_dir: Path
+) -> list[Path]:
     from pmilab.figures import t6 as f
 
     return f.draw(tables, results, Path(fig_dir))

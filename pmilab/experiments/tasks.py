@@ -20,22 +20,64 @@ from pmilab.theory import optimum as opt
 NAN = float("nan")
 PROBE_SEED_OFFSET = 1_000_003  # held-out probe draws never reuse a training seed
 
-FIT_KEYS = ("similarity", "dim", "points", "normalize", "bias", "logit_cap", "objective",
-            "population", "batch_size", "steps", "lr", "seed")
+FIT_KEYS = (
+    "similarity",
+    "dim",
+    "points",
+    "normalize",
+    "bias",
+    "logit_cap",
+    "objective",
+    "population",
+    "batch_size",
+    "steps",
+    "lr",
+    "seed",
+)
 
 DISCRETE_METRICS = [
-    "pmi_rmse_product", "pmi_rmse_joint", "pmi_delta", "pmi_corr", "excess_loss",
-    "excess_loss_one_sided", "mi_infonce", "mutual_information", "product_std",
-    "pmi_half_range", "row_offset_sd", "rank", "rank_floor", "cap_floor", "logit_scale",
-    "final_loss", "stopped_at",
-    "cond_entropy", "epsilon", "epsilon_ens", "constructed_excess", "ensemble_excess",
-    "probe_excess", "probe_slack", "probe_n",
+    "pmi_rmse_product",
+    "pmi_rmse_joint",
+    "pmi_delta",
+    "pmi_corr",
+    "excess_loss",
+    "excess_loss_one_sided",
+    "mi_infonce",
+    "mutual_information",
+    "product_std",
+    "pmi_half_range",
+    "row_offset_sd",
+    "rank",
+    "rank_floor",
+    "cap_floor",
+    "logit_scale",
+    "final_loss",
+    "stopped_at",
+    "cond_entropy",
+    "epsilon",
+    "epsilon_ens",
+    "constructed_excess",
+    "ensemble_excess",
+    "probe_excess",
+    "probe_slack",
+    "probe_n",
 ]
 
 CONTINUOUS_METRICS = [
-    "pmi_rmse_product", "pmi_rmse_product_se", "pmi_rmse_joint", "pmi_rmse_joint_se",
-    "pmi_corr", "pmi_delta", "mi_infonce", "mi_infonce_se", "mutual_information",
-    "product_std", "product_std_se", "bilinear_floor", "final_loss", "stopped_at",
+    "pmi_rmse_product",
+    "pmi_rmse_product_se",
+    "pmi_rmse_joint",
+    "pmi_rmse_joint_se",
+    "pmi_corr",
+    "pmi_delta",
+    "mi_infonce",
+    "mi_infonce_se",
+    "mutual_information",
+    "product_std",
+    "product_std_se",
+    "bilinear_floor",
+    "final_loss",
+    "stopped_at",
 ]
 
 # T6's invariance runs also record the product-measure error on the more likely half of the
@@ -84,8 +126,12 @@ def batch_head(p: dict) -> dict:
     table, pmi = run.logit_table(), d.pmi_table()
     head, crit = _batched_symmetric(table, x, y), _batched_symmetric(pmi, x, y)
     diff = head - crit
-    out.update(lossn_head=float(head.mean()), lossn_pmi=float(crit.mean()),
-               lossn_diff=float(diff.mean()), lossn_diff_se=float(diff.std() / math.sqrt(k)))
+    out.update(
+        lossn_head=float(head.mean()),
+        lossn_pmi=float(crit.mean()),
+        lossn_diff=float(diff.mean()),
+        lossn_diff_se=float(diff.std() / math.sqrt(k)),
+    )
     return out
 
 
@@ -115,8 +161,12 @@ def _discrete_metrics(run, p: dict) -> dict:
         pmi_half_range=opt.pmi_half_range(pmi),
         row_offset_sd=float(np.sqrt(px.numpy() @ (offsets - cmean) ** 2)),
         rank=opt.numerical_rank(table, rtol=1e-5),  # float32 training: 1e-5 is above roundoff
-        rank_floor=opt.rank_floor(pmi, px, py, int(p["dim"])) if p["similarity"] == "linear" else NAN,
-        cap_floor=opt.cap_floor(pmi, px, py, float(p["logit_cap"])) if float(p.get("logit_cap") or 0) > 0 else NAN,
+        rank_floor=opt.rank_floor(pmi, px, py, int(p["dim"]))
+        if p["similarity"] == "linear"
+        else NAN,
+        cap_floor=opt.cap_floor(pmi, px, py, float(p["logit_cap"]))
+        if float(p.get("logit_cap") or 0) > 0
+        else NAN,
         logit_scale=_logit_scale(run),
         stopped_at=NAN if run.stopped_at is None else float(run.stopped_at),
     )
@@ -139,8 +189,9 @@ def continuous_head(p: dict, metrics: list[str] = CONTINUOUS_METRICS) -> dict:
     """Train a head on a continuous joint; Monte Carlo PMI errors with standard errors."""
     d = make_dist(p["dist"])
     hidden = tuple(int(h) for h in str(p.get("hidden", "")).split("x") if h)
-    run = _fit(d, p, hidden=hidden, features=p.get("features", "raw"),
-               eval_samples=int(p["eval_samples"]))
+    run = _fit(
+        d, p, hidden=hidden, features=p.get("features", "raw"), eval_samples=int(p["eval_samples"])
+    )
     m = run.metrics
     out = {k: float(m[k]) for k in metrics if k in m}
     rho = getattr(d, "rho", None)
@@ -180,14 +231,26 @@ def mc_check(p: dict) -> dict:
     mi = d.mutual_information()
     mi_se = float(getattr(mi, "se", 0.0))
     z = (mean - float(mi)) / math.sqrt(se**2 + mi_se**2)
-    return {"mi_exact": float(mi), "mi_exact_se": mi_se, "pmi_mean": mean, "pmi_mean_se": se, "z": z}
+    return {
+        "mi_exact": float(mi),
+        "mi_exact_se": mi_se,
+        "pmi_mean": mean,
+        "pmi_mean_se": se,
+        "z": z,
+    }
 
 
 def saturation_metrics(sizes: list[int]) -> list[str]:
     cols = ["mutual_information", "pmi_delta", "pmi_rmse_product", "product_std"]
     for n in sizes:
-        cols += [f"mi_head_N{n}", f"mi_head_se_N{n}", f"mi_pmi_N{n}", f"mi_pmi_se_N{n}",
-                 f"bound_N{n}", f"max_head_N{n}"]
+        cols += [
+            f"mi_head_N{n}",
+            f"mi_head_se_N{n}",
+            f"mi_pmi_N{n}",
+            f"mi_pmi_se_N{n}",
+            f"bound_N{n}",
+            f"max_head_N{n}",
+        ]
     return cols
 
 

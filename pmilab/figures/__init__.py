@@ -23,16 +23,18 @@ PASS_COLOR, FAIL_COLOR = "#1a7f37", "#cf222e"
 HEAD_COLORS = {"tabular": "#444444", "linear": "#0969da", "wpse": "#bf8700", "kme": "#8250df"}
 HEAD_MARKERS = {"tabular": "s", "linear": "o", "wpse": "^", "kme": "D"}
 
-plt.rcParams.update({
-    "figure.dpi": 110,
-    "savefig.dpi": 110,
-    "font.size": 9,
-    "axes.titlesize": 9,
-    "axes.grid": True,
-    "grid.alpha": 0.3,
-    "legend.fontsize": 8,
-    "svg.hashsalt": "pmilab",
-})
+plt.rcParams.update(
+    {
+        "figure.dpi": 110,
+        "savefig.dpi": 110,
+        "font.size": 9,
+        "axes.titlesize": 9,
+        "axes.grid": True,
+        "grid.alpha": 0.3,
+        "legend.fontsize": 8,
+        "svg.hashsalt": "pmilab",
+    }
+)
 
 
 def banner(fig, results: list[ClaimResult], title: str) -> None:
@@ -47,8 +49,16 @@ def banner(fig, results: list[ClaimResult], title: str) -> None:
             lines.append((part, PASS_COLOR if r.passed else FAIL_COLOR, "normal"))
     top = 0.995
     for text, color, weight in lines:
-        fig.text(0.5, top, text, ha="center", va="top", color=color, fontweight=weight,
-                 fontsize=10 if weight == "bold" else 8.5)
+        fig.text(
+            0.5,
+            top,
+            text,
+            ha="center",
+            va="top",
+            color=color,
+            fontweight=weight,
+            fontsize=10 if weight == "bold" else 8.5,
+        )
         top -= 0.045 if weight == "bold" else 0.04
     fig.subplots_adjust(top=top - 0.06)
 

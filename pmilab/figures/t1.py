@@ -16,7 +16,9 @@ from pmilab.figures import HEAD_COLORS, banner, of_figure, save
 
 def _bars(ax, labels, means, errs, colors, tol, title, ylabel):
     x = np.arange(len(labels))
-    for xi, m, e, c in zip(x, np.maximum(np.asarray(means), 1e-6), np.asarray(errs), colors, strict=True):
+    for xi, m, e, c in zip(
+        x, np.maximum(np.asarray(means), 1e-6), np.asarray(errs), colors, strict=True
+    ):
         ax.errorbar([xi], [m], yerr=[e], fmt="o", ms=8, capsize=4, color=c)
     ax.set_xlim(-0.6, len(labels) - 0.4)
     ax.set_xticks(x, labels, rotation=15, ha="right")
@@ -35,18 +37,36 @@ def _convergence(tables, results, fig_dir: Path) -> list[Path]:
     d["off"] = d.row_offset_sd / d.product_std
     d["name"] = d.similarity + " / " + d.objective.str.replace("_", "-")
     s = over_seeds(d[d.objective == "symmetric"], ["name", "similarity"], "rel")
-    _bars(a, s["name"], s["mean"], s["sem"], [HEAD_COLORS[v] for v in s.similarity], REACH_TOL,
-          "discrete latent 24x20, K=4 (exact population loss)", "rmse / sd(PMI)  [dimensionless]")
+    _bars(
+        a,
+        s["name"],
+        s["mean"],
+        s["sem"],
+        [HEAD_COLORS[v] for v in s.similarity],
+        REACH_TOL,
+        "discrete latent 24x20, K=4 (exact population loss)",
+        "rmse / sd(PMI)  [dimensionless]",
+    )
     c["rel"] = c.pmi_rmse_product / c.product_std
     c["rel_se"] = c.pmi_rmse_product_se / c.product_std
     c["name"] = c.dist.str.split(":").str[0] + " / " + c.similarity + " M=" + c.points.astype(str)
     s = over_seeds(c, ["name", "similarity"], "rel")
     se = c.groupby("name").rel_se.mean().reindex(s["name"]).to_numpy()
-    _bars(b, s["name"], s["mean"], np.sqrt(s["sem"]**2 + se**2), [HEAD_COLORS[v] for v in s.similarity],
-          REACH_TOL_MC, "continuous joints (minibatches, Monte Carlo)", "rmse / sd(PMI)  [dimensionless]")
+    _bars(
+        b,
+        s["name"],
+        s["mean"],
+        np.sqrt(s["sem"] ** 2 + se**2),
+        [HEAD_COLORS[v] for v in s.similarity],
+        REACH_TOL_MC,
+        "continuous joints (minibatches, Monte Carlo)",
+        "rmse / sd(PMI)  [dimensionless]",
+    )
     tab = d[d.similarity == "tabular"]
-    for key, col, lab in (("off", "#8250df", "row-offset sd of c(x) / sd(PMI)"),
-                          ("rel", "#0969da", "rmse / sd(PMI)")):
+    for key, col, lab in (
+        ("off", "#8250df", "row-offset sd of c(x) / sd(PMI)"),
+        ("rel", "#0969da", "rmse / sd(PMI)"),
+    ):
         s = over_seeds(tab, ["objective"], key)
         xs = np.arange(len(s)) + (0.2 if key == "rel" else -0.2)
         e.bar(xs, np.maximum(s["mean"], 1e-6), width=0.38, yerr=s["sem"], color=col, label=lab)
@@ -67,13 +87,26 @@ def _saturation(tables, results, fig_dir: Path) -> list[Path]:
     t = saturation_long(tables["t1-saturation"])
     fig, ax = plt.subplots(figsize=(8.5, 5.2))
     s = t.groupby("N", as_index=False).mean(numeric_only=True)
-    ax.errorbar(s.N, s["est"], yerr=4 * s.est_se, marker="o", capsize=3, color="#0969da",
-                label="trained tabular head: log N - loss_N (4 SE bars)")
+    ax.errorbar(
+        s.N,
+        s["est"],
+        yerr=4 * s.est_se,
+        marker="o",
+        capsize=3,
+        color="#0969da",
+        label="trained tabular head: log N - loss_N (4 SE bars)",
+    )
     ax.plot(s.N, s.pmi, "x", color="black", label="exact PMI critic")
     ax.plot(s.N, s.log_n, "k--", label="log N (hard cap)")
     ax.axhline(s.mi.iloc[0], color="grey", ls=":", label=f"I(X;Y) = {s.mi.iloc[0]:.3f} nats")
-    ax.fill_between(s.N, s.lower, s.upper, color="#0969da", alpha=0.12,
-                    label="allowed band: [log N - B_N - 2 Delta, min(I, log N)]")
+    ax.fill_between(
+        s.N,
+        s.lower,
+        s.upper,
+        color="#0969da",
+        alpha=0.12,
+        label="allowed band: [log N - B_N - 2 Delta, min(I, log N)]",
+    )
     ax.set_xscale("log", base=2)
     ax.set_xlabel("batch size N")
     ax.set_ylabel("MI estimate  [nats]")

@@ -12,8 +12,12 @@ from pmilab.experiments.claims import ClaimResult
 from pmilab.experiments.common import REACH_TOL, REACH_TOL_MC, over_seeds, rel_error
 from pmilab.figures import HEAD_COLORS, HEAD_MARKERS, banner, of_figure, save
 
-LABELS = {"linear": "linear (CLIP), x = d", "kme": "KME, x = M", "wpse": "WPSE, x = M",
-          "tabular": "tabular (reference)"}
+LABELS = {
+    "linear": "linear (CLIP), x = d",
+    "kme": "KME, x = M",
+    "wpse": "WPSE, x = M",
+    "tabular": "tabular (reference)",
+}
 
 
 def _capacity(df: pd.DataFrame, results: list[ClaimResult], fig_dir: Path) -> list[Path]:
@@ -41,7 +45,9 @@ def _capacity(df: pd.DataFrame, results: list[ClaimResult], fig_dir: Path) -> li
     ax.set_title("rank of the learned linear table")
     ax.legend(fontsize=7)
     fig.legend(list(handles.values()), list(handles), loc="lower center", ncol=4, fontsize=7.5)
-    banner(fig, of_figure(results, "t2_capacity"), "T2: error against capacity (exact population loss)")
+    banner(
+        fig, of_figure(results, "t2_capacity"), "T2: error against capacity (exact population loss)"
+    )
     fig.subplots_adjust(bottom=0.2, wspace=0.3)
     return save(fig, fig_dir, "t2_capacity")
 
@@ -50,17 +56,35 @@ def _capacity_panel(ax, sub: pd.DataFrame, k: int) -> None:
     for sim in ("linear", "wpse", "kme"):
         s = over_seeds(sub[sub.similarity == sim], ["cap"], "rel")
         if len(s):
-            ax.errorbar(s.cap, s["mean"], yerr=s["sem"], color=HEAD_COLORS[sim],
-                        marker=HEAD_MARKERS[sim], capsize=3, label=LABELS[sim])
+            ax.errorbar(
+                s.cap,
+                s["mean"],
+                yerr=s["sem"],
+                color=HEAD_COLORS[sim],
+                marker=HEAD_MARKERS[sim],
+                capsize=3,
+                label=LABELS[sim],
+            )
     lin = sub[sub.similarity == "linear"]
     if len(lin):
         fl = over_seeds(lin.assign(fl=lin.rank_floor / lin.product_std), ["cap"], "fl")
-        ax.plot(fl.cap, fl["mean"].clip(lower=1e-4), "--_", ms=14, color=HEAD_COLORS["linear"], alpha=0.7,
-                label="linear floor (Eckart-Young, exact; clipped at 1e-4)")
+        ax.plot(
+            fl.cap,
+            fl["mean"].clip(lower=1e-4),
+            "--_",
+            ms=14,
+            color=HEAD_COLORS["linear"],
+            alpha=0.7,
+            label="linear floor (Eckart-Young, exact; clipped at 1e-4)",
+        )
     tab = sub[sub.similarity == "tabular"]
     if len(tab):
-        ax.axhline(max(tab.rel.mean(), 1e-4), color=HEAD_COLORS["tabular"], lw=1,
-                   label="tabular reference (clipped at 1e-4)")
+        ax.axhline(
+            max(tab.rel.mean(), 1e-4),
+            color=HEAD_COLORS["tabular"],
+            lw=1,
+            label="tabular reference (clipped at 1e-4)",
+        )
     ax.axhline(REACH_TOL, color="red", ls=":", label=f"reach tolerance {REACH_TOL}")
     ax.axvline(k, color="grey", ls="-.", lw=1, label="capacity = K")
     ax.set_xscale("log", base=2)
@@ -75,8 +99,11 @@ def _gaussian(df: pd.DataFrame, results: list[ClaimResult], fig_dir: Path) -> li
     for feats, name in (("raw", "bilinear, raw x"), ("quadratic", "bilinear, x + norm features")):
         s = df[df.features == feats]
         r = s.pmi_rmse_product / s.product_std
-        se = np.sqrt((s.pmi_rmse_product_se / s.product_std).pow(2).mean() + r.var(ddof=1) / len(r)
-                     if len(r) > 1 else (s.pmi_rmse_product_se / s.product_std).pow(2).mean())
+        se = np.sqrt(
+            (s.pmi_rmse_product_se / s.product_std).pow(2).mean() + r.var(ddof=1) / len(r)
+            if len(r) > 1
+            else (s.pmi_rmse_product_se / s.product_std).pow(2).mean()
+        )
         labels.append(name)
         means.append(r.mean())
         errs.append(se)
@@ -87,9 +114,15 @@ def _gaussian(df: pd.DataFrame, results: list[ClaimResult], fig_dir: Path) -> li
     ax.set_ylabel("PMI error rmse / sd(PMI)  [dimensionless]")
     ax.set_title("Gaussian dx=dy=2, rho=(0.8, 0.5); error bars: MC SE and seed spread")
     ax.legend()
-    banner(fig, of_figure(results, "t2_gaussian"), "T2: a linear head needs norm features on a Gaussian")
+    banner(
+        fig,
+        of_figure(results, "t2_gaussian"),
+        "T2: a linear head needs norm features on a Gaussian",
+    )
     return save(fig, fig_dir, "t2_gaussian")
 
 
 def draw(tables: dict[str, pd.DataFrame], results: list[ClaimResult], fig_dir: Path) -> list[Path]:
-    return _capacity(tables["heads"], results, fig_dir) + _gaussian(tables["t2-gauss"], results, fig_dir)
+    return _capacity(tables["heads"], results, fig_dir) + _gaussian(
+        tables["t2-gauss"], results, fig_dir
+    )

@@ -21,15 +21,36 @@ def draw(df: pd.DataFrame, results: list[ClaimResult], fig_dir: Path) -> list[Pa
             continue
         c, mk = HEAD_COLORS[sim], HEAD_MARKERS[sim]
         if sim == "kme":
-            a.scatter(s.ens_bound, s.ensemble_excess.clip(lower=floor), color=c, marker=mk,
-                      label="KME prompt ensemble vs eps_ens + 2 Delta")
-            a.scatter(s.risk_bound, s.probe_excess.clip(lower=floor), facecolors="none",
-                      edgecolors=c, marker=mk, label="KME linear probe on mu_x (not covered)")
+            a.scatter(
+                s.ens_bound,
+                s.ensemble_excess.clip(lower=floor),
+                color=c,
+                marker=mk,
+                label="KME prompt ensemble vs eps_ens + 2 Delta",
+            )
+            a.scatter(
+                s.risk_bound,
+                s.probe_excess.clip(lower=floor),
+                facecolors="none",
+                edgecolors=c,
+                marker=mk,
+                label="KME linear probe on mu_x (not covered)",
+            )
         else:
-            a.scatter(s.risk_bound, s.probe_excess.clip(lower=floor), color=c, marker=mk,
-                      label=f"{sim} linear probe")
-        b.scatter(s.pmi_delta, s.constructed_excess - s.epsilon, color=c, marker=mk,
-                  label=f"{sim} constructed classifier")
+            a.scatter(
+                s.risk_bound,
+                s.probe_excess.clip(lower=floor),
+                color=c,
+                marker=mk,
+                label=f"{sim} linear probe",
+            )
+        b.scatter(
+            s.pmi_delta,
+            s.constructed_excess - s.epsilon,
+            color=c,
+            marker=mk,
+            label=f"{sim} constructed classifier",
+        )
     lo = max(floor, min(df.risk_bound.min(), df.ens_bound.min()) / 2)
     hi = max(df.risk_bound.max(), df.ens_bound.max()) * 1.5
     a.plot([lo, hi], [lo, hi], "k--", label="probe = bound (must stay below)")
@@ -48,5 +69,9 @@ def draw(df: pd.DataFrame, results: list[ClaimResult], fig_dir: Path) -> list[Pa
     b.set_ylabel("constructed excess risk - eps  [nats]")
     b.set_title("two-sided: the bound closes onto eps as Delta -> 0 (every point in the wedge)")
     b.legend(loc="upper left", fontsize=7)
-    banner(fig, of_figure(results, "t3_excess_risk"), "T3: downstream excess risk against eps + 2 Delta")
+    banner(
+        fig,
+        of_figure(results, "t3_excess_risk"),
+        "T3: downstream excess risk against eps + 2 Delta",
+    )
     return save(fig, fig_dir, "t3_excess_risk")

@@ -27,8 +27,15 @@ def _cap(df: pd.DataFrame, results, fig_dir: Path) -> list[Path]:
     a.set_title("every point must sit on or above the floor")
     a.legend()
     s = over_seeds(df.assign(rel=rel_error), ["logit_cap"], "rel")
-    b.errorbar(s.logit_cap, s["mean"], yerr=s["sem"], marker="o", capsize=3, color="#0969da",
-               label="cosine head (learnable scale, capped)")
+    b.errorbar(
+        s.logit_cap,
+        s["mean"],
+        yerr=s["sem"],
+        marker="o",
+        capsize=3,
+        color="#0969da",
+        label="cosine head (learnable scale, capped)",
+    )
     b.axvline(r, color="grey", ls=":", label="t = R")
     b.set_xscale("log", base=2)
     b.set_yscale("log")
@@ -36,7 +43,9 @@ def _cap(df: pd.DataFrame, results, fig_dir: Path) -> list[Path]:
     b.set_ylabel("rmse / sd(PMI)  [dimensionless]")
     b.set_title("error falls as the cap rises, flat once t >= R")
     b.legend()
-    banner(fig, of_figure(results, "t5_temperature"), "T5: the logit-scale cap limits the PMI range")
+    banner(
+        fig, of_figure(results, "t5_temperature"), "T5: the logit-scale cap limits the PMI range"
+    )
     fig.subplots_adjust(wspace=0.3)
     return save(fig, fig_dir, "t5_temperature")
 
@@ -46,8 +55,13 @@ def _batch(df: pd.DataFrame, results, fig_dir: Path) -> list[Path]:
     z = df.assign(z=df.lossn_diff / df.lossn_diff_se)
     for n, sub in z.groupby("batch_size"):
         a.plot(np.full(len(sub), n), sub.z, "o", color="#0969da")
-    a.axhspan(-Z_TOL, a.get_ylim()[1] if len(z) else Z_TOL, color="#1a7f37", alpha=0.1,
-              label=f"z >= -{Z_TOL:g}: the head does not beat PMI")
+    a.axhspan(
+        -Z_TOL,
+        a.get_ylim()[1] if len(z) else Z_TOL,
+        color="#1a7f37",
+        alpha=0.1,
+        label=f"z >= -{Z_TOL:g}: the head does not beat PMI",
+    )
     a.axhline(0, color="black", lw=0.8)
     a.set_xscale("log", base=2)
     a.set_xlabel("batch size N (training and evaluation)")
@@ -55,8 +69,14 @@ def _batch(df: pd.DataFrame, results, fig_dir: Path) -> list[Path]:
     a.set_title("E[loss_N] is minimised by PMI + C at every N (T1b)")
     a.legend(loc="lower right")
     s = over_seeds(df.assign(rel=rel_error), ["batch_size"], "rel")
-    ax.errorbar(s.batch_size, s["mean"], yerr=s["sem"], marker="o", capsize=3,
-                label=f"tabular head after {int(df.steps.iloc[0])} steps")
+    ax.errorbar(
+        s.batch_size,
+        s["mean"],
+        yerr=s["sem"],
+        marker="o",
+        capsize=3,
+        label=f"tabular head after {int(df.steps.iloc[0])} steps",
+    )
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")
     ax.set_xlabel("batch size N")

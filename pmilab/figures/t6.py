@@ -17,7 +17,9 @@ from pmilab.figures import banner, of_figure, save
 
 def draw(tables: dict[str, pd.DataFrame], results: list[ClaimResult], fig_dir: Path) -> list[Path]:
     mc, inv = tables["t6-mc"], tables["t6-invariance"]
-    fig, (a, *bars) = plt.subplots(1, 3, figsize=(17, 5.6), gridspec_kw={"width_ratios": [1.3, 1, 1]})
+    fig, (a, *bars) = plt.subplots(
+        1, 3, figsize=(17, 5.6), gridspec_kw={"width_ratios": [1.3, 1, 1]}
+    )
     names = list(dict.fromkeys(mc.dist))
     for i, name in enumerate(names):
         z = mc[mc.dist == name].z
@@ -42,23 +44,49 @@ def _invariance_panel(b, inv: pd.DataFrame, measure: str, above: pd.Series, top:
     """Bars of rmse/sd(PMI) under one measure, with the same SE as the T6b/T6c verdict."""
     m, sem = invariance_gaps(inv, measure)
     order = [t for t in ("none", "affine", "asinh", "halfcube", "spiral") if t in m.index]
-    b.bar(order, m[order], yerr=Z_TOL * sem[order], capsize=5,
-          color=["#444444"] + ["#8250df"] * (len(order) - 1), label=f"mean over seeds, +/- {Z_TOL:g} SE")
+    b.bar(
+        order,
+        m[order],
+        yerr=Z_TOL * sem[order],
+        capsize=5,
+        color=["#444444"] + ["#8250df"] * (len(order) - 1),
+        label=f"mean over seeds, +/- {Z_TOL:g} SE",
+    )
     base = m["none"]
-    b.axhspan(max(base - INV_TOL, 0), base + INV_TOL, color="#1a7f37", alpha=0.12,
-              label=f"base error +/- {INV_TOL:g}: PASS if a bar's {Z_TOL:g}-SE bar reaches it")
+    b.axhspan(
+        max(base - INV_TOL, 0),
+        base + INV_TOL,
+        color="#1a7f37",
+        alpha=0.12,
+        label=f"base error +/- {INV_TOL:g}: PASS if a bar's {Z_TOL:g}-SE bar reaches it",
+    )
     if measure == "product":
-        b.plot(order, above[order], "D", color="#bf8700", ms=7,
-               label="error on the likelier half of pairs (PMI > median)")
+        b.plot(
+            order,
+            above[order],
+            "D",
+            color="#bf8700",
+            ms=7,
+            label="error on the likelier half of pairs (PMI > median)",
+        )
         for i, t in enumerate(order):
             if t not in SMOOTH and t != "none":
-                b.annotate("finding:\nnot judged", (i, m[t]), xytext=(0, 6),
-                           textcoords="offset points", ha="center", fontsize=7, color="#57606a")
+                b.annotate(
+                    "finding:\nnot judged",
+                    (i, m[t]),
+                    xytext=(0, 6),
+                    textcoords="offset points",
+                    ha="center",
+                    fontsize=7,
+                    color="#57606a",
+                )
     b.set_ylim(0, top)
     b.set_xticks(range(len(order)), ["base (none)"] + order[1:])
     b.set_xlabel("bijection on both modalities\n(affine, asinh: smooth; spiral: hard warp)")
     b.set_ylabel(f"rmse / sd(PMI) under {MEASURES[measure]}  [dimensionless]")
     judged = "T6b" if measure == "product" else "T6b and T6c"
-    b.set_title(f"{inv.similarity.iloc[0]} head on {inv.dist.iloc[0].split(',transform')[0]}\n"
-                f"error under {MEASURES[measure]} (judges {judged})")
+    b.set_title(
+        f"{inv.similarity.iloc[0]} head on {inv.dist.iloc[0].split(',transform')[0]}\n"
+        f"error under {MEASURES[measure]} (judges {judged})"
+    )
     b.legend(loc="upper left", fontsize=7)

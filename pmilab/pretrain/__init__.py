@@ -19,5 +19,12 @@ from pmilab.pretrain.readers import load_data
 from pmilab.pretrain.shapes import ShapesJoint
 from pmilab.pretrain.train import PretrainConfig, train
 
-__all__ = ["ModelConfig", "PretrainConfig", "ShapesJoint", "build_model", "evaluate",
-           "load_data", "train"]
+__all__ = [
+    "ModelConfig",
+    "PretrainConfig",
+    "ShapesJoint",
+    "build_model",
+    "evaluate",
+    "load_data",
+    "train",
+]

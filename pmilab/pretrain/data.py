@@ -47,9 +47,15 @@ class ImageText:
     def subset(self, idx: np.ndarray) -> ImageText:
         idx = np.asarray(idx)
         return ImageText(
-            [self.sources[i] for i in idx], [self.captions[i] for i in idx], self.name,
-            None if self.labels is None else self.labels[idx], self.class_names, self.prompts,
-            {k: v[idx] for k, v in self.latents.items()}, Counter(self.skipped), self.joint,
+            [self.sources[i] for i in idx],
+            [self.captions[i] for i in idx],
+            self.name,
+            None if self.labels is None else self.labels[idx],
+            self.class_names,
+            self.prompts,
+            {k: v[idx] for k, v in self.latents.items()},
+            Counter(self.skipped),
+            self.joint,
         )
 
 
@@ -128,8 +134,15 @@ class StepBatches(torch.utils.data.Sampler):
     """Per-rank batches for steps [start, stop) x micro-batches, in the `batch_indices` order."""
 
     def __init__(
-        self, n: int, batch_size: int, accum: int, seed: int, start: int, stop: int,
-        rank: int = 0, world: int = 1,
+        self,
+        n: int,
+        batch_size: int,
+        accum: int,
+        seed: int,
+        start: int,
+        stop: int,
+        rank: int = 0,
+        world: int = 1,
     ) -> None:
         self.n, self.batch_size, self.accum, self.seed = n, batch_size, accum, seed
         self.start, self.stop, self.rank, self.world = start, stop, rank, world

@@ -47,11 +47,13 @@ def load_run(directory: Path, similarity: str | None = None):
 
 
 @torch.no_grad()
-def embed_images(model: ImageTextModel, data: ImageText, batch: int = 256,
-                 progress: bool = False) -> tuple[tuple[Tensor, ...], np.ndarray]:
+def embed_images(
+    model: ImageTextModel, data: ImageText, batch: int = 256, progress: bool = False
+) -> tuple[tuple[Tensor, ...], np.ndarray]:
     """Head outputs of every decodable image, and the indices they belong to."""
     loader = torch.utils.data.DataLoader(
-        ImageTextDataset(data, model.cfg.image_size), batch_size=batch, collate_fn=collate)
+        ImageTextDataset(data, model.cfg.image_size), batch_size=batch, collate_fn=collate
+    )
     parts, kept, bad = [], [], 0
     for images, idx, b in tqdm(loader, desc="images", disable=not progress, leave=False):
         bad += len(b)
@@ -75,8 +77,10 @@ def embed_texts(model: ImageTextModel, tok, texts: list[str], batch: int = 512):
 @torch.no_grad()
 def logit_matrix(model: ImageTextModel, img, txt, chunk: int = 256) -> Tensor:
     """(n, m) logits in row chunks (the point-set kernels are O(chunk·m·M·N) memory)."""
-    rows = [model.logit_matrix(*(t[i : i + chunk] for t in img), *txt)
-            for i in range(0, len(img[0]), chunk)]
+    rows = [
+        model.logit_matrix(*(t[i : i + chunk] for t in img), *txt)
+        for i in range(0, len(img[0]), chunk)
+    ]
     return torch.cat(rows)
 
 
@@ -115,8 +119,9 @@ def flat_features(img: tuple[Tensor, ...]) -> np.ndarray:
     return torch.cat([t.reshape(len(t), -1) for t in img], 1).double().numpy()
 
 
-def probe_top1(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray,
-               test_y: np.ndarray) -> float:
+def probe_top1(
+    train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, test_y: np.ndarray
+) -> float:
     from sklearn.linear_model import LogisticRegression
     from sklearn.preprocessing import StandardScaler
     from threadpoolctl import threadpool_limits
@@ -141,8 +146,12 @@ def pmi_metrics(lm: Tensor, pmi: Tensor) -> dict:
     }
     k = len(lm) // MI_BATCH
     if k >= 1:
-        blocks = torch.stack([lm[i * MI_BATCH:(i + 1) * MI_BATCH, i * MI_BATCH:(i + 1) * MI_BATCH]
-                              for i in range(k)])
+        blocks = torch.stack(
+            [
+                lm[i * MI_BATCH : (i + 1) * MI_BATCH, i * MI_BATCH : (i + 1) * MI_BATCH]
+                for i in range(k)
+            ]
+        )
         out["mi_infonce"] = metrics.mi_infonce(blocks)
     res = {}
     for name, est in out.items():
@@ -152,8 +161,14 @@ def pmi_metrics(lm: Tensor, pmi: Tensor) -> dict:
     return res
 
 
-def evaluate(checkpoint: Path, spec: str, out: Path | None = None, n_max: int = 1000,
-             similarity: str | None = None, progress: bool = True) -> dict:
+def evaluate(
+    checkpoint: Path,
+    spec: str,
+    out: Path | None = None,
+    n_max: int = 1000,
+    similarity: str | None = None,
+    progress: bool = True,
+) -> dict:
     """All metrics of one checkpoint on `spec`'s held-out split; writes OUT/eval.json."""
     model, tok, ckpt = load_run(Path(checkpoint), similarity)
     cfg = ckpt["config"]
@@ -168,8 +183,14 @@ def evaluate(checkpoint: Path, spec: str, out: Path | None = None, n_max: int = 
     img, kept = embed_images(model, test, progress=progress)
     txt = embed_texts(model, tok, [test.captions[i] for i in kept])
     lm = logit_matrix(model, img, txt)  # (n, n) held-out images x their captions
-    res: dict = {"checkpoint": str(checkpoint), "data": spec, "similarity": model.cfg.similarity,
-                 "n_eval": len(kept), "steps": ckpt["step"], "skipped": dict(test.skipped)}
+    res: dict = {
+        "checkpoint": str(checkpoint),
+        "data": spec,
+        "similarity": model.cfg.similarity,
+        "n_eval": len(kept),
+        "steps": ckpt["step"],
+        "skipped": dict(test.skipped),
+    }
     res["skipped"]["corrupt_image"] = len(test) - len(kept)
     for k in (1, 5):
         res[f"retrieval_r{k}_i2t"] = recall_at(lm, k)
@@ -182,8 +203,9 @@ def evaluate(checkpoint: Path, spec: str, out: Path | None = None, n_max: int = 
         n_probe = min(len(train), 2000)
         tr_img, tr_kept = embed_images(model, train.subset(np.arange(n_probe)))
         if len(np.unique(train.labels[tr_kept])) >= 2:
-            res["probe_top1"] = probe_top1(flat_features(tr_img), train.labels[tr_kept],
-                                           flat_features(img), test.labels[kept])
+            res["probe_top1"] = probe_top1(
+                flat_features(tr_img), train.labels[tr_kept], flat_features(img), test.labels[kept]
+            )
         else:  # a classifier needs two classes; say so instead of crashing
             res["probe_top1"] = None
             warnings.warn("linear probe skipped: its training half has one class", stacklevel=2)

@@ -35,8 +35,13 @@ DIGIT_TEMPLATES = ("a handwritten digit {}", "the number {}", "a scan of a {}")
 LABEL_TEMPLATES = ("a photo of a {}", "a picture of a {}")
 
 
-def load_data(spec: str, split: str = "train", shapes_n: tuple[int, int] = (5000, 1000),
-              seed: int = 0, progress: bool = True) -> ImageText:
+def load_data(
+    spec: str,
+    split: str = "train",
+    shapes_n: tuple[int, int] = (5000, 1000),
+    seed: int = 0,
+    progress: bool = True,
+) -> ImageText:
     """Read `spec` (shapes | digits | a .csv | tar shards); `split` matters for shapes/digits."""
     if spec == "shapes":
         return read_shapes(split, *shapes_n, seed=seed, progress=progress)
@@ -93,8 +98,10 @@ def expand_shards(spec: str) -> list[str]:
     if m:
         a, b = m.group(1), m.group(2)
         width = len(a)
-        names = [spec[: m.start()] + str(i).zfill(width) + spec[m.end() :]
-                 for i in range(int(a), int(b) + 1)]
+        names = [
+            spec[: m.start()] + str(i).zfill(width) + spec[m.end() :]
+            for i in range(int(a), int(b) + 1)
+        ]
         missing = [n for n in names if not Path(n).is_file()]
         if missing:
             raise FileNotFoundError(f"shard {missing[0]} of {spec} does not exist")
@@ -116,8 +123,9 @@ def read_shards(shards: list[str]) -> ImageText:
             img = next((members[e] for e in IMAGE_EXTS if e in members), None)
             if img is None or "txt" not in members:
                 counts["incomplete_sample"] += 1
-                warnings.warn(f"{shard}: sample {key!r} lacks an image or a .txt; skipped",
-                              stacklevel=2)
+                warnings.warn(
+                    f"{shard}: sample {key!r} lacks an image or a .txt; skipped", stacklevel=2
+                )
                 continue
             sources.append((shard, *img))
             captions.append(read_member(shard, *members["txt"]).decode("utf-8", "replace"))
@@ -148,8 +156,9 @@ def read_member(path: str, offset: int, size: int) -> bytes:
         return f.read(size)
 
 
-def read_shapes(split: str, n_train: int, n_test: int, seed: int = 0,
-                progress: bool = True) -> ImageText:
+def read_shapes(
+    split: str, n_train: int, n_test: int, seed: int = 0, progress: bool = True
+) -> ImageText:
     """The shapes split with labels (shape x colour), prompts and latents z, y (T7)."""
     from pmilab.pretrain.shapes_cache import ensure_shapes
 

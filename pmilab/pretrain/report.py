@@ -1,6 +1,6 @@
 """A markdown table of several `pmilab eval` results side by side (used for results/pretrain).
 
-    python -m pmilab.pretrain.report E_linear/eval.json E_wpse/eval.json E_kme/eval.json
+python -m pmilab.pretrain.report E_linear/eval.json E_wpse/eval.json E_kme/eval.json
 """
 
 from __future__ import annotations
@@ -10,11 +10,17 @@ import sys
 from pathlib import Path
 
 COLUMNS = [
-    ("zeroshot_top1", "zero-shot top-1"), ("probe_top1", "probe top-1"),
-    ("retrieval_r1_i2t", "R@1 i2t"), ("retrieval_r5_i2t", "R@5 i2t"),
-    ("retrieval_r1_t2i", "R@1 t2i"), ("retrieval_r5_t2i", "R@5 t2i"),
-    ("pmi_rmse_product", "pmi_rmse_product"), ("pmi_rmse_joint", "pmi_rmse_joint"),
-    ("pmi_delta", "pmi_delta"), ("pmi_corr", "pmi_corr"), ("mi_infonce", "mi_infonce"),
+    ("zeroshot_top1", "zero-shot top-1"),
+    ("probe_top1", "probe top-1"),
+    ("retrieval_r1_i2t", "R@1 i2t"),
+    ("retrieval_r5_i2t", "R@5 i2t"),
+    ("retrieval_r1_t2i", "R@1 t2i"),
+    ("retrieval_r5_t2i", "R@5 t2i"),
+    ("pmi_rmse_product", "pmi_rmse_product"),
+    ("pmi_rmse_joint", "pmi_rmse_joint"),
+    ("pmi_delta", "pmi_delta"),
+    ("pmi_corr", "pmi_corr"),
+    ("mi_infonce", "mi_infonce"),
 ]
 
 

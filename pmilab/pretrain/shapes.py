@@ -25,7 +25,12 @@ from torch import Tensor
 SHAPES = ("circle", "square", "triangle", "cross")
 COLOURS = ("red", "green", "blue", "yellow")
 SIZES = ("small", "large")
-RGB = {"red": (220, 40, 40), "green": (40, 170, 60), "blue": (50, 80, 225), "yellow": (235, 205, 40)}
+RGB = {
+    "red": (220, 40, 40),
+    "green": (40, 170, 60),
+    "blue": (50, 80, 225),
+    "yellow": (235, 205, 40),
+}
 RADIUS = {"small": 4.5, "large": 8.0}  # half-extent in pixels on the 32x32 canvas
 SYNONYMS = {
     "circle": ("circle", "disc"),
@@ -164,8 +169,12 @@ def parse_caption(text: str) -> tuple[str, str, str]:
 
 
 def render(
-    joint: ShapesJoint, z: int, jitter: tuple[int, int] = (0, 0), noise_sd: float = 0.0,
-    rng: np.random.Generator | None = None, size: int = 32,
+    joint: ShapesJoint,
+    z: int,
+    jitter: tuple[int, int] = (0, 0),
+    noise_sd: float = 0.0,
+    rng: np.random.Generator | None = None,
+    size: int = 32,
 ) -> np.ndarray:
     """(size, size, 3) uint8 image of image latent z, shifted by `jitter`, plus pixel noise."""
     a = joint.z_attrs(z)

@@ -34,12 +34,18 @@ def cache_root() -> Path:
 
 
 def shapes_dir_name(n_train: int, n_test: int, seed: int, joint: ShapesJoint) -> str:
-    return f"shapes-n{n_train}-t{n_test}-s{seed}-e{joint.noise:g}-f{joint.favourite:g}-g{joint.grid}"
+    return (
+        f"shapes-n{n_train}-t{n_test}-s{seed}-e{joint.noise:g}-f{joint.favourite:g}-g{joint.grid}"
+    )
 
 
 def ensure_shapes(
-    n_train: int = 5000, n_test: int = 1000, seed: int = 0, joint: ShapesJoint | None = None,
-    root: Path | None = None, progress: bool = True,
+    n_train: int = 5000,
+    n_test: int = 1000,
+    seed: int = 0,
+    joint: ShapesJoint | None = None,
+    root: Path | None = None,
+    progress: bool = True,
 ) -> Path:
     """The cache directory of this shapes dataset, generated atomically on first use."""
     joint = joint or ShapesJoint()
@@ -52,8 +58,15 @@ def ensure_shapes(
     try:
         for split, n in (("train", n_train), ("test", n_test)):
             write_split(tmp, split, n, 1000 * seed + SPLIT_SEEDS[split], joint, progress)
-        meta = {"n_train": n_train, "n_test": n_test, "seed": seed, "noise": joint.noise,
-                "favourite": joint.favourite, "grid": joint.grid, "pixel_noise_sd": NOISE_SD}
+        meta = {
+            "n_train": n_train,
+            "n_test": n_test,
+            "seed": seed,
+            "noise": joint.noise,
+            "favourite": joint.favourite,
+            "grid": joint.grid,
+            "pixel_noise_sd": NOISE_SD,
+        }
         (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
         try:
             os.replace(tmp, final)

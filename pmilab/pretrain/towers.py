@@ -45,15 +45,23 @@ class ConvTower(nn.Module):
 class ViTTower(nn.Module):
     """Patch embedding + [CLS] + pre-norm Transformer encoder. (B,3,S,S) -> tokens."""
 
-    def __init__(self, width: int = 64, depth: int = 2, heads: int = 4, patch: int = 4,
-                 image_size: int = 32) -> None:
+    def __init__(
+        self, width: int = 64, depth: int = 2, heads: int = 4, patch: int = 4, image_size: int = 32
+    ) -> None:
         super().__init__()
         self.patch = nn.Conv2d(3, width, patch, stride=patch)
         n = (image_size // patch) ** 2
         self.cls = nn.Parameter(torch.zeros(1, 1, width))
         self.pos = nn.Parameter(torch.randn(1, n + 1, width) * 0.02)
-        layer = nn.TransformerEncoderLayer(width, heads, 2 * width, dropout=0.0,
-                                           activation="gelu", batch_first=True, norm_first=True)
+        layer = nn.TransformerEncoderLayer(
+            width,
+            heads,
+            2 * width,
+            dropout=0.0,
+            activation="gelu",
+            batch_first=True,
+            norm_first=True,
+        )
         self.encoder = nn.TransformerEncoder(layer, depth, enable_nested_tensor=False)
         self.norm = nn.LayerNorm(width)
         self.width = width
@@ -69,13 +77,21 @@ class ViTTower(nn.Module):
 class TextTower(nn.Module):
     """Token + position embeddings, pre-norm Transformer; pooled at [CLS] (position 0)."""
 
-    def __init__(self, vocab: int, context: int, width: int = 64, depth: int = 2,
-                 heads: int = 4) -> None:
+    def __init__(
+        self, vocab: int, context: int, width: int = 64, depth: int = 2, heads: int = 4
+    ) -> None:
         super().__init__()
         self.embed = nn.Embedding(vocab, width)
         self.pos = nn.Parameter(torch.randn(1, context, width) * 0.02)
-        layer = nn.TransformerEncoderLayer(width, heads, 2 * width, dropout=0.0,
-                                           activation="gelu", batch_first=True, norm_first=True)
+        layer = nn.TransformerEncoderLayer(
+            width,
+            heads,
+            2 * width,
+            dropout=0.0,
+            activation="gelu",
+            batch_first=True,
+            norm_first=True,
+        )
         self.encoder = nn.TransformerEncoder(layer, depth, enable_nested_tensor=False)
         self.norm = nn.LayerNorm(width)
         self.width = width

@@ -76,9 +76,23 @@ class PretrainConfig:
     progress: bool = True
 
     def __post_init__(self) -> None:
-        minimum = {"steps": 1, "batch_size": 2, "accum": 1, "ckpt_every": 1, "log_every": 1,
-                   "warmup": 0, "workers": 0, "threads": 0, "dim": 1, "points": 1, "width": 8,
-                   "context": 2, "image_size": 8, "shapes_train": 2, "shapes_test": 2}
+        minimum = {
+            "steps": 1,
+            "batch_size": 2,
+            "accum": 1,
+            "ckpt_every": 1,
+            "log_every": 1,
+            "warmup": 0,
+            "workers": 0,
+            "threads": 0,
+            "dim": 1,
+            "points": 1,
+            "width": 8,
+            "context": 2,
+            "image_size": 8,
+            "shapes_train": 2,
+            "shapes_test": 2,
+        }
         for name, low in minimum.items():
             if getattr(self, name) < low:
                 flag = "--" + name.replace("_", "-")
@@ -87,8 +101,17 @@ class PretrainConfig:
             raise InputError(f"--lr must be positive, got {self.lr}")
 
     def model_config(self, vocab: int) -> ModelConfig:
-        return ModelConfig(self.similarity, self.tower, vocab, self.context, self.width,
-                           self.dim, self.points, self.image_size, self.sigma)
+        return ModelConfig(
+            self.similarity,
+            self.tower,
+            vocab,
+            self.context,
+            self.width,
+            self.dim,
+            self.points,
+            self.image_size,
+            self.sigma,
+        )
 
 
 def lr_at(step: int, cfg: PretrainConfig) -> float:
@@ -113,8 +136,10 @@ def optimizer_for(model: ImageTextModel, cfg: PretrainConfig) -> torch.optim.Ada
     decay, rest = [], []
     for p in model.parameters():
         (decay if p.ndim >= 2 and id(p) not in no_decay else rest).append(p)
-    groups = [{"params": decay, "weight_decay": cfg.weight_decay},
-              {"params": rest, "weight_decay": 0.0}]
+    groups = [
+        {"params": decay, "weight_decay": cfg.weight_decay},
+        {"params": rest, "weight_decay": 0.0},
+    ]
     return torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.98), eps=1e-6)
 
 
@@ -160,8 +185,9 @@ def train(cfg: PretrainConfig) -> dict:
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
     distributed.init(info, device)
-    precision = cfg.precision if cfg.precision != "auto" else (
-        "bf16" if device.type == "cuda" else "fp32")
+    precision = (
+        cfg.precision if cfg.precision != "auto" else ("bf16" if device.type == "cuda" else "fp32")
+    )
     out, ckpt = prepare_out(cfg, info)
     data = load_train_data(cfg, info)
     if info.main:  # only once the data is known to be readable
@@ -198,11 +224,22 @@ class Loop:
 
     def batches(self, start: int):
         c = self.cfg
-        sampler = StepBatches(len(self.data), c.batch_size, c.accum, c.seed, start, c.steps,
-                              self.info.rank, self.info.world)
+        sampler = StepBatches(
+            len(self.data),
+            c.batch_size,
+            c.accum,
+            c.seed,
+            start,
+            c.steps,
+            self.info.rank,
+            self.info.world,
+        )
         return torch.utils.data.DataLoader(
-            ImageTextDataset(self.data, c.image_size), batch_sampler=sampler, collate_fn=collate,
-            num_workers=c.workers, persistent_workers=False,
+            ImageTextDataset(self.data, c.image_size),
+            batch_sampler=sampler,
+            collate_fn=collate,
+            num_workers=c.workers,
+            persistent_workers=False,
         )
 
     def micro_step(self, batch, last: bool) -> tuple[float, int]:
@@ -210,8 +247,9 @@ class Loop:
         images, idx, bad = batch
         for i in bad:
             src = self.data.sources[i]
-            warnings.warn(f"skipped an undecodable image: {src if isinstance(src, str) else i}",
-                          stacklevel=2)
+            warnings.warn(
+                f"skipped an undecodable image: {src if isinstance(src, str) else i}", stacklevel=2
+            )
         self.skipped["corrupt_image"] += len(bad)
         n = len(idx)
         if self.info.world > 1:  # every rank must gather equal-sized batches
@@ -240,8 +278,13 @@ class Loop:
 
     def run(self, start: int, elapsed: float) -> dict:
         cfg, out = self.cfg, self.out
-        bar = tqdm(total=cfg.steps, initial=start, desc=f"pretrain {cfg.similarity}",
-                   disable=not (cfg.progress and self.info.main), dynamic_ncols=True)
+        bar = tqdm(
+            total=cfg.steps,
+            initial=start,
+            desc=f"pretrain {cfg.similarity}",
+            disable=not (cfg.progress and self.info.main),
+            dynamic_ncols=True,
+        )
         t0, images_seen, losses, step = time.perf_counter() - elapsed, 0, [], start
         it = iter(self.batches(start))
         for step in range(start, cfg.steps):
@@ -267,10 +310,15 @@ class Loop:
         bar.close()
         wall = time.perf_counter() - t0
         summary = {
-            "similarity": cfg.similarity, "steps": cfg.steps, "final_loss": losses[-1] if losses
-            else None, "wall_s": wall, "images_per_s_this_session": images_seen / max(
-                1e-9, wall - elapsed), "device": str(self.device), "precision": self.precision,
-            "world_size": self.info.world, "skipped": dict(self.skipped),
+            "similarity": cfg.similarity,
+            "steps": cfg.steps,
+            "final_loss": losses[-1] if losses else None,
+            "wall_s": wall,
+            "images_per_s_this_session": images_seen / max(1e-9, wall - elapsed),
+            "device": str(self.device),
+            "precision": self.precision,
+            "world_size": self.info.world,
+            "skipped": dict(self.skipped),
             "logit_scale": self.model.logit_scale(),
         }
         if self.info.main:
@@ -288,19 +336,33 @@ class Loop:
             w = csv.DictWriter(f, LOG_FIELDS)
             if new:
                 w.writeheader()
-            w.writerow({"step": step, "loss": f"{loss:.6f}", "lr": f"{lr_at(step - 1, self.cfg):.6g}",
-                        "logit_scale": f"{self.model.logit_scale():.4f}",
-                        "images": step * self.cfg.batch_size * self.cfg.accum * self.info.world,
-                        "skipped": sum(self.skipped.values()), "elapsed_s": f"{elapsed:.2f}"})
+            w.writerow(
+                {
+                    "step": step,
+                    "loss": f"{loss:.6f}",
+                    "lr": f"{lr_at(step - 1, self.cfg):.6g}",
+                    "logit_scale": f"{self.model.logit_scale():.4f}",
+                    "images": step * self.cfg.batch_size * self.cfg.accum * self.info.world,
+                    "skipped": sum(self.skipped.values()),
+                    "elapsed_s": f"{elapsed:.2f}",
+                }
+            )
 
     def checkpoint(self, step: int, elapsed: float) -> None:
         if self.info.main:
-            save_checkpoint(self.out, {
-                "model": self.model.state_dict(), "optimizer": self.opt.state_dict(),
-                "step": step, "model_config": asdict(self.model.cfg),
-                "config": asdict(self.cfg), "rng": rng_state(), "skipped": dict(self.skipped),
-                "elapsed_s": elapsed,
-            })
+            save_checkpoint(
+                self.out,
+                {
+                    "model": self.model.state_dict(),
+                    "optimizer": self.opt.state_dict(),
+                    "step": step,
+                    "model_config": asdict(self.model.cfg),
+                    "config": asdict(self.cfg),
+                    "rng": rng_state(),
+                    "skipped": dict(self.skipped),
+                    "elapsed_s": elapsed,
+                },
+            )
         if self.info.world > 1:
             dist.barrier()
 

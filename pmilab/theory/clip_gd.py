@@ -56,7 +56,11 @@ class ClipFit:
 
 
 def fit_clip_gd(
-    X: Tensor, Y: Tensor, r: int, cfg: ClipGDConfig = ClipGDConfig(), seed: int = 0,
+    X: Tensor,
+    Y: Tensor,
+    r: int,
+    cfg: ClipGDConfig = ClipGDConfig(),
+    seed: int = 0,
     init: tuple[Tensor, Tensor] | None = None,
 ) -> ClipFit:
     """Full-batch GD on `clip_loss` from a small random init (or from `init`), T4.

@@ -47,7 +47,12 @@ def regulariser(G1: Tensor, G2: Tensor, rho: float) -> Tensor:
 
 
 def clip_loss(
-    G1: Tensor, G2: Tensor, X: Tensor, Y: Tensor, tau: float = 1.0, nu: float = 1.0,
+    G1: Tensor,
+    G2: Tensor,
+    X: Tensor,
+    Y: Tensor,
+    tau: float = 1.0,
+    nu: float = 1.0,
     rho: float = 0.0,
 ) -> Tensor:
     """The CLIP loss of T4 (τ times the symmetric cross-entropy, positive scaled by ν) plus R."""
@@ -77,7 +82,12 @@ def contrastive_cross_covariance(
 
 
 def clip_gradients(
-    G1: Tensor, G2: Tensor, X: Tensor, Y: Tensor, tau: float = 1.0, nu: float = 1.0,
+    G1: Tensor,
+    G2: Tensor,
+    X: Tensor,
+    Y: Tensor,
+    tau: float = 1.0,
+    nu: float = 1.0,
     rho: float = 0.0,
 ) -> tuple[Tensor, Tensor]:
     """Closed-form gradient of `clip_loss` (T4): ∇G1 = −G2Sᵀ + ρG2G2ᵀG1, ∇G2 = −G1S + ρG1G1ᵀG2."""

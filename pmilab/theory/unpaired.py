@@ -36,7 +36,11 @@ __all__ = [
 
 
 def fit_encoders(
-    X: Tensor, Y: Tensor, r: int, cfg: ClipGDConfig | None, nu: float = 1.0,
+    X: Tensor,
+    Y: Tensor,
+    r: int,
+    cfg: ClipGDConfig | None,
+    nu: float = 1.0,
     init: tuple[Tensor, Tensor] | None = None,
 ) -> tuple[Tensor, Tensor]:
     """Encoders (G1, G2) from pairs: GD on the CLIP loss when `cfg` is given, else the closed-form
@@ -100,8 +104,15 @@ class UnpairedResult:
 
 
 def fit_with_unpaired(
-    X: Tensor, Y: Tensor, Xu: Tensor, Yu: Tensor, partner: Tensor, r: int,
-    keep: int, nu_refit: float = 2.0, cfg: ClipGDConfig | None = None,
+    X: Tensor,
+    Y: Tensor,
+    Xu: Tensor,
+    Yu: Tensor,
+    partner: Tensor,
+    r: int,
+    keep: int,
+    nu_refit: float = 2.0,
+    cfg: ClipGDConfig | None = None,
 ) -> UnpairedResult:
     """Algorithm 1 (T4): fit on pairs, detect mutual-argmax pairs, refit with ν = `nu_refit`."""
     if nu_refit <= 1.0:
@@ -115,7 +126,10 @@ def fit_with_unpaired(
     Y2 = torch.cat([Y, Yu[j]])
     after = fit_encoders(X2, Y2, r, cfg, nu=nu_refit, init=(G1, G2))
     return UnpairedResult(
-        before=(G1, G2), after=after, n_mutual=int(i_all.numel()), n_kept=int(i.numel()),
+        before=(G1, G2),
+        after=after,
+        n_mutual=int(i_all.numel()),
+        n_kept=int(i.numel()),
         precision=detection_precision(i, j, partner),
         precision_all_mutual=detection_precision(i_all, j_all, partner),
         precision_argmax=argmax_precision(G1, G2, Xu, Yu, partner),

@@ -27,13 +27,32 @@ CHECKPOINTS = (100, 1000, 2000, 4000, 6000, 8000, 12000, 19999)
 def train(k: int, steps: int, seed: int):
     d = make_dist(FULL.spec(k))
     t0 = time.perf_counter()
-    run = fit(d, similarity="kme", dim=FULL.point_dim, points=k, normalize=False, bias=True,
-              objective="symmetric", population=True, steps=steps, lr=FULL.lr, seed=seed,
-              progress=False, device="cpu", threads=1)
+    run = fit(
+        d,
+        similarity="kme",
+        dim=FULL.point_dim,
+        points=k,
+        normalize=False,
+        bias=True,
+        objective="symmetric",
+        population=True,
+        steps=steps,
+        lr=FULL.lr,
+        seed=seed,
+        progress=False,
+        device="cpu",
+        threads=1,
+    )
     sd = opt.product_std(d.pmi_table(), d.px, d.py)
-    row = {"k": k, "points": k, "steps": steps, "seed": seed,
-           "rel_error": run.metrics["pmi_rmse_product"] / sd,
-           "excess_loss": run.metrics["excess_loss"], "seconds": time.perf_counter() - t0}
+    row = {
+        "k": k,
+        "points": k,
+        "steps": steps,
+        "seed": seed,
+        "rel_error": run.metrics["pmi_rmse_product"] / sd,
+        "excess_loss": run.metrics["excess_loss"],
+        "seconds": time.perf_counter() - t0,
+    }
     return row, np.asarray(run.history)
 
 

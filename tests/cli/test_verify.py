@@ -45,7 +45,10 @@ def test_smoke_report_exit_codes_and_filtering(smoke, tmp_path, capsys):
     assert rc == (0 if claims.passed.all() else 1)
     for r in claims.itertuples():
         verdict = "PASS" if r.passed else "**FAIL**"
-        assert f"| {r.claim} |" in report and verdict in report.split(f"| {r.claim} |")[1].split("\n")[0]
+        assert (
+            f"| {r.claim} |" in report
+            and verdict in report.split(f"| {r.claim} |")[1].split("\n")[0]
+        )
         assert (out / r.figure).exists()
     runs = pd.read_csv(out / "results.csv")
     assert set(runs.table) == {"t5-cap", "t5-batch", "t6-mc", "t6-invariance"}
@@ -53,17 +56,53 @@ def test_smoke_report_exit_codes_and_filtering(smoke, tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "T6a" in printed and "claims PASS" in printed
     # rerun with --allow-fail: nothing is retrained and the exit code is 0
-    assert main(["verify", "--quick", "--claims", "T5,T6", "--out", str(out), "--allow-fail", "--jobs", "1"]) == 0
-    assert pd.read_csv(out / "results.csv").drop(columns=["seconds", "cpu_seconds"]).equals(
-        runs.drop(columns=["seconds", "cpu_seconds"]))
+    assert (
+        main(
+            [
+                "verify",
+                "--quick",
+                "--claims",
+                "T5,T6",
+                "--out",
+                str(out),
+                "--allow-fail",
+                "--jobs",
+                "1",
+            ]
+        )
+        == 0
+    )
+    assert (
+        pd.read_csv(out / "results.csv")
+        .drop(columns=["seconds", "cpu_seconds"])
+        .equals(runs.drop(columns=["seconds", "cpu_seconds"]))
+    )
 
 
 def test_shards_then_report(smoke, tmp_path, capsys):
     out = tmp_path / "s"
-    assert main(["verify", "--quick", "--claims", "T5", "--out", str(out), "--shard", "0/2", "--jobs", "1"]) == 0
+    assert (
+        main(
+            [
+                "verify",
+                "--quick",
+                "--claims",
+                "T5",
+                "--out",
+                str(out),
+                "--shard",
+                "0/2",
+                "--jobs",
+                "1",
+            ]
+        )
+        == 0
+    )
     assert not (out / "report.md").exists()
     assert "still missing" in capsys.readouterr().err
-    main(["verify", "--quick", "--claims", "T5", "--out", str(out), "--shard", "1/2", "--jobs", "1"])
+    main(
+        ["verify", "--quick", "--claims", "T5", "--out", str(out), "--shard", "1/2", "--jobs", "1"]
+    )
     main(["verify", "--quick", "--claims", "T5", "--out", str(out), "--allow-fail", "--jobs", "1"])
     assert "0 runs" in capsys.readouterr().err  # everything came from the shards
     assert (out / "report.md").exists()
@@ -81,7 +120,10 @@ def test_missing_and_foreign_claim_modules(monkeypatch, tmp_path, capsys):
 
     def run_claims(quick, out_dir, seeds=None, progress=True):
         calls.append((quick, seeds))
-        return [ClaimResult("T4a", "fake", 0.5, "<= 1", True), ClaimResult("T4b", "fake", 2.0, "<= 1", False)]
+        return [
+            ClaimResult("T4a", "fake", 0.5, "<= 1", True),
+            ClaimResult("T4b", "fake", 2.0, "<= 1", False),
+        ]
 
     fake.run_claims = run_claims
     monkeypatch.setitem(sys.modules, "fake_t4", fake)

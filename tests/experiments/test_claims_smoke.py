@@ -59,7 +59,9 @@ def test_figures_are_deterministic(smoke_runs, tmp_path):
     for claim in ("T2", "T6"):
         mod, _, cr = runs[claim]
         first = {p.name: p.read_bytes() for p in mod.figures(cr.tables, cr.results, tmp_path / "a")}
-        second = {p.name: p.read_bytes() for p in mod.figures(cr.tables, cr.results, tmp_path / "b")}
+        second = {
+            p.name: p.read_bytes() for p in mod.figures(cr.tables, cr.results, tmp_path / "b")
+        }
         assert first == second and len(first) >= 2
 
 

@@ -30,8 +30,12 @@ TIMING = ["seconds", "cpu_seconds"]
 
 
 def toy_sweep(n: int = 10, sleep: float = 0.0) -> Sweep:
-    runs = [RunSpec(make_id("toy", f"x{x}", f"seed{x % 3}"), {"x": x * 0.5, "seed": x % 3, "sleep": sleep})
-            for x in range(n)]
+    runs = [
+        RunSpec(
+            make_id("toy", f"x{x}", f"seed{x % 3}"), {"x": x * 0.5, "seed": x % 3, "sleep": sleep}
+        )
+        for x in range(n)
+    ]
     return Sweep("toy", "tests.experiments.toy_task:square", runs, ["y", "third"])
 
 
@@ -40,7 +44,10 @@ def values(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def test_make_id_encodes_parameters():
-    assert make_id("t2", "latent-24-20-4-0", "kme", "M4", "seed0") == "t2-latent-24-20-4-0-kme-M4-seed0"
+    assert (
+        make_id("t2", "latent-24-20-4-0", "kme", "M4", "seed0")
+        == "t2-latent-24-20-4-0-kme-M4-seed0"
+    )
     assert make_id("a b", 0.1, "x/y") == "a_b-0.1-x_y"
 
 
@@ -98,8 +105,9 @@ def test_killed_subprocess_sweep_resumes_to_identical_table(tmp_path):
         run_sweep(toy_sweep(12, sleep=0.25), sys.argv[1], progress=False)
     """)
     out = tmp_path / "killed"
-    proc = subprocess.Popen([sys.executable, "-c", script, str(out)], cwd=ROOT,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script, str(out)], cwd=ROOT, start_new_session=True
+    )
     csv = out / "toy.csv"
     deadline = time.time() + 60
     while time.time() < deadline:

@@ -28,8 +28,7 @@ def batch(n: int):
 
 def model_for(sim: str):
     torch.manual_seed(0)
-    cfg = ModelConfig(similarity=sim, vocab=20, context=6, width=16, dim=8, points=3,
-                      image_size=16)
+    cfg = ModelConfig(similarity=sim, vocab=20, context=6, width=16, dim=8, points=3, image_size=16)
     return build_model(cfg).double()
 
 

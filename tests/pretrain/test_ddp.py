@@ -25,24 +25,65 @@ def free_port() -> int:
 
 
 def torchrun(args: list[str], timeout: float = 180) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc_per_node",
-           "2", "--master_addr", "127.0.0.1", "--master_port", str(free_port()), *args]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nnodes",
+        "1",
+        "--nproc_per_node",
+        "2",
+        "--master_addr",
+        "127.0.0.1",
+        "--master_port",
+        str(free_port()),
+        *args,
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
-    return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=timeout)
+    return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
 
 
-PRETRAIN = ["pretrain", "--data", "digits", "--image-size", "8", "--width", "16", "--dim", "4",
-            "--similarity", "wpse", "--points", "2", "--steps", "3", "--warmup", "1",
-            "--precision", "fp64", "--threads", "1", "--no-progress"]
+PRETRAIN = [
+    "pretrain",
+    "--data",
+    "digits",
+    "--image-size",
+    "8",
+    "--width",
+    "16",
+    "--dim",
+    "4",
+    "--similarity",
+    "wpse",
+    "--points",
+    "2",
+    "--steps",
+    "3",
+    "--warmup",
+    "1",
+    "--precision",
+    "fp64",
+    "--threads",
+    "1",
+    "--no-progress",
+]
 
 
 @pytest.fixture(scope="module")
 def ddp_run(tmp_path_factory):
     """One torchrun launch: the gradient checks, then `pmilab pretrain` with 2 ranks x 4 pairs."""
     tmp = tmp_path_factory.mktemp("ddp")
-    proc = torchrun([str(Path(__file__).parent / "ddp_worker.py"), str(tmp / "ddp.pt"),
-                     *PRETRAIN, "--batch-size", "4", "--out", str(tmp / "d")])
+    proc = torchrun(
+        [
+            str(Path(__file__).parent / "ddp_worker.py"),
+            str(tmp / "ddp.pt"),
+            *PRETRAIN,
+            "--batch-size",
+            "4",
+            "--out",
+            str(tmp / "d"),
+        ]
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return tmp
 
@@ -86,8 +127,10 @@ def test_torchrun_pretrain_equals_single_process_on_the_global_batch(ddp_run, tm
     assert worst < TOL, f"parameters differ by {worst:.3g} after 3 AdamW steps"
     import json
 
-    losses = [json.loads((d / "summary.json").read_text())["final_loss"]
-              for d in (ddp_run / "d", tmp_path / "s")]
+    losses = [
+        json.loads((d / "summary.json").read_text())["final_loss"]
+        for d in (ddp_run / "d", tmp_path / "s")
+    ]
     assert abs(losses[0] - losses[1]) < TOL  # the logged loss is the global batch's
     moved = max((b["model"][k] - v).abs().max().item() for k, v in initial_state().items())
     assert moved > 1e-4  # the steps did move the parameters

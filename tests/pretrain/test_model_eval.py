@@ -18,8 +18,16 @@ CAPTIONS = ["a red circle", "a big blue square", "the number seven", "a tiny gre
 
 def tiny(sim: str, tower: str = "cnn", vocab: int = 20):
     torch.manual_seed(0)
-    cfg = ModelConfig(similarity=sim, tower=tower, vocab=vocab, context=8, width=16, dim=6,
-                      points=3, image_size=16)
+    cfg = ModelConfig(
+        similarity=sim,
+        tower=tower,
+        vocab=vocab,
+        context=8,
+        width=16,
+        dim=6,
+        points=3,
+        image_size=16,
+    )
     return build_model(cfg).double().eval()
 
 
@@ -61,10 +69,14 @@ def test_outputs_are_per_sample_and_padding_invariant(sim, tower):
 def test_single_process_loss_is_symmetric_infonce_by_brute_force():
     m = tiny("kme")
     g = torch.Generator().manual_seed(2)
-    img = (torch.randn(4, 3, 6, generator=g, dtype=torch.float64), torch.randn(4, 3, generator=g,
-           dtype=torch.float64).log_softmax(-1))
-    txt = (torch.randn(4, 3, 6, generator=g, dtype=torch.float64), torch.randn(4, 3, generator=g,
-           dtype=torch.float64).log_softmax(-1))
+    img = (
+        torch.randn(4, 3, 6, generator=g, dtype=torch.float64),
+        torch.randn(4, 3, generator=g, dtype=torch.float64).log_softmax(-1),
+    )
+    txt = (
+        torch.randn(4, 3, 6, generator=g, dtype=torch.float64),
+        torch.randn(4, 3, generator=g, dtype=torch.float64).log_softmax(-1),
+    )
     assert gather_with_grad(img[0]) is img[0]
     loss = local_infonce(m.logit_matrix, img, txt)
     lm = m.logit_matrix(*img, *txt).detach()
@@ -111,8 +123,9 @@ def test_pmi_metrics_vanish_for_pmi_plus_constant_and_not_otherwise():
     assert exact["pmi_rmse_product"] < 1e-12 and exact["pmi_rmse_joint"] < 1e-12
     assert exact["pmi_delta"] < 1e-12 and abs(exact["pmi_corr"] - 1) < 1e-12
     blocks = [(pmi + 3.0)[i : i + 100, i : i + 100] for i in (0, 100)]  # two held-out batches
-    ref = np.mean([math.log(100) - (torch.logsumexp(b, 1) - b.diagonal()).mean().item()
-                   for b in blocks])
+    ref = np.mean(
+        [math.log(100) - (torch.logsumexp(b, 1) - b.diagonal()).mean().item() for b in blocks]
+    )
     assert math.isclose(exact["mi_infonce"], ref, rel_tol=1e-12)
     noisy = pmi_metrics(pmi + torch.as_tensor(rng.normal(size=(200, 200))), pmi)
     assert abs(noisy["pmi_rmse_product"] - 1.0) < 0.02  # unit-variance residual
@@ -127,9 +140,18 @@ def test_report_table_puts_runs_side_by_side(tmp_path):
     paths = []
     for sim, z in (("linear", 0.5), ("kme", 0.75)):
         p = tmp_path / f"{sim}.json"
-        p.write_text(json.dumps({"similarity": sim, "zeroshot_top1": z, "zeroshot_chance": 0.0625,
-                                 "pmi_rmse_product": 2 * z, "pmi_rmse_product_se": 0.01,
-                                 "n_eval": 10}))
+        p.write_text(
+            json.dumps(
+                {
+                    "similarity": sim,
+                    "zeroshot_top1": z,
+                    "zeroshot_chance": 0.0625,
+                    "pmi_rmse_product": 2 * z,
+                    "pmi_rmse_product_se": 0.01,
+                    "n_eval": 10,
+                }
+            )
+        )
         paths.append(p)
     lines = table(paths).splitlines()
     assert lines[0] == "| metric | linear | kme |"

@@ -75,9 +75,19 @@ def test_training_counts_corrupt_images_in_its_summary(tmp_path):
 
     caps = [f"a {c} {s}" for c in ("red", "blue", "green", "black") for s in ("square", "disc")]
     path, _ = write_csv(tmp_path, caps * 2, extra=",label", corrupt=(3, 7))
-    cfg = PretrainConfig(data=str(path), out=str(tmp_path / "run"), steps=4, batch_size=8,
-                         width=16, dim=4, image_size=8, warmup=1, ckpt_every=2, log_every=1,
-                         progress=False)
+    cfg = PretrainConfig(
+        data=str(path),
+        out=str(tmp_path / "run"),
+        steps=4,
+        batch_size=8,
+        width=16,
+        dim=4,
+        image_size=8,
+        warmup=1,
+        ckpt_every=2,
+        log_every=1,
+        progress=False,
+    )
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         summary = train(cfg)
@@ -106,8 +116,21 @@ def test_missing_csv_column_is_one_clear_error(tmp_path):
     with pytest.raises(InputError, match="'filepath'"):
         load_data(str(tmp_path / "bad.csv"))
     proc = subprocess.run(
-        [sys.executable, "-m", "pmilab", "pretrain", "--data", str(tmp_path / "bad.csv"),
-         "--out", str(tmp_path / "o")], capture_output=True, text=True, cwd=ROOT, timeout=120)
+        [
+            sys.executable,
+            "-m",
+            "pmilab",
+            "pretrain",
+            "--data",
+            str(tmp_path / "bad.csv"),
+            "--out",
+            str(tmp_path / "o"),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+    )
     assert proc.returncode == 2
     assert len(proc.stderr.strip().splitlines()) == 1 and "caption" in proc.stderr
 
@@ -160,8 +183,13 @@ def test_fewer_shards_than_workers_sees_every_sample_once(tmp_path):
     arrs, caps = write_shards(tmp_path, 1, 12)
     data = load_data(str(tmp_path / "data-000.tar"))
     sampler = StepBatches(len(data), batch_size=4, accum=1, seed=3, start=0, stop=3)
-    loader = torch.utils.data.DataLoader(ImageTextDataset(data, 8), batch_sampler=sampler,
-                                         collate_fn=collate, num_workers=2, timeout=60)
+    loader = torch.utils.data.DataLoader(
+        ImageTextDataset(data, 8),
+        batch_sampler=sampler,
+        collate_fn=collate,
+        num_workers=2,
+        timeout=60,
+    )
     seen = []
     for imgs, idx, bad in loader:
         assert not bad
@@ -192,8 +220,18 @@ def test_train_and_eval_on_shards_with_more_workers_than_shards(tmp_path):
 
     write_shards(tmp_path, 1, 16)
     shard = str(tmp_path / "data-000.tar")
-    cfg = PretrainConfig(data=shard, out=str(tmp_path / "run"), steps=2, batch_size=8, width=16,
-                         dim=4, image_size=8, warmup=1, workers=2, progress=False)
+    cfg = PretrainConfig(
+        data=shard,
+        out=str(tmp_path / "run"),
+        steps=2,
+        batch_size=8,
+        width=16,
+        dim=4,
+        image_size=8,
+        warmup=1,
+        workers=2,
+        progress=False,
+    )
     assert train(cfg)["skipped"] == {"corrupt_image": 0}
     res = evaluate(tmp_path / "run", shard, progress=False)
     assert res["n_eval"] == 8 and "zeroshot_top1" not in res

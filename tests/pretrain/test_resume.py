@@ -15,9 +15,29 @@ from pmilab.cli import main
 from pmilab.pretrain.evaluate import evaluate
 
 ROOT = Path(__file__).resolve().parents[2]
-ARGS = ["--data", "digits", "--image-size", "8", "--width", "16", "--dim", "8",
-        "--batch-size", "16", "--steps", "40", "--warmup", "5", "--ckpt-every", "5",
-        "--log-every", "5", "--threads", "1", "--no-progress"]
+ARGS = [
+    "--data",
+    "digits",
+    "--image-size",
+    "8",
+    "--width",
+    "16",
+    "--dim",
+    "8",
+    "--batch-size",
+    "16",
+    "--steps",
+    "40",
+    "--warmup",
+    "5",
+    "--ckpt-every",
+    "5",
+    "--log-every",
+    "5",
+    "--threads",
+    "1",
+    "--no-progress",
+]
 
 
 def pretrain(out: Path, *extra: str, wait: bool = True):
@@ -25,8 +45,9 @@ def pretrain(out: Path, *extra: str, wait: bool = True):
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     if wait:
         return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
-    return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    return subprocess.Popen(
+        cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
 
 
 def log_rows(out: Path) -> list[tuple[str, str]]:
@@ -64,7 +85,6 @@ def test_sigkill_then_resume_equals_uninterrupted(tmp_path, sim, capsys):
     assert {k: ea[k] for k in keys} == {k: eb[k] for k in keys}
     # the run learned something: digits zero-shot above chance (0.1) even at this tiny size
     assert ea["zeroshot_top1"] > 0.1
-
 
     # in the finished run dir: no --resume is refused, another similarity is one clear error
     base = ["pretrain", *ARGS, "--out", str(killed)]

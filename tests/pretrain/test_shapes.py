@@ -31,8 +31,9 @@ def brute_force_pmi(j: ShapesJoint) -> np.ndarray:
     w = {(s, c): j.favourite if c == s % nc else 1.0 for s in range(ns) for c in range(nc)}
     total = sum(w.values()) * nz * npos
     joint = np.zeros((j.nz, j.ny))
-    for zi, (s, c, sz, _pos) in enumerate(itertools.product(range(ns), range(nc), range(nz),
-                                                           range(npos))):
+    for zi, (s, c, sz, _pos) in enumerate(
+        itertools.product(range(ns), range(nc), range(nz), range(npos))
+    ):
         pz = w[s, c] / total
         for yi, (s2, c2, sz2) in enumerate(itertools.product(range(ns), range(nc), range(nz))):
             p = 1.0
