@@ -1,4 +1,4 @@
-"""Contrastive losses on logit matrices, and the exact population loss (THEORY.md T1, T5).
+"""Contrastive losses on logit matrices, and the exact population loss (docs/theory.md T1, T5).
 
 Stateless functions in the open_clip spirit: logits go in, a scalar comes out. Everything is
 computed with logsumexp (log domain). Rows of a logit matrix are x's, columns y's, and the
@@ -27,11 +27,23 @@ def one_sided_infonce(logits: Tensor) -> Tensor:
     return F.cross_entropy(logits, target)
 
 
+def infonce_two_way(rows: Tensor, cols: Tensor, offset: int = 0) -> Tensor:
+    """The symmetric InfoNCE rule, from its two directions (the one owner of the rule).
+
+    rows (B, C): x_i against every y; cols (B, C): y_i against every x. The positive of row i
+    sits in column `offset + i` of both. The loss is the mean of the two cross-entropies:
+    ½ CE(rows) + ½ CE(cols). With rows = L and cols = Lᵀ of an (N, N) matrix and offset 0 it is
+    `symmetric_infonce(L)`; under DDP each rank passes its local slab (its B images against all
+    texts, its B texts against all images) with offset rank·B (`runtime.distributed`).
+    """
+    target = torch.arange(rows.shape[0], device=rows.device) + offset
+    return 0.5 * (F.cross_entropy(rows, target) + F.cross_entropy(cols, target))
+
+
 def symmetric_infonce(logits: Tensor) -> Tensor:
     """The CLIP loss: the mean of the x→y and y→x InfoNCE losses of an (N, N) matrix (T1)."""
-    n = _check_square(logits)
-    target = torch.arange(n, device=logits.device)
-    return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target))
+    _check_square(logits)
+    return infonce_two_way(logits, logits.T)
 
 
 def infonce_mi_estimate(logits: Tensor) -> Tensor:

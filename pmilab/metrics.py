@@ -19,8 +19,8 @@ import math
 import torch
 from torch import Tensor
 
-from pmilab.dists.base import Estimate
 from pmilab.losses import infonce_mi_estimate, population_loss, table_infonce
+from pmilab.stats import Estimate, mean_se
 from pmilab.theory.linear_mmcl import sin_theta  # noqa: F401  (THEORY.md name, T4)
 
 
@@ -47,8 +47,7 @@ def _prepare(logits: Tensor, pmi: Tensor, weights: Tensor | None) -> tuple[Tenso
 def _mc_se(values: Tensor) -> float:
     """SE of the mean of `values`: iid for (n,), two-sample V-statistic for an (n, m) grid."""
     if values.dim() == 1:
-        n = values.numel()
-        return (values.std(unbiased=True) / math.sqrt(n)).item() if n > 1 else math.nan
+        return mean_se(values).se
     n, m = values.shape
     if n < 2 or m < 2:
         return math.nan
@@ -188,9 +187,7 @@ def mi_infonce(logit_matrices: Tensor) -> Estimate:
     lm = torch.as_tensor(logit_matrices).detach().to(torch.float64).cpu()
     if lm.dim() == 2:
         lm = lm[None]
-    vals = torch.stack([infonce_mi_estimate(m) for m in lm])  # (K,)
-    se = (vals.std(unbiased=True) / math.sqrt(len(vals))).item() if len(vals) > 1 else math.nan
-    return Estimate(vals.mean().item(), se)
+    return mean_se(torch.stack([infonce_mi_estimate(m) for m in lm]))  # over K batches
 
 
 def mi_infonce_table(logit_table: Tensor, x: Tensor, y: Tensor) -> Estimate:
@@ -202,11 +199,14 @@ def mi_infonce_table(logit_table: Tensor, x: Tensor, y: Tensor) -> Estimate:
     lt = torch.as_tensor(logit_table).detach().to(torch.float64).cpu()
     x, y = torch.as_tensor(x).cpu(), torch.as_tensor(y).cpu()
     n = x.shape[1]
-    vals = torch.stack(
-        [math.log(n) - table_infonce(lt, xb, yb, "one_sided") for xb, yb in zip(x, y, strict=True)]
+    return mean_se(
+        torch.stack(
+            [
+                math.log(n) - table_infonce(lt, xb, yb, "one_sided")
+                for xb, yb in zip(x, y, strict=True)
+            ]
+        )
     )
-    se = (vals.std(unbiased=True) / math.sqrt(len(vals))).item() if len(vals) > 1 else math.nan
-    return Estimate(vals.mean().item(), se)
 
 
 __all__ = [

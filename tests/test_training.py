@@ -229,30 +229,6 @@ def test_public_names():
     assert FitConfig.smoke().steps < FitConfig().steps
 
 
-def test_schedule_is_warmup_then_cosine():
-    cfg = FitConfig(steps=110, warmup=10, lr=0.5)
-    from pmilab.training import lr_at
-
-    assert lr_at(0, cfg) == pytest.approx(0.05) and lr_at(9, cfg) == pytest.approx(0.5)
-    for step in (10, 35, 60, 109):
-        want = 0.25 * (1 + math.cos(math.pi * (step - 10) / 100))
-        assert lr_at(step, cfg) == pytest.approx(want)
-
-
-def test_scale_bias_and_bandwidth_are_excluded_from_weight_decay(latent):
-    from pmilab.training.loop import _optimizer
-    from pmilab.training.model import build_model
-
-    for sim in ("linear", "wpse", "kme"):
-        cfg = FitConfig(similarity=sim, bias=True, weight_decay=0.1, lr=0.01, dim=2, points=2)
-        model = build_model(latent, cfg)
-        decayed, free = _optimizer(model, cfg).param_groups
-        head_ids = {id(p) for p in model.head.parameters()}
-        assert decayed["weight_decay"] == 0.1 and free["weight_decay"] == 0.0
-        assert head_ids == {id(p) for p in free["params"]} and head_ids
-        assert not head_ids & {id(p) for p in decayed["params"]}
-
-
 def test_bf16_autocast_keeps_the_head_in_fp32_and_still_learns():
     """amp="bf16" (the CUDA default, forced here on CPU): encoders in bf16, logits in fp32."""
     d = pl.dists.Gaussian(2, 2, rho=[0.8, 0.5])

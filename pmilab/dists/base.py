@@ -7,7 +7,6 @@ compute in float64; samples of continuous distributions are float64, of discrete
 
 from __future__ import annotations
 
-import math
 import numbers
 from typing import Protocol, runtime_checkable
 
@@ -15,20 +14,9 @@ import torch
 from torch import Tensor
 
 from pmilab.errors import InputError
+from pmilab.stats import Estimate, mean_se
 
-
-class Estimate(float):
-    """A float that carries its standard error (`se`, 0.0 when the value is exact)."""
-
-    se: float
-
-    def __new__(cls, value: float, se: float = 0.0) -> Estimate:
-        obj = super().__new__(cls, value)
-        obj.se = float(se)
-        return obj
-
-    def __repr__(self) -> str:
-        return f"{float(self):.6g} ± {self.se:.2g}" if self.se else f"{float(self):.6g}"
+__all__ = ["Estimate", "JointDistribution", "monte_carlo"]
 
 
 @runtime_checkable
@@ -93,8 +81,7 @@ def check_probability_vector(p: Tensor, name: str, atol: float = 1e-6) -> Tensor
 
 def monte_carlo(values: Tensor) -> Estimate:
     """Mean of i.i.d. values with its standard error."""
-    v = values.to(torch.float64)
-    return Estimate(v.mean().item(), (v.std(unbiased=True) / math.sqrt(v.numel())).item())
+    return mean_se(values.to(torch.float64))
 
 
 def check_dims(**dims: int) -> None:

@@ -7,7 +7,7 @@ Files, one idea each:
 - tokenizer.py: a word-level `tokenizers` model trained on the captions;
 - towers.py: CNN / ViT image towers, Transformer text tower, point and point-set heads;
 - model.py: towers + heads + `pmilab.similarity.{Linear, WPSE, KME}`; the loss is the local slab
-  of `pmilab.distributed`;
+  of `pmilab.runtime.distributed`;
 - train.py / checkpoint.py: `pmilab pretrain` (torchrun DDP, AdamW warmup-cosine, atomic
   checkpoints, exact resume);
 - evaluate.py / report.py: `pmilab eval` (zero-shot mixtures, retrieval, probe, PMI errors).

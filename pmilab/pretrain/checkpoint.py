@@ -9,32 +9,16 @@ leaves either the previous checkpoint or the new one, never a torn file.
 
 from __future__ import annotations
 
-import json
-import os
 import random
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from pmilab import atomic
 from pmilab.errors import InputError
 
 CKPT = "ckpt.pt"
-
-
-def atomic_write_bytes(path: Path, write) -> None:
-    """Call write(tmp_path) then rename tmp -> path."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
-def atomic_write_json(path: Path, obj) -> None:
-    atomic_write_bytes(path, lambda p: p.write_text(json.dumps(obj, indent=1, default=str)))
 
 
 def rng_state() -> dict:
@@ -57,7 +41,7 @@ def set_rng_state(state: dict) -> None:
 
 
 def save_checkpoint(out: Path, payload: dict) -> None:
-    atomic_write_bytes(Path(out) / CKPT, lambda p: torch.save(payload, p))
+    atomic.save_torch(Path(out) / CKPT, payload)
 
 
 def load_checkpoint(directory: Path) -> dict:

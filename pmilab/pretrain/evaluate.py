@@ -215,8 +215,8 @@ def evaluate(
         res.update(pmi_metrics(lm.double(), pmi))
         res["mutual_information"] = test.joint.mutual_information()
     if out is not None:
-        from pmilab.pretrain.checkpoint import atomic_write_json
+        from pmilab import atomic
 
         Path(out).mkdir(parents=True, exist_ok=True)
-        atomic_write_json(Path(out) / "eval.json", res)
+        atomic.write_json(Path(out) / "eval.json", res)
     return res

@@ -19,9 +19,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from pmilab.distributed import local_infonce
 from pmilab.errors import InputError
 from pmilab.pretrain.towers import PointHead, PointSetHead, TextTower, image_tower
+from pmilab.runtime.distributed import local_infonce
+from pmilab.runtime.precision import encoder_autocast
 from pmilab.similarity import KME, WPSE, Linear
 
 SIMILARITIES = ("linear", "wpse", "kme")
@@ -96,7 +97,7 @@ class ImageTextModel(nn.Module):
 
     def forward(self, images: Tensor, ids: Tensor, mask: Tensor, autocast: bool = False) -> Tensor:
         """Contrastive loss of the local batch (the local slab under DDP; distributed.py)."""
-        with torch.autocast(images.device.type, dtype=torch.bfloat16, enabled=autocast):
+        with encoder_autocast(images.device.type, autocast):
             img_out = self.image_head(*self.image(images))
             txt_out = self.text_head(*self.text(ids, mask))
         img, txt = self._finish(img_out), self._finish(txt_out)

@@ -13,14 +13,13 @@ from __future__ import annotations
 import csv
 import json
 import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
+from pmilab import atomic
 from pmilab.pretrain.shapes import ShapesJoint, caption, class_of_z, nuisance, render
 
 NOISE_SD = 6.0  # pixel noise (grey levels); far below the colour contrasts, so z stays recoverable
@@ -53,9 +52,7 @@ def ensure_shapes(
     final = root / shapes_dir_name(n_train, n_test, seed, joint)
     if (final / "meta.json").exists():
         return final
-    root.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=root))
-    try:
+    with atomic.directory(final) as tmp:
         for split, n in (("train", n_train), ("test", n_test)):
             write_split(tmp, split, n, 1000 * seed + SPLIT_SEEDS[split], joint, progress)
         meta = {
@@ -68,14 +65,6 @@ def ensure_shapes(
             "pixel_noise_sd": NOISE_SD,
         }
         (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
-        try:
-            os.replace(tmp, final)
-        except OSError:  # another process finished first; its copy is identical (same seed)
-            if not (final / "meta.json").exists():
-                raise
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
     return final
 
 

@@ -4,7 +4,7 @@ Sections, top to bottom: config, setup (devices, data, tokenizer, model, optimiz
 the loop (gradient accumulation, AdamW warmup-cosine, logit-scale clamp), checkpoints, summary.
 Under `torchrun --nproc_per_node K -m pmilab pretrain ...` every rank reads RANK/WORLD_SIZE,
 takes its slice of each global batch and computes the local slab of the loss
-(pmilab.distributed); DDP averages the gradients.
+(pmilab.runtime.distributed); DDP averages the gradients.
 
 Determinism (CPU): the model is initialised from `seed`, the batch of step s is a function of
 (seed, s), and the checkpoint stores optimizer, RNG states and step, so a run killed and resumed
@@ -26,11 +26,10 @@ import torch
 import torch.distributed as dist
 from tqdm import tqdm
 
-from pmilab import distributed
+from pmilab import atomic
 from pmilab.errors import InputError
 from pmilab.pretrain.checkpoint import (
     CKPT,
-    atomic_write_json,
     check_compatible,
     load_checkpoint,
     rng_state,
@@ -41,6 +40,11 @@ from pmilab.pretrain.data import ImageTextDataset, StepBatches, collate
 from pmilab.pretrain.model import ImageTextModel, ModelConfig, build_model
 from pmilab.pretrain.readers import load_data
 from pmilab.pretrain.tokenizer import encode, load_tokenizer, save_tokenizer, train_tokenizer
+from pmilab.runtime import distributed
+from pmilab.runtime.device import resolve_device
+from pmilab.runtime.optim import adamw
+from pmilab.runtime.precision import param_dtype, resolve_precision
+from pmilab.runtime.schedule import warmup_cosine
 
 LOG_FIELDS = ["step", "loss", "lr", "logit_scale", "images", "skipped", "elapsed_s"]
 
@@ -114,33 +118,16 @@ class PretrainConfig:
         )
 
 
-def lr_at(step: int, cfg: PretrainConfig) -> float:
-    """Linear warmup to cfg.lr over cfg.warmup steps, then cosine decay to 0 at cfg.steps."""
-    if step < cfg.warmup:
-        return cfg.lr * (step + 1) / cfg.warmup
-    frac = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
-    return cfg.lr * 0.5 * (1 + math.cos(math.pi * min(1.0, frac)))
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise InputError(f"--device {name} requested but CUDA is not available; use --device cpu")
-    return torch.device(name)
-
-
 def optimizer_for(model: ImageTextModel, cfg: PretrainConfig) -> torch.optim.AdamW:
-    """AdamW; matrices decay, biases, norms and the similarity's scale/bandwidth do not."""
-    no_decay = {id(p) for p in model.similarity.no_decay_parameters()}
-    decay, rest = [], []
-    for p in model.parameters():
-        (decay if p.ndim >= 2 and id(p) not in no_decay else rest).append(p)
-    groups = [
-        {"params": decay, "weight_decay": cfg.weight_decay},
-        {"params": rest, "weight_decay": 0.0},
-    ]
-    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.98), eps=1e-6)
+    """AdamW under the project's decay rule (runtime.optim), with CLIP's betas and eps."""
+    return adamw(
+        model,
+        model.similarity.no_decay_parameters(),
+        cfg.lr,
+        cfg.weight_decay,
+        betas=(0.9, 0.98),
+        eps=1e-6,
+    )
 
 
 def prepare_out(cfg: PretrainConfig, info: distributed.DistInfo) -> tuple[Path, dict | None]:
@@ -185,9 +172,7 @@ def train(cfg: PretrainConfig) -> dict:
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
     distributed.init(info, device)
-    precision = (
-        cfg.precision if cfg.precision != "auto" else ("bf16" if device.type == "cuda" else "fp32")
-    )
+    precision = resolve_precision(cfg.precision, device)
     out, ckpt = prepare_out(cfg, info)
     data = load_train_data(cfg, info)
     if info.main:  # only once the data is known to be readable
@@ -196,8 +181,7 @@ def train(cfg: PretrainConfig) -> dict:
     mcfg = cfg.model_config(tok.get_vocab_size())
     torch.manual_seed(cfg.seed)
     model = build_model(mcfg)
-    dtype = torch.float64 if precision == "fp64" else torch.float32
-    model = model.to(device=device, dtype=dtype)
+    model = model.to(device=device, dtype=param_dtype(precision))
     opt = optimizer_for(model, cfg)
     start, skipped, elapsed = 0, Counter(data.skipped), 0.0
     if ckpt is not None:
@@ -207,7 +191,7 @@ def train(cfg: PretrainConfig) -> dict:
         start, skipped, elapsed = ckpt["step"], Counter(ckpt["skipped"]), ckpt["elapsed_s"]
         set_rng_state(ckpt["rng"])
     if info.main:
-        atomic_write_json(out / "config.json", {"pretrain": asdict(cfg), "model": asdict(mcfg)})
+        atomic.write_json(out / "config.json", {"pretrain": asdict(cfg), "model": asdict(mcfg)})
         truncate_log(out / "log.csv", start)
     ddp = torch.nn.parallel.DistributedDataParallel(model) if info.world > 1 else model
     loop = Loop(cfg, info, device, precision, data, tok, model, ddp, opt, out, skipped)
@@ -289,7 +273,7 @@ class Loop:
         it = iter(self.batches(start))
         for step in range(start, cfg.steps):
             for g in self.opt.param_groups:
-                g["lr"] = lr_at(step, cfg)
+                g["lr"] = warmup_cosine(step, cfg.lr, cfg.warmup, cfg.steps)
             self.opt.zero_grad(set_to_none=True)
             step_losses = []
             for k in range(cfg.accum):
@@ -322,7 +306,7 @@ class Loop:
             "logit_scale": self.model.logit_scale(),
         }
         if self.info.main:
-            atomic_write_json(out / "summary.json", summary)
+            atomic.write_json(out / "summary.json", summary)
             if sum(self.skipped.values()):
                 print(f"pmilab pretrain: skipped samples: {dict(self.skipped)}")
         return summary
@@ -330,6 +314,7 @@ class Loop:
     def log(self, step: int, loss: float, elapsed: float) -> None:
         if not self.info.main:
             return
+        c = self.cfg
         path = self.out / "log.csv"
         new = not path.exists()
         with open(path, "a", newline="") as f:
@@ -340,7 +325,7 @@ class Loop:
                 {
                     "step": step,
                     "loss": f"{loss:.6f}",
-                    "lr": f"{lr_at(step - 1, self.cfg):.6g}",
+                    "lr": f"{warmup_cosine(step - 1, c.lr, c.warmup, c.steps):.6g}",
                     "logit_scale": f"{self.model.logit_scale():.4f}",
                     "images": step * self.cfg.batch_size * self.cfg.accum * self.info.world,
                     "skipped": sum(self.skipped.values()),

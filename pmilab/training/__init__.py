@@ -6,8 +6,8 @@ run.metrics["pmi_rmse_product"]; run.logit_table()
 
 from pmilab.training.config import FitConfig
 from pmilab.training.evaluate import evaluate
-from pmilab.training.loop import fit, lr_at
+from pmilab.training.loop import fit
 from pmilab.training.model import PairModel, build_model
 from pmilab.training.run import Run
 
-__all__ = ["FitConfig", "PairModel", "Run", "build_model", "evaluate", "fit", "lr_at"]
+__all__ = ["FitConfig", "PairModel", "Run", "build_model", "evaluate", "fit"]

@@ -17,9 +17,12 @@ from tqdm.auto import tqdm
 
 from pmilab.errors import InputError
 from pmilab.losses import contrastive_loss, population_loss, table_infonce
+from pmilab.runtime.device import resolve_device
+from pmilab.runtime.optim import adamw
+from pmilab.runtime.schedule import warmup_cosine
 from pmilab.training.config import DEFAULT_LR_MLP, DEFAULT_LR_TABLE, FitConfig
 from pmilab.training.evaluate import evaluate
-from pmilab.training.model import PairModel, build_model, resolve_device
+from pmilab.training.model import PairModel, build_model
 from pmilab.training.run import Run
 
 
@@ -34,25 +37,6 @@ def _resolve(dist, config: FitConfig | None, overrides: dict) -> tuple[object, F
     if cfg.lr is None:
         cfg = cfg.replace(lr=DEFAULT_LR_TABLE if dist.discrete else DEFAULT_LR_MLP)
     return dist, cfg
-
-
-def _optimizer(model: PairModel, cfg: FitConfig) -> torch.optim.Optimizer:
-    """AdamW; the head's scale, bias and bandwidth (and free tables) get no weight decay."""
-    no_decay = {id(p) for p in model.head.no_decay_parameters()}
-    decay = [p for p in model.parameters() if id(p) not in no_decay]
-    rest = [p for p in model.parameters() if id(p) in no_decay]
-    groups = [{"params": decay, "weight_decay": cfg.weight_decay}]
-    if rest:
-        groups.append({"params": rest, "weight_decay": 0.0})
-    return torch.optim.AdamW(groups, lr=cfg.lr)
-
-
-def lr_at(step: int, cfg: FitConfig) -> float:
-    """Linear warmup over `warmup` steps, then cosine decay to 0 at `steps` (step is 0-based)."""
-    if step < cfg.warmup:
-        return cfg.lr * (step + 1) / cfg.warmup
-    span = max(cfg.steps - cfg.warmup, 1)
-    return 0.5 * cfg.lr * (1 + math.cos(math.pi * (step - cfg.warmup) / span))
 
 
 class _Batches:
@@ -96,7 +80,7 @@ def _loss_fn(dist, model: PairModel, cfg: FitConfig, device, dtype):
 def _train(
     model: PairModel, loss_fn, cfg: FitConfig, progress: bool
 ) -> tuple[list, int | None, str]:
-    opt = _optimizer(model, cfg)
+    opt = adamw(model, model.head.no_decay_parameters(), cfg.lr, cfg.weight_decay)
     params = list(model.parameters())
     good = [p.detach().clone() for p in params]  # parameters of the last finite loss
     rff_gen = torch.Generator().manual_seed(cfg.seed + 1)
@@ -105,7 +89,7 @@ def _train(
     bar = tqdm(range(cfg.steps), desc=f"fit {cfg.similarity}", disable=not progress, leave=False)
     for step in bar:
         for group in opt.param_groups:
-            group["lr"] = lr_at(step, cfg)
+            group["lr"] = warmup_cosine(step, cfg.lr, cfg.warmup, cfg.steps)
         model.head.redraw(rff_gen)
         loss = loss_fn()
         grads_ok = torch.isfinite(loss).item()

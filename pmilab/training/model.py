@@ -11,6 +11,7 @@ from torch import Tensor, nn
 
 from pmilab.encoders import MLPEncoder, PointSetEncoder, TableEncoder, point_set_table
 from pmilab.errors import InputError
+from pmilab.runtime.precision import encoder_autocast
 from pmilab.similarity import KME, WPSE, Linear, Tabular
 from pmilab.training.config import FitConfig
 
@@ -37,7 +38,7 @@ class PairModel(nn.Module):
         if not self.amp:
             return _as_tuple(enc(v))
         dtype = next(self.head.parameters(), torch.empty(0)).dtype
-        with torch.autocast(device_type=v.device.type, dtype=torch.bfloat16):
+        with encoder_autocast(v.device.type, True):
             out = _as_tuple(enc(v))
         return tuple(o.to(dtype) if o.is_floating_point() else o for o in out)
 
@@ -102,16 +103,3 @@ def build_model(dist, cfg: FitConfig) -> PairModel:
     return PairModel(
         _continuous_encoder(dist.dim_x, cfg), _continuous_encoder(dist.dim_y, cfg), build_head(cfg)
     )
-
-
-def resolve_device(device: str) -> torch.device:
-    """ "auto" -> CUDA when present, else CPU; anything else must name an available device."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError):
-        raise InputError(f"unknown device {device!r}; use auto, cpu, cuda or cuda:N") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise InputError(f"device {device!r} asked for but CUDA is not available; use cpu or auto")
-    return dev

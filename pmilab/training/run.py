@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -13,6 +11,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from pmilab import atomic
 from pmilab.training.config import FitConfig
 from pmilab.training.model import PairModel
 
@@ -82,12 +81,12 @@ class Run:
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
         config = {**self.config.as_dict(), "dist": repr(self.dist)}
-        _atomic_write_text(out / "config.json", json.dumps(config, indent=2, default=str))
-        _atomic_write_text(out / "metrics.json", json.dumps(_jsonable(self.metrics), indent=2))
-        _atomic(out / "model.pt", lambda f: torch.save(self.model.state_dict(), f))
+        atomic.write_text(out / "config.json", json.dumps(config, indent=2, default=str))
+        atomic.write_text(out / "metrics.json", json.dumps(_jsonable(self.metrics), indent=2))
+        atomic.save_torch(out / "model.pt", self.model.state_dict())
         if self.dist.discrete:
             table = self.logit_table().numpy()
-            _atomic(out / "logits.npy", lambda f: np.save(f, table))
+            atomic.write_atomic(out / "logits.npy", lambda f: np.save(f, table))
         return out
 
 
@@ -97,19 +96,3 @@ def _jsonable(metrics: dict) -> dict:
         k: (None if isinstance(v, float) and not math.isfinite(v) else v)
         for k, v in metrics.items()
     }
-
-
-def _atomic(path: Path, write) -> None:
-    """Write through a temp file in the same directory, then rename (never a half-written file)."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    _atomic(path, lambda f: f.write(text.encode()))

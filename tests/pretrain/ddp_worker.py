@@ -1,7 +1,7 @@
 """Run by torchrun (2 ranks, gloo) from test_ddp.py: one DDP forward/backward per similarity.
 
 Every rank builds the same float64 model from seed 0 and the same batch of 2B pairs, keeps its
-B-slice, and runs the model's forward (local-slab loss, pmilab.distributed) under DDP. Rank 0
+B-slice, and runs the model's forward (local-slab loss, pmilab.runtime.distributed) under DDP. Rank 0
 saves the mean of the local losses and the DDP-averaged gradients to argv[1]. Then both ranks
 run `pmilab pretrain` argv[3:] in the same process group (one torchrun launch for both tests).
 """
@@ -11,8 +11,8 @@ import sys
 import torch
 import torch.distributed as dist
 
-from pmilab import distributed
 from pmilab.pretrain.model import ModelConfig, build_model
+from pmilab.runtime import distributed
 
 B_LOCAL = 3
 

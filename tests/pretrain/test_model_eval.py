@@ -8,10 +8,10 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pmilab.distributed import gather_with_grad, local_infonce
 from pmilab.pretrain.evaluate import class_scores, class_text_outputs, pmi_metrics, recall_at
 from pmilab.pretrain.model import ModelConfig, build_model
 from pmilab.pretrain.tokenizer import encode, load_tokenizer, save_tokenizer, train_tokenizer
+from pmilab.runtime.distributed import gather_with_grad, local_infonce
 
 CAPTIONS = ["a red circle", "a big blue square", "the number seven", "a tiny green cross"]
 

@@ -20,10 +20,9 @@ from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
 from torch import Tensor
 
-from pmilab.losses import symmetric_infonce
+from pmilab.losses import infonce_two_way, symmetric_infonce
 
 
 @dataclass(frozen=True)
@@ -89,7 +88,6 @@ def local_infonce(
     all_img = tuple(gather_with_grad(t) for t in img)
     all_txt = tuple(gather_with_grad(t) for t in txt)
     b = img[0].shape[0]
-    target = torch.arange(b, device=img[0].device) + dist.get_rank() * b
     per_image = logit_matrix(*img, *all_txt)  # (B, world·B): local images vs all texts
     per_text = logit_matrix(*all_img, *txt).T  # (B, world·B): local texts vs all images
-    return 0.5 * (F.cross_entropy(per_image, target) + F.cross_entropy(per_text, target))
+    return infonce_two_way(per_image, per_text, offset=dist.get_rank() * b)
