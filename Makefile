@@ -24,14 +24,16 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -e ".[dev]"
 	touch $(STAMP)
 
-test: $(STAMP)
+test: $(STAMP) lint
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 verify: $(STAMP)
 	$(VENV)/bin/pmilab verify $(VERIFY_ARGS)
 
+# ruff's lint rules and its formatter, over the whole tree (CI enforces both through `make test`)
 lint: $(STAMP)
-	$(VENV)/bin/ruff check pmilab tests benchmarks
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis

@@ -194,7 +194,9 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     name = "cpu"  # the workers run on the CPU; a CUDA variant would write cuda.csv / cuda.md
     df.to_csv(args.out / f"{name}.csv", index=False)
-    (args.out / f"{name}.md").write_text(write_report(df, profiles, info, args))
+    (args.out / f"{name}.md").write_text(
+        write_report(df, profiles, info, args, MUST_SHOW, MEMORY_POINT)
+    )
     print((args.out / f"{name}.md").read_text())
     return 0
 

@@ -114,9 +114,10 @@ def table(df: pd.DataFrame) -> list[str]:
     return lines + [""]
 
 
-def write_report(df: pd.DataFrame, profiles: dict, info: dict, args) -> str:
-    from pairwise import MEMORY_POINT, MUST_SHOW
-
+def write_report(
+    df: pd.DataFrame, profiles: dict, info: dict, args, must: tuple, memory: tuple
+) -> str:
+    """The report; `must` and `memory` are the (B, M, d) of the must-show and memory points."""
     threads = df["threads"].dropna()
     head = [
         "# Point-set similarity benchmark (CPU)",
@@ -141,11 +142,10 @@ def write_report(df: pd.DataFrame, profiles: dict, info: dict, args) -> str:
         "timed interleaved in one process, best of the reps each.",
         "",
     ]
-    body = must_show(df, MUST_SHOW, MEMORY_POINT) + table(df)
+    body = must_show(df, must, memory) + table(df)
     for impl, text in profiles.items():
         body += [
-            f"## Where the time goes: {impl} at B,M,d = {MUST_SHOW} (torch.profiler, "
-            "self CPU time)",
+            f"## Where the time goes: {impl} at B,M,d = {must} (torch.profiler, self CPU time)",
             "",
             "```",
             text.rstrip(),

@@ -1,4 +1,4 @@
-"""Encoders: inputs -> what a similarity head consumes (DESIGN.md data flow).
+"""Encoders: inputs -> what a similarity head consumes (docs/architecture.md data flow).
 
 - `TableEncoder`: an embedding table for discrete states, (B,) int64 -> (B, d).
 - `MLPEncoder`: an MLP for continuous inputs, (B, in_dim) -> (B, d). With

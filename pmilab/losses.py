@@ -27,23 +27,27 @@ def one_sided_infonce(logits: Tensor) -> Tensor:
     return F.cross_entropy(logits, target)
 
 
-def infonce_two_way(rows: Tensor, cols: Tensor, offset: int = 0) -> Tensor:
+def infonce_two_way(rows: Tensor, cols: Tensor | None = None, offset: int = 0) -> Tensor:
     """The symmetric InfoNCE rule, from its two directions (the one owner of the rule).
 
-    rows (B, C): x_i against every y; cols (B, C): y_i against every x. The positive of row i
-    sits in column `offset + i` of both. The loss is the mean of the two cross-entropies:
-    ½ CE(rows) + ½ CE(cols). With rows = L and cols = Lᵀ of an (N, N) matrix and offset 0 it is
-    `symmetric_infonce(L)`; under DDP each rank passes its local slab (its B images against all
+    rows (B, C): x_i against every y; cols (B, C): y_i against every x (None: rows.T, for a
+    square matrix). The positive of row i sits in column `offset + i` of both. The loss is the
+    mean of the two cross-entropies, ½ CE(rows) + ½ CE(cols). `symmetric_infonce(L)` is
+    `infonce_two_way(L)`; under DDP each rank passes its local slab (its B images against all
     texts, its B texts against all images) with offset rank·B (`runtime.distributed`).
+
+    rows.T is taken after the first cross-entropy: the order in which autograd accumulates the
+    two gradients fixes the memory layout of dL/dL, and so the last bits of every later GEMM.
     """
     target = torch.arange(rows.shape[0], device=rows.device) + offset
-    return 0.5 * (F.cross_entropy(rows, target) + F.cross_entropy(cols, target))
+    first = F.cross_entropy(rows, target)
+    return 0.5 * (first + F.cross_entropy(rows.T if cols is None else cols, target))
 
 
 def symmetric_infonce(logits: Tensor) -> Tensor:
     """The CLIP loss: the mean of the x→y and y→x InfoNCE losses of an (N, N) matrix (T1)."""
     _check_square(logits)
-    return infonce_two_way(logits, logits.T)
+    return infonce_two_way(logits)
 
 
 def infonce_mi_estimate(logits: Tensor) -> Tensor:

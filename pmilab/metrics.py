@@ -1,4 +1,4 @@
-"""The measured quantities of THEORY.md, named exactly as its table (pure functions).
+"""The measured quantities of docs/theory.md, named exactly as its table (pure functions).
 
 Two regimes, chosen by whether `weights` is given:
 - exact (discrete joints): `logits` and `pmi` are (nx, ny) tables and `weights` the
@@ -21,7 +21,7 @@ from torch import Tensor
 
 from pmilab.losses import infonce_mi_estimate, population_loss, table_infonce
 from pmilab.stats import Estimate, mean_se
-from pmilab.theory.linear_mmcl import sin_theta  # noqa: F401  (THEORY.md name, T4)
+from pmilab.theory.linear_mmcl import sin_theta  # noqa: F401  (docs/theory.md name, T4)
 
 
 def _prepare(logits: Tensor, pmi: Tensor, weights: Tensor | None) -> tuple[Tensor, Tensor | None]:

@@ -39,9 +39,9 @@ def mean_se(values: Tensor) -> Estimate:
 
 
 def group_mean_se(df, by: list[str], col: str):
-    """Per group of `df` (sorted by the keys): columns mean, std, n and se of `col`."""
+    """Per group of `df` (sorted by the keys): columns mean, std, count and se of `col`."""
     import numpy as np
 
     out = df.groupby(by, sort=True)[col].agg(["mean", "std", "count"]).reset_index()
     out["se"] = (out["std"] / np.sqrt(out["count"])).fillna(0.0)
-    return out.rename(columns={"count": "n"})
+    return out

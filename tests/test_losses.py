@@ -1,4 +1,4 @@
-"""Losses against THEORY.md's formulas written out term by term (float64), and T1a / T1c."""
+"""Losses against docs/theory.md's formulas written out term by term (float64), and T1a / T1c."""
 
 from __future__ import annotations
 

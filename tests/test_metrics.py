@@ -1,4 +1,4 @@
-"""THEORY.md's measured quantities against numpy brute force, closed forms and calibration."""
+"""docs/theory.md's measured quantities against numpy brute force, closed forms and calibration."""
 
 from __future__ import annotations
 

@@ -11,7 +11,7 @@ def add_parser(subparsers) -> None:
         "eval",
         help="evaluate a pretrain checkpoint: zero-shot, retrieval, probe, PMI errors",
         description="Writes OUT/eval.json with zeroshot_top1, zeroshot_classes, retrieval_r1/r5 "
-        "(i2t, t2i), probe_top1 and, on --data shapes, the THEORY.md PMI errors against the "
+        "(i2t, t2i), probe_top1 and, on --data shapes, the docs/theory.md PMI errors against the "
         "exact PMI of the held-out images and captions.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )

@@ -1,24 +1,25 @@
-"""`pmilab figures`: regenerate every figure from the results table (running what is missing)."""
+"""`pmilab figures`: redraw every figure of a verify directory from its results."""
 
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import sys
 from pathlib import Path
 
+from pmilab.cli.verify import add_preset_options, add_run_options, jobs_of, log, preset_of
 from pmilab.errors import InputError
 
 
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser(
         "figures",
-        help="regenerate every figure from the results table",
+        help="redraw every figure from a verify directory's results",
         description=(
-            "Redraw the figures of every claim (PNG and PDF, deterministic) from the run tables "
-            "of a verify output directory. Runs that are missing from the tables are run first "
-            "(same preset as the directory's meta.json, or --quick)."
+            "Redraw the figures of every claim (PNG and PDF, byte-identical for the same "
+            "results) from DIR/results.csv and DIR/claims.csv of a `pmilab verify --out DIR` "
+            "directory, into DIR/figures/. Nothing is trained: a claim whose runs are missing "
+            "is skipped with one line saying so. Pass --run-missing to run them first (with "
+            "the preset in DIR/meta.json)."
         ),
     )
     p.add_argument(
@@ -30,56 +31,58 @@ def add_parser(subparsers) -> None:
     p.add_argument(
         "--out",
         type=Path,
-        default=Path("figures"),
-        help="where to write the figures (default: %(default)s)",
+        default=None,
+        help="where to write the figures (default: RESULTS/figures)",
     )
     p.add_argument("--claims", default="", help="comma-separated claim IDs (default: all)")
     p.add_argument(
-        "--quick",
+        "--run-missing",
         action="store_true",
-        help="use the quick preset when the results directory has no meta.json",
+        help="run the missing runs first (as `pmilab verify` would), then write the report",
     )
-    p.add_argument("--jobs", type=int, default=None, help="worker processes for missing runs")
-    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    add_preset_options(p)
+    add_run_options(p)
     p.set_defaults(func=run)
 
 
-def read_meta(results: Path, quick: bool) -> tuple[bool, int | None]:
-    meta = results / "meta.json"
-    if not meta.exists():
-        return quick, None
-    try:
-        m = json.loads(meta.read_text())
-        return m["preset"] == "quick", m.get("seeds")
-    except (ValueError, KeyError) as e:
-        raise InputError(
-            f"{meta} is not a pmilab verify meta.json ({e}); delete it or rerun verify"
-        ) from None
+def _claims_to_run(results: Path, asked: list[str] | None) -> list[str]:
+    """The asked claims (default: all) plus every claim the directory's report already holds,
+    so that rewriting the report keeps their verdicts."""
+    from pmilab.experiments import verify
+    from pmilab.experiments.framework.report import read_claims
+    from pmilab.figures.redraw import claim_of
+
+    have = (
+        {claim_of(r.claim) for r in read_claims(results)}
+        if (results / "claims.csv").exists()
+        else set()
+    )
+    want = set(asked or verify.parse_claims("")) | have
+    return [c for c in verify.parse_claims("") if c in want]
 
 
 def run(args: argparse.Namespace) -> int:
-    from pmilab.cli.verify import parse_claims
-    from pmilab.experiments import registry
+    from pmilab.experiments import verify
+    from pmilab.figures.redraw import redraw
 
-    if args.results.exists() and not args.results.is_dir():
+    results: Path = args.results
+    if not results.exists():
         raise InputError(
-            f"--results {args.results} is not a directory; give a verify --out directory"
+            f"--results {results} does not exist; give a `pmilab verify --out` directory"
         )
-    quick, seeds = read_meta(args.results, args.quick)
-    jobs = args.jobs if args.jobs is not None else max(1, min(4, os.cpu_count() or 1))
-    progress = not args.no_progress and sys.stderr.isatty()
-    written = []
-    for claim in parse_claims(args.claims):
-        mod, why = registry.load(claim)
-        if mod is None or not registry.is_sweep_module(mod):
-            print(
-                f"{claim}: skipped ({why or 'draws its own figures in pmilab verify'})",
-                file=sys.stderr,
-            )
-            continue
-        cr = registry.run_module(mod, claim, quick, args.results, seeds, progress, jobs, draw=False)
-        written += mod.figures(cr.tables, cr.results, args.out)
-        print(f"{claim}: {cr.ran} missing runs run, figures redrawn", file=sys.stderr)
+    if not results.is_dir():
+        raise InputError(f"--results {results} is not a directory; give a verify --out directory")
+    claims = verify.parse_claims(args.claims) if args.claims else None
+    if args.run_missing:
+        meta = verify.read_meta(results)
+        preset = meta["preset"] if meta else preset_of(args)
+        seeds = meta["seeds"] if meta else None
+        verify.write_meta(results, preset, seeds)
+        todo = _claims_to_run(results, claims)
+        progress = not args.no_progress and sys.stderr.isatty()
+        runs = verify.run_claims(todo, preset, results, seeds, progress, jobs_of(args), log=log)
+        verify.write(results, runs, {"command": "pmilab figures --run-missing", "preset": preset})
+    written = redraw(results, claims, args.out, log=log)
     for p in written:
         print(p)
     return 0

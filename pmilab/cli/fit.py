@@ -3,7 +3,7 @@
     pmilab fit --dist mytable.npy --similarity kme --points 4 --dim 4 --out runs/kme
     pmilab fit --dist latent:nx=32,ny=32,k=4,seed=0 --similarity linear --dim 8 --out runs/lin
 
-Writes OUT/metrics.json (THEORY.md names), OUT/config.json, OUT/model.pt and, for discrete
+Writes OUT/metrics.json (docs/theory.md names), OUT/config.json, OUT/model.pt and, for discrete
 joints, OUT/logits.npy (the learned nx×ny logit table). Numbers are parsed here, not by
 argparse, so every bad value ends in one line (pmilab.cli turns InputError into exit 2).
 """

@@ -1,4 +1,4 @@
-"""`pmilab pretrain`: image-text contrastive pretraining (THEORY.md T7); works under torchrun."""
+"""`pmilab pretrain`: image-text contrastive pretraining (docs/theory.md T7); works under torchrun."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""`pmilab verify`: run every claim of THEORY.md and write report.md, results.csv and figures."""
+"""`pmilab verify`: run every claim of docs/theory.md and write report.md, results.csv, figures."""
 
 from __future__ import annotations
 
@@ -17,28 +17,26 @@ def add_parser(subparsers) -> None:
         help="run the theory-verification suite (the main job)",
         description=(
             "Train similarity heads on joints with exactly known PMI and check every claim of "
-            "THEORY.md (T1-T6). Writes DIR/report.md (one row per claim: measured value, "
+            "docs/theory.md (T1-T6). Writes DIR/report.md (one row per claim: measured value, "
             "threshold, PASS/FAIL, figure), DIR/results.csv (one row per run), DIR/claims.csv "
             "and DIR/figures/. Finished runs are never redone: rerunning after a kill completes "
             "only the missing runs. Exits 1 when a claim fails (unless --allow-fail)."
         ),
     )
-    p.add_argument("--quick", action="store_true", help="small preset (minutes on 2 CPU cores)")
+    add_preset_options(p)
     p.add_argument(
         "--claims", default="", help="comma-separated claim IDs, e.g. T1,T3 (default: all)"
     )
     p.add_argument(
-        "--out", default="verify-out", type=Path, help="output directory (default: %(default)s)"
+        "--out",
+        default="verify-out",
+        type=Path,
+        help="output directory (default: %(default)s)",
     )
     p.add_argument(
         "--seeds", type=int, default=None, help="seeds per point (default: the preset's)"
     )
-    p.add_argument(
-        "--jobs",
-        type=int,
-        default=None,
-        help="parallel worker processes (default: number of CPU cores, at most 4)",
-    )
+    add_run_options(p)
     p.add_argument(
         "--shard",
         default=None,
@@ -46,104 +44,94 @@ def add_parser(subparsers) -> None:
         "rerun without --shard on the same --out to write the report",
     )
     p.add_argument("--allow-fail", action="store_true", help="exit 0 even when a claim fails")
-    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     p.set_defaults(func=run)
 
 
-def parse_claims(text: str) -> list[str]:
-    from pmilab.experiments.registry import CLAIMS
-
-    if not text.strip():
-        return list(CLAIMS)
-    ids = [c.strip().upper() for c in text.split(",") if c.strip()]
-    bad = [c for c in ids if c not in CLAIMS]
-    if bad:
-        raise InputError(f"unknown claim(s) {bad}; choose from {','.join(CLAIMS)}")
-    return [c for c in CLAIMS if c in ids]
-
-
-def write_meta(out: Path, quick: bool, seeds: int | None) -> None:
-    """Record the preset so `pmilab figures` reruns missing runs with the same one."""
-    import json
-
-    out.mkdir(parents=True, exist_ok=True)
-    meta = out / "meta.json"
-    new = {"preset": "quick" if quick else "full", "seeds": seeds}
-    if meta.exists():
-        old = json.loads(meta.read_text())
-        if old != new:
-            raise InputError(
-                f"{out} holds a {old['preset']} run with seeds={old['seeds']}; use another --out "
-                "or the same preset and --seeds"
-            )
-    meta.write_text(json.dumps(new) + "\n")
+def add_preset_options(p: argparse.ArgumentParser) -> None:
+    group = p.add_mutually_exclusive_group()
+    group.add_argument(
+        "--quick", action="store_true", help="the quick preset (minutes on 2 CPU cores)"
+    )
+    group.add_argument(
+        "--preset",
+        choices=["smoke", "quick", "full"],
+        default=None,
+        help="smoke (seconds; numbers meaningless), quick, or full (default: full)",
+    )
 
 
-def run(args: argparse.Namespace) -> int:
-    from pmilab.experiments import registry
-    from pmilab.experiments.report import summary_table, write_report
-    from pmilab.experiments.sweep import parse_shard
+def add_run_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--jobs",
+        type=int,
+        default=None,
+        help="parallel worker processes (default: number of CPU cores, at most 4)",
+    )
+    p.add_argument(
+        "--no-progress",
+        action="store_true",
+        help="no progress bars (a line every 15 s instead)",
+    )
 
-    claims = parse_claims(args.claims)
-    shard = parse_shard(args.shard)
-    if args.seeds is not None and args.seeds < 1:
-        raise InputError(f"--seeds must be >= 1, got {args.seeds}")
+
+def preset_of(args: argparse.Namespace) -> str:
+    return "quick" if args.quick else (args.preset or "full")
+
+
+def jobs_of(args: argparse.Namespace) -> int:
     jobs = args.jobs if args.jobs is not None else max(1, min(4, os.cpu_count() or 1))
     if jobs < 1:
         raise InputError(f"--jobs must be >= 1, got {jobs}")
+    return jobs
+
+
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def run(args: argparse.Namespace) -> int:
+    from pmilab.experiments import verify
+    from pmilab.experiments.framework.report import summary_table
+    from pmilab.experiments.framework.sweep import parse_shard
+    from pmilab.figures.redraw import redraw
+
+    claims = verify.parse_claims(args.claims)
+    shard = parse_shard(args.shard)
+    if args.seeds is not None and args.seeds < 1:
+        raise InputError(f"--seeds must be >= 1, got {args.seeds}")
+    jobs, preset = jobs_of(args), preset_of(args)
     out: Path = args.out
     if out.exists() and not out.is_dir():
         raise InputError(f"--out {out} exists and is not a directory; pick another path")
     progress = not args.no_progress and sys.stderr.isatty()
-    write_meta(out, args.quick, args.seeds)
+    verify.write_meta(out, preset, args.seeds)
     t0 = time.perf_counter()
-    results, tables, unavailable, missing, ran, reused = [], {}, {}, 0, 0, 0
-    for claim in claims:
-        mod, why = registry.load(claim)
-        if mod is None:
-            unavailable[claim] = f"not available: {why}"
-            print(f"{claim}: not available ({why})", file=sys.stderr)
-            continue
-        t_claim = time.perf_counter()
-        if registry.is_sweep_module(mod):
-            cr = registry.run_module(mod, claim, args.quick, out, args.seeds, progress, jobs, shard)
-            missing += cr.missing
-            ran, reused = ran + cr.ran, reused + cr.reused
-            results += cr.results
-            tables.update(cr.tables)
-            note = f"{cr.ran} runs, {cr.reused} reused" + (f"; {cr.note}" if cr.note else "")
-        elif shard != (0, 1):
-            unavailable[claim] = "runs only without --shard"
-            continue
-        else:
-            rows = mod.run_claims(args.quick, out, args.seeds, progress)
-            results += rows
-            note = f"{len(rows)} rows"
-        print(f"{claim}: {note} ({time.perf_counter() - t_claim:.0f} s)", file=sys.stderr)
+    runs = verify.run_claims(claims, preset, out, args.seeds, progress, jobs, shard, log=log)
+    missing = sum(cr.missing for cr in runs)
     if missing:
-        print(
+        log(
             f"shard {shard[0]}/{shard[1]} done; {missing} runs of other shards are still missing. "
             f"Rerun `pmilab verify` without --shard on --out {out} once every shard has finished "
-            "to write the report.",
-            file=sys.stderr,
+            "to write the report."
         )
         return 0
-    reused = sum(len(df) for df in tables.values()) - ran  # T3 reads T2's runs: count once
+    ran = sum(cr.ran for cr in runs)
+    total = len({r.run_id for cr in runs for sw in cr.sweeps for r in sw.runs})
     header = {
         "command": "pmilab " + " ".join(sys.argv[1:])
         if sys.argv[0].endswith("pmilab")
-        else "pmilab verify" + (" --quick" if args.quick else ""),
-        "preset": "quick" if args.quick else "full",
+        else "pmilab verify" + (" --quick" if preset == "quick" else ""),
+        "preset": preset,
         "claims": ",".join(claims),
         "this invocation": f"{time.perf_counter() - t0:.0f} s wall with {jobs} worker "
-        f"process(es); {ran} runs trained, {reused} reused from earlier invocations",
+        f"process(es); {ran} runs trained, {total - ran} reused from earlier invocations",
     }
-    path = write_report(out, results, tables, header, unavailable)
+    path = verify.write(out, runs, header)
+    redraw(out, claims, log=log)
+    results = [r for cr in runs for r in cr.results]
     print(summary_table(results))
     n_fail = sum(not r.passed for r in results)
     print(f"\n{len(results) - n_fail}/{len(results)} claims PASS; report: {path}")
-    for c, why in unavailable.items():
-        print(f"{c}: {why}")
     if n_fail and not args.allow_fail:
         return 1
     return 0

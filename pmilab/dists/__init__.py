@@ -1,4 +1,4 @@
-"""Joint distributions with exactly known PMI (THEORY.md T1, T2, T6).
+"""Joint distributions with exactly known PMI (docs/theory.md T1, T2, T6).
 
 Every distribution follows `JointDistribution`: `sample(n, seed)`, `pmi(x, y)`,
 `pmi_matrix(x, y)`, `mutual_information()`, and a `discrete` flag.

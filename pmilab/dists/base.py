@@ -1,6 +1,6 @@
 """The `JointDistribution` protocol and the small helpers every distribution shares.
 
-Every distribution keeps its ground truth next to its sampler (THEORY.md T1, T6): `pmi`,
+Every distribution keeps its ground truth next to its sampler (docs/theory.md T1, T6): `pmi`,
 `pmi_matrix` and `mutual_information` are exact wherever a closed form exists. All of them
 compute in float64; samples of continuous distributions are float64, of discrete ones int64.
 """

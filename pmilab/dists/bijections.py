@@ -1,4 +1,4 @@
-"""Bijections with exact inverses. PMI is invariant under x -> f(x), y -> g(y) (THEORY.md T6):
+"""Bijections with exact inverses. PMI is invariant under x -> f(x), y -> g(y) (docs/theory.md T6):
 the Jacobians of p(x,y), p(x) and p(y) cancel, so PMI_f(f(x), g(y)) = PMI(x, y).
 
 Each bijection maps (n, d) float64 tensors to (n, d) (or int64 indices for `Permutation`).

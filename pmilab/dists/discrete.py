@@ -1,4 +1,4 @@
-"""Finite joints p(x, y) given as a table, with exact PMI and MI (THEORY.md T1, T6).
+"""Finite joints p(x, y) given as a table, with exact PMI and MI (docs/theory.md T1, T6).
 
 Inputs are integer indices: x in {0..nx-1}, y in {0..ny-1}.
 

@@ -1,4 +1,4 @@
-"""Jointly Gaussian (X, Y) with closed-form PMI and MI (THEORY.md T6).
+"""Jointly Gaussian (X, Y) with closed-form PMI and MI (docs/theory.md T6).
 
 Default covariance [[I, R], [R^T, I]] with the canonical correlations `rho` on R's diagonal:
     I(X;Y) = -1/2 sum_i log(1 - rho_i^2),  Var_p[PMI] = sum_i rho_i^2,

@@ -1,4 +1,4 @@
-"""Latent-class joints: X ⟂ Y | Z with Z taking K values (THEORY.md T2, T3).
+"""Latent-class joints: X ⟂ Y | Z with Z taking K values (docs/theory.md T2, T3).
 
     p(x, y) = sum_z p(z) p(x|z) p(y|z),   exp PMI(x, y) = sum_z p(z|x) p(z|y) / p(z)
 

@@ -1,6 +1,6 @@
 """Continuous latent-class model: Z in {1..K}, X|z ~ N(mu_x[z], s_x^2 I), Y|z ~ N(mu_y[z], s_y^2 I).
 
-X ⟂ Y | Z, so exp PMI(x, y) = sum_z p(z|x) p(z|y) / p(z) exactly (THEORY.md T2), computed here
+X ⟂ Y | Z, so exp PMI(x, y) = sum_z p(z|x) p(z|y) / p(z) exactly (docs/theory.md T2), computed here
 by logsumexp. The latent is the label of the downstream task (T3). MI has no closed form and is
 estimated by Monte Carlo with a standard error.
 """

@@ -1,4 +1,4 @@
-"""Multivariate Student-t (X, Y) ~ t_nu(0, I): uncorrelated but dependent (THEORY.md T6).
+"""Multivariate Student-t (X, Y) ~ t_nu(0, I): uncorrelated but dependent (docs/theory.md T6).
 
 Cov(X, Y) = 0, yet I(X;Y) > 0 through the shared scale. Closed forms from the entropy of the
 multivariate t with identity dispersion,

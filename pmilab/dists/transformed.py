@@ -1,5 +1,5 @@
 """Transformed(base, fx, fy): the law of (fx(X), fy(Y)), whose PMI is the base PMI at the
-pre-images (THEORY.md T6). Discrete bases take `Permutation` bijections and stay discrete."""
+pre-images (docs/theory.md T6). Discrete bases take `Permutation` bijections and stay discrete."""
 
 from __future__ import annotations
 

@@ -9,9 +9,11 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from pmilab.experiments.claims import ClaimResult
-from pmilab.experiments.common import REACH_TOL, REACH_TOL_MC, over_seeds
-from pmilab.figures import HEAD_COLORS, banner, of_figure, save
+from pmilab.experiments.claims.t1 import saturation_long
+from pmilab.experiments.claims.tolerances import REACH_TOL, REACH_TOL_MC
+from pmilab.experiments.framework.claim import ClaimResult
+from pmilab.figures.style import HEAD_COLORS, banner, of_figure, save
+from pmilab.stats import group_mean_se
 
 
 def _bars(ax, labels, means, errs, colors, tol, title, ylabel):
@@ -36,12 +38,12 @@ def _convergence(tables, results, fig_dir: Path) -> list[Path]:
     d["rel"] = d.pmi_rmse_product / d.product_std
     d["off"] = d.row_offset_sd / d.product_std
     d["name"] = d.similarity + " / " + d.objective.str.replace("_", "-")
-    s = over_seeds(d[d.objective == "symmetric"], ["name", "similarity"], "rel")
+    s = group_mean_se(d[d.objective == "symmetric"], ["name", "similarity"], "rel")
     _bars(
         a,
         s["name"],
         s["mean"],
-        s["sem"],
+        s["se"],
         [HEAD_COLORS[v] for v in s.similarity],
         REACH_TOL,
         "discrete latent 24x20, K=4 (exact population loss)",
@@ -50,13 +52,13 @@ def _convergence(tables, results, fig_dir: Path) -> list[Path]:
     c["rel"] = c.pmi_rmse_product / c.product_std
     c["rel_se"] = c.pmi_rmse_product_se / c.product_std
     c["name"] = c.dist.str.split(":").str[0] + " / " + c.similarity + " M=" + c.points.astype(str)
-    s = over_seeds(c, ["name", "similarity"], "rel")
+    s = group_mean_se(c, ["name", "similarity"], "rel")
     se = c.groupby("name").rel_se.mean().reindex(s["name"]).to_numpy()
     _bars(
         b,
         s["name"],
         s["mean"],
-        np.sqrt(s["sem"] ** 2 + se**2),
+        np.sqrt(s["se"] ** 2 + se**2),
         [HEAD_COLORS[v] for v in s.similarity],
         REACH_TOL_MC,
         "continuous joints (minibatches, Monte Carlo)",
@@ -67,9 +69,9 @@ def _convergence(tables, results, fig_dir: Path) -> list[Path]:
         ("off", "#8250df", "row-offset sd of c(x) / sd(PMI)"),
         ("rel", "#0969da", "rmse / sd(PMI)"),
     ):
-        s = over_seeds(tab, ["objective"], key)
+        s = group_mean_se(tab, ["objective"], key)
         xs = np.arange(len(s)) + (0.2 if key == "rel" else -0.2)
-        e.bar(xs, np.maximum(s["mean"], 1e-6), width=0.38, yerr=s["sem"], color=col, label=lab)
+        e.bar(xs, np.maximum(s["mean"], 1e-6), width=0.38, yerr=s["se"], color=col, label=lab)
     e.set_xticks(np.arange(len(s)), [o.replace("_", "-") + " InfoNCE" for o in s.objective])
     e.axhline(REACH_TOL, color="red", ls=":", label=f"reach tolerance {REACH_TOL}")
     e.set_yscale("log")
@@ -82,8 +84,6 @@ def _convergence(tables, results, fig_dir: Path) -> list[Path]:
 
 
 def _saturation(tables, results, fig_dir: Path) -> list[Path]:
-    from pmilab.experiments.t1 import saturation_long
-
     t = saturation_long(tables["t1-saturation"])
     fig, ax = plt.subplots(figsize=(8.5, 5.2))
     s = t.groupby("N", as_index=False).mean(numeric_only=True)

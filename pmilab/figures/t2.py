@@ -8,9 +8,10 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from pmilab.experiments.claims import ClaimResult
-from pmilab.experiments.common import REACH_TOL, REACH_TOL_MC, over_seeds, rel_error
-from pmilab.figures import HEAD_COLORS, HEAD_MARKERS, banner, of_figure, save
+from pmilab.experiments.claims.tolerances import REACH_TOL, REACH_TOL_MC, rel_error
+from pmilab.experiments.framework.claim import ClaimResult
+from pmilab.figures.style import HEAD_COLORS, HEAD_MARKERS, banner, of_figure, save
+from pmilab.stats import group_mean_se
 
 LABELS = {
     "linear": "linear (CLIP), x = d",
@@ -37,8 +38,8 @@ def _capacity(df: pd.DataFrame, results: list[ClaimResult], fig_dir: Path) -> li
     d = np.array(sorted(lin["dim"].unique()))
     ax.plot(d, np.minimum(d + 1, 20), color="grey", lw=4, alpha=0.4, label="bound min(d+1, ny)")
     for k in ks:
-        s = over_seeds(lin[lin.k == k], ["dim"], "rank")
-        ax.errorbar(s["dim"], s["mean"], yerr=s["sem"], marker="o", capsize=3, label=f"K = {k}")
+        s = group_mean_se(lin[lin.k == k], ["dim"], "rank")
+        ax.errorbar(s["dim"], s["mean"], yerr=s["se"], marker="o", capsize=3, label=f"K = {k}")
     ax.set_xscale("log", base=2)
     ax.set_xlabel("linear head dimension d")
     ax.set_ylabel("numerical rank of learned logit table")
@@ -54,12 +55,12 @@ def _capacity(df: pd.DataFrame, results: list[ClaimResult], fig_dir: Path) -> li
 
 def _capacity_panel(ax, sub: pd.DataFrame, k: int) -> None:
     for sim in ("linear", "wpse", "kme"):
-        s = over_seeds(sub[sub.similarity == sim], ["cap"], "rel")
+        s = group_mean_se(sub[sub.similarity == sim], ["cap"], "rel")
         if len(s):
             ax.errorbar(
                 s.cap,
                 s["mean"],
-                yerr=s["sem"],
+                yerr=s["se"],
                 color=HEAD_COLORS[sim],
                 marker=HEAD_MARKERS[sim],
                 capsize=3,
@@ -67,7 +68,7 @@ def _capacity_panel(ax, sub: pd.DataFrame, k: int) -> None:
             )
     lin = sub[sub.similarity == "linear"]
     if len(lin):
-        fl = over_seeds(lin.assign(fl=lin.rank_floor / lin.product_std), ["cap"], "fl")
+        fl = group_mean_se(lin.assign(fl=lin.rank_floor / lin.product_std), ["cap"], "fl")
         ax.plot(
             fl.cap,
             fl["mean"].clip(lower=1e-4),

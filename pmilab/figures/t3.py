@@ -8,11 +8,13 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from pmilab.experiments.claims import ClaimResult
-from pmilab.figures import HEAD_COLORS, HEAD_MARKERS, banner, of_figure, save
+from pmilab.experiments.claims.t3 import with_bounds
+from pmilab.experiments.framework.claim import ClaimResult
+from pmilab.figures.style import HEAD_COLORS, HEAD_MARKERS, banner, of_figure, save
 
 
-def draw(df: pd.DataFrame, results: list[ClaimResult], fig_dir: Path) -> list[Path]:
+def draw(tables: dict[str, pd.DataFrame], results: list[ClaimResult], fig_dir: Path) -> list[Path]:
+    df = with_bounds(tables["heads"])
     fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4.8))
     floor = 1e-4
     for sim in ("tabular", "linear", "wpse", "kme"):

@@ -8,15 +8,16 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from pmilab.experiments.claims import ClaimResult
-from pmilab.experiments.common import Z_TOL, over_seeds, rel_error
-from pmilab.figures import banner, of_figure, save
+from pmilab.experiments.claims.tolerances import Z_TOL, rel_error
+from pmilab.experiments.framework.claim import ClaimResult
+from pmilab.figures.style import banner, of_figure, save
+from pmilab.stats import group_mean_se
 
 
 def _cap(df: pd.DataFrame, results, fig_dir: Path) -> list[Path]:
     fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4.6))
-    s = over_seeds(df, ["logit_cap"], "pmi_delta")
-    a.errorbar(s.logit_cap, s["mean"], yerr=s["sem"], marker="o", capsize=3, label="learned Delta")
+    s = group_mean_se(df, ["logit_cap"], "pmi_delta")
+    a.errorbar(s.logit_cap, s["mean"], yerr=s["se"], marker="o", capsize=3, label="learned Delta")
     caps = np.geomspace(df.logit_cap.min(), df.logit_cap.max(), 100)
     r = df.pmi_half_range.iloc[0]
     a.plot(caps, np.maximum(r - caps, 0), "k--", label="exact floor max(0, R - t)")
@@ -26,11 +27,11 @@ def _cap(df: pd.DataFrame, results, fig_dir: Path) -> list[Path]:
     a.set_ylabel("Delta = half-range of (logit - PMI)  [nats]")
     a.set_title("every point must sit on or above the floor")
     a.legend()
-    s = over_seeds(df.assign(rel=rel_error), ["logit_cap"], "rel")
+    s = group_mean_se(df.assign(rel=rel_error), ["logit_cap"], "rel")
     b.errorbar(
         s.logit_cap,
         s["mean"],
-        yerr=s["sem"],
+        yerr=s["se"],
         marker="o",
         capsize=3,
         color="#0969da",
@@ -68,11 +69,11 @@ def _batch(df: pd.DataFrame, results, fig_dir: Path) -> list[Path]:
     a.set_ylabel("paired z of loss_N(head) - loss_N(PMI)  [SE units]")
     a.set_title("E[loss_N] is minimised by PMI + C at every N (T1b)")
     a.legend(loc="lower right")
-    s = over_seeds(df.assign(rel=rel_error), ["batch_size"], "rel")
+    s = group_mean_se(df.assign(rel=rel_error), ["batch_size"], "rel")
     ax.errorbar(
         s.batch_size,
         s["mean"],
-        yerr=s["sem"],
+        yerr=s["se"],
         marker="o",
         capsize=3,
         label=f"tabular head after {int(df.steps.iloc[0])} steps",

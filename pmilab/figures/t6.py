@@ -9,10 +9,10 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from pmilab.experiments.claims import ClaimResult
-from pmilab.experiments.common import Z_TOL
-from pmilab.experiments.t6 import INV_TOL, MEASURES, SMOOTH, invariance_gaps
-from pmilab.figures import banner, of_figure, save
+from pmilab.experiments.claims.t6 import INV_TOL, MEASURES, SMOOTH, invariance_gaps
+from pmilab.experiments.claims.tolerances import Z_TOL
+from pmilab.experiments.framework.claim import ClaimResult
+from pmilab.figures.style import banner, of_figure, save
 
 
 def draw(tables: dict[str, pd.DataFrame], results: list[ClaimResult], fig_dir: Path) -> list[Path]:

@@ -1,4 +1,4 @@
-"""Image-text pretraining with the lab's similarity heads (THEORY.md T2, T3, T7).
+"""Image-text pretraining with the lab's similarity heads (docs/theory.md T2, T3, T7).
 
 Files, one idea each:
 - shapes.py / shapes_cache.py: the known-PMI shapes dataset (T7) and its on-disk cache;

@@ -7,7 +7,7 @@
 - Retrieval: recall@1/5 image->text and text->image on held-out pairs.
 - Probe: scikit-learn logistic regression on the image tower's head output (flattened).
 - Shapes only: the logit matrix of held-out images against held-out captions is compared with
-  the exact PMI(z_i, y_j) (THEORY.md measured quantities, Monte Carlo over the grid).
+  the exact PMI(z_i, y_j) (docs/theory.md measured quantities, Monte Carlo over the grid).
 """
 
 from __future__ import annotations
@@ -135,7 +135,7 @@ def probe_top1(
 
 
 def pmi_metrics(lm: Tensor, pmi: Tensor) -> dict:
-    """THEORY.md PMI errors of an (n, n) held-out logit grid against the exact PMI grid."""
+    """docs/theory.md PMI errors of an (n, n) held-out logit grid against the exact PMI grid."""
     out = {
         "pmi_rmse_product": metrics.pmi_rmse_product(lm, pmi),
         "pmi_rmse_joint": metrics.pmi_rmse_joint(lm.diagonal(), pmi.diagonal()),

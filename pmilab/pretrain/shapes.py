@@ -1,4 +1,4 @@
-"""The known-PMI shapes dataset (THEORY.md T7): real PNG images and captions, exact PMI.
+"""The known-PMI shapes dataset (docs/theory.md T7): real PNG images and captions, exact PMI.
 
 The image latent is z = (shape, colour, size, position); the caption latent is
 y = (shape', colour', size'), where each caption attribute copies the image's with probability

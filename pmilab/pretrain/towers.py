@@ -1,7 +1,7 @@
 """Image towers (a small CNN, a small ViT), a Transformer text tower, and the output heads.
 
 Every tower maps its input to a token sequence (B, T, w) plus a key mask (B, T) and a pooled
-feature (B, w). A head turns that into what the similarity needs (THEORY.md T2):
+feature (B, w). A head turns that into what the similarity needs (docs/theory.md T2):
 - `PointHead`: one point (B, d) from the pooled feature (linear / CLIP);
 - `PointSetHead`: M points (B, M, d) and M weights (B, M) by attention pooling of the tokens with
   M learned queries (WPSE: signed weights; KME: log-weights).

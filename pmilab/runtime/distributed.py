@@ -1,4 +1,4 @@
-"""Data-parallel contrastive loss: all-gather with gradients and the local slab (DESIGN.md).
+"""Data-parallel contrastive loss: all-gather with gradients and the local slab (docs/architecture.md).
 
 Under `torchrun` each of K ranks holds a local batch of B pairs. Every rank gathers the
 embeddings (or points and weights) of all K·B pairs, *with* gradients, and computes only its
@@ -7,7 +7,7 @@ all images (open_clip's `gather_with_grad` + `local_loss`). The local loss is
 
     L_r = 1/(2B) Σ_{i∈r} [−L_ii + logsumexp_j L_ij] + 1/(2B) Σ_{j∈r} [−L_jj + logsumexp_i L_ij]
 
-so mean_r L_r is exactly the symmetric InfoNCE of the concatenated batch (THEORY.md T1), and
+so mean_r L_r is exactly the symmetric InfoNCE of the concatenated batch (docs/theory.md T1), and
 since the gather's backward sums every rank's contribution into the owner's tensor, the DDP
 gradient average mean_r ∂L_r/∂θ is exactly its gradient.
 """

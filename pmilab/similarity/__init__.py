@@ -1,4 +1,4 @@
-"""Similarity heads: logits ℓ(x, y) from encoder outputs (THEORY.md T1, T2, T5).
+"""Similarity heads: logits ℓ(x, y) from encoder outputs (docs/theory.md T1, T2, T5).
 
 - `Tabular`: a free logit per discrete cell (the T1 reference).
 - `Linear`: CLIP, t·⟨f, h⟩ with optional normalisation and bias.

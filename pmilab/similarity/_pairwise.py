@@ -1,4 +1,4 @@
-"""Pairwise point-set reductions shared by the KME and WPSE heads (THEORY.md T2).
+"""Pairwise point-set reductions shared by the KME and WPSE heads (docs/theory.md T2).
 
 Contract (owned here, used by `similarity.kme` and `similarity.wpse`):
 

@@ -1,4 +1,4 @@
-"""Memory-bounded block reductions of a low-rank score matrix (THEORY.md T2, DESIGN.md "Performance").
+"""Memory-bounded block reductions of a low-rank score matrix (docs/theory.md T2, docs/architecture.md "Performance").
 
 Both point-set heads reduce, for every pair of sets (i, j), an M×N block of scores
 

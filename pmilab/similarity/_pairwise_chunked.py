@@ -1,4 +1,4 @@
-"""The memory-bounded CPU/GPU implementation of the KME and WPSE reductions (THEORY.md T2).
+"""The memory-bounded CPU/GPU implementation of the KME and WPSE reductions (docs/theory.md T2).
 
 Each reduction is turned into a block reduction of a rank-(d+2) score matrix (see
 `_pairwise_blocks`): with p, q the points after subtracting one common centre (distances do not

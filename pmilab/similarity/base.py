@@ -1,9 +1,9 @@
-"""What every similarity head shares: shape checks and the logit-scale parameter (THEORY.md T2, T5).
+"""What every similarity head shares: shape checks and the logit-scale parameter (docs/theory.md T2, T5).
 
 A head maps encoder outputs to logits ℓ(x, y), the quantity compared with PMI. Two entry points:
 `logit_matrix(...) -> (B, C)` (every x against every y) and `paired_logits(...) -> (B,)`
 (the same arguments with C == B, row i against row i). Heads know nothing of where their
-tensors came from (DESIGN.md dependency rules).
+tensors came from (docs/architecture.md dependency rules).
 """
 
 from __future__ import annotations
@@ -73,7 +73,7 @@ def check_point_sets(px: Tensor, wx: Tensor, py: Tensor, wy: Tensor, paired: boo
 
 
 class LogitScale(nn.Module):
-    """The learnable logit scale t = exp(log_t) of CLIP-style heads (THEORY.md T5).
+    """The learnable logit scale t = exp(log_t) of CLIP-style heads (docs/theory.md T5).
 
     Initialised at 1/temperature and clamped to t <= cap after each optimizer step (open_clip
     style: `clamp_()` is called by the trainer, the forward pass never clips). The cap matters:

@@ -1,4 +1,4 @@
-"""The KME-CLIP head: ℓ(x, y) = log ⟨μ_x, ν_y⟩_H with Gaussian-kernel mean embeddings (THEORY.md T2).
+"""The KME-CLIP head: ℓ(x, y) = log ⟨μ_x, ν_y⟩_H with Gaussian-kernel mean embeddings (docs/theory.md T2).
 
     ℓ(x, y) = logsumexp_{a,b}( wx_a + wy_b − ‖u_a − v_b‖² / (2σ²) )
 

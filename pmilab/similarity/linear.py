@@ -1,4 +1,4 @@
-"""The CLIP head: ℓ = t·⟨f(x), h(y)⟩ (+ b), THEORY.md T2 (rank ≤ d, or d+1 with a bias) and T5.
+"""The CLIP head: ℓ = t·⟨f(x), h(y)⟩ (+ b), docs/theory.md T2 (rank ≤ d, or d+1 with a bias) and T5.
 
 With `normalize=True` (CLIP) the features are L2-normalised, so |ℓ - b| <= t and the logit
 scale cap bounds the reachable PMI range (T5). With `normalize=False` the head is a plain

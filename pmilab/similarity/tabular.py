@@ -1,4 +1,4 @@
-"""A free logit per (x, y) cell: the unconstrained reference of THEORY.md T1.
+"""A free logit per (x, y) cell: the unconstrained reference of docs/theory.md T1.
 
 With no capacity limit the population loss is minimised exactly at ℓ = PMI + C (T1a), so a
 tabular head measures what the optimiser and the sample size alone achieve.

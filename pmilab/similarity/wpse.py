@@ -1,4 +1,4 @@
-"""The WPSE head: weighted point sets compared with a kernel (THEORY.md T2).
+"""The WPSE head: weighted point sets compared with a kernel (docs/theory.md T2).
 
     ℓ(x, y) = t · (1/(M·N)) Σ_{a,b} wx_a wy_b [ α₁⟨u_a, v_b⟩ + α₂ k(u_a, v_b) ]
 

@@ -1,4 +1,4 @@
-"""Closed forms and bounds of THEORY.md (pure functions; nothing here imports experiments/cli).
+"""Closed forms and bounds of docs/theory.md (pure functions; nothing here imports experiments/cli).
 
 T4 (linear multimodal contrastive learning, Nakada et al. 2023) lives in `linear_mmcl` (losses,
 S, gradient identity, Eckart–Young), `spiked` (the data model), `clip_gd` (GD training) and

@@ -2,7 +2,7 @@
 
 Each step uses the closed-form gradient of `linear_mmcl.clip_gradients`, i.e. it is one step of
 the power-iteration-like map G1 ← G1 + η(G2Sᵀ − ρG2G2ᵀG1) on the current contrastive
-cross-covariance S (THEORY.md T4). Plain full-batch GD in float64, deterministic given the seed.
+cross-covariance S (docs/theory.md T4). Plain full-batch GD in float64, deterministic given the seed.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The excess-risk bound of a downstream linear probe, exact on a labelled discrete model (T3).
 
-Setting (THEORY.md T3): discrete x with p(x), classes c with p(c|x), prompt distributions q_c
+Setting (docs/theory.md T3): discrete x with p(x), classes c with p(c|x), prompt distributions q_c
 over the texts y. A similarity table ℓ (nx, ny) gives the constructed classifier
 
     h_c(x) = E_{y~q_c} ℓ(x, y) + b_c                       (linear in the feature ℓ(x, ·))

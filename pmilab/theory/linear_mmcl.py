@@ -1,4 +1,4 @@
-"""Linear multimodal contrastive learning as an SVD (THEORY.md T4; Nakada et al. 2023).
+"""Linear multimodal contrastive learning as an SVD (docs/theory.md T4; Nakada et al. 2023).
 
 Conventions (all float64 torch tensors):
     X  (n, d1)  first modality, one sample per row (the paper's x_i)

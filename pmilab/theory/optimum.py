@@ -1,4 +1,4 @@
-"""Closed forms around the optimal similarity ℓ* = PMI + C (THEORY.md T1, T2, T5, T6). Pure.
+"""Closed forms around the optimal similarity ℓ* = PMI + C (docs/theory.md T1, T2, T5, T6). Pure.
 
 - `product_std`: the spread of PMI under p(x)p(y), the unit of every relative PMI error.
 - `rank_floor`: the smallest `pmi_rmse_product` any logit table of rank <= r can reach (T2: a

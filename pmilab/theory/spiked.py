@@ -1,4 +1,4 @@
-"""The two-modality spiked covariance model with mismatched pairs (THEORY.md T4).
+"""The two-modality spiked covariance model with mismatched pairs (docs/theory.md T4).
 
     x = U1 z + ξ,   x̃ = U2 z̃ + ξ̃,   z ~ N(0, I_r),   ξ ~ N(0, σ² I_d1),   ξ̃ ~ N(0, σ² I_d2)
 

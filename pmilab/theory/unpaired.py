@@ -1,4 +1,4 @@
-"""Algorithm 1 of Nakada et al. (THEORY.md T4): use unpaired data through detected pairs.
+"""Algorithm 1 of Nakada et al. (docs/theory.md T4): use unpaired data through detected pairs.
 
 1. Fit the linear encoders on the n observed pairs.
 2. Among N unpaired x and N unpaired x̃, take the pairs (i, j) that are mutual argmax of the learned

@@ -1,4 +1,4 @@
-"""Training: `fit(dist, ...) -> Run`, configured by `FitConfig` (THEORY.md T1, T2, T5).
+"""Training: `fit(dist, ...) -> Run`, configured by `FitConfig` (docs/theory.md T1, T2, T5).
 
 run = fit(dist, similarity="kme", dim=4, points=4, steps=2000, seed=0)
 run.metrics["pmi_rmse_product"]; run.logit_table()

@@ -19,7 +19,7 @@ DEFAULT_LR_MLP = 1e-3
 
 @dataclass
 class FitConfig:
-    """What `fit` trains and how (THEORY.md names the objectives: T1 symmetric, T1a one-sided).
+    """What `fit` trains and how (docs/theory.md names the objectives: T1 symmetric, T1a one-sided).
 
     similarity:    "tabular" (discrete only), "linear" (CLIP), "wpse" or "kme".
     dim, points:   embedding / point dimension d and points per input M (WPSE, KME).

@@ -1,7 +1,7 @@
-"""Score a trained model against the exact PMI with the THEORY.md metrics.
+"""Score a trained model against the exact PMI with the docs/theory.md metrics.
 
 Discrete joints: exact on the whole table (weights p(x)p(y) or p(x, y)), plus `mi_infonce` on
-held-out batches. Continuous joints: Monte Carlo on held-out draws (THEORY.md): n paired draws
+held-out batches. Continuous joints: Monte Carlo on held-out draws (docs/theory.md): n paired draws
 for the joint quantities and the n×n grid of x against an independent draw of y for the
 product ones, each with `<name>_se`.
 """
@@ -80,5 +80,5 @@ def continuous_metrics(run: Run) -> dict:
 
 
 def evaluate(run: Run) -> dict:
-    """THEORY.md metrics of a run (exact for discrete joints, Monte Carlo otherwise)."""
+    """docs/theory.md metrics of a run (exact for discrete joints, Monte Carlo otherwise)."""
     return discrete_metrics(run) if run.dist.discrete else continuous_metrics(run)

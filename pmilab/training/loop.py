@@ -1,4 +1,4 @@
-"""`fit`: train a similarity head on a known-PMI distribution and score it (THEORY.md T1, T2).
+"""`fit`: train a similarity head on a known-PMI distribution and score it (docs/theory.md T1, T2).
 
 One flat trainer, nanoGPT style: input (fresh samples each step, or the exact table), model
 (encoders + head), update (AdamW, warmup + cosine, log-scale clamp after the step), stop on a

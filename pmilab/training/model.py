@@ -23,7 +23,7 @@ def _as_tuple(out) -> tuple[Tensor, ...]:
 class PairModel(nn.Module):
     """ℓ(x, y) = head(enc_x(x), enc_y(y)); `logit_matrix` (B, C) and `paired_logits` (B,).
 
-    With `amp=True` the encoders run under bf16 autocast (DESIGN.md: on CUDA) and their
+    With `amp=True` the encoders run under bf16 autocast (docs/architecture.md: on CUDA) and their
     outputs are cast back to the head's dtype, so the similarity and its logsumexp stay fp32.
     """
 

@@ -25,7 +25,7 @@ class Run:
     config:     the resolved FitConfig (lr filled in).
     model:      the trained PairModel (encoders + head), in eval mode.
     dist:       the distribution it was trained on.
-    metrics:    THEORY.md names (`pmi_rmse_product`, ... and `<name>_se` on continuous joints).
+    metrics:    docs/theory.md names (`pmi_rmse_product`, ... and `<name>_se` on continuous joints).
     history:    training loss per step.
     stopped_at: the step at which training stopped on a non-finite loss (None if it finished).
     message:    why it stopped early ("" if it finished).

@@ -1,4 +1,4 @@
-"""THEORY.md T2 capacity ordering on a 24×20 latent-class table (K = 4), exact population loss.
+"""docs/theory.md T2 capacity ordering on a 24×20 latent-class table (K = 4), exact population loss.
 
 Regenerate (about 2–4 minutes on 2 CPU cores):
 
@@ -86,7 +86,7 @@ def markdown_table(df: pd.DataFrame) -> str:
 
 def write_markdown(df: pd.DataFrame) -> None:
     dist = pl.dists.parse_spec(SPEC)
-    text = f"""# Capacity ordering (THEORY.md T2)
+    text = f"""# Capacity ordering (docs/theory.md T2)
 
 Distribution `{SPEC}` (K = 4 latent classes), I(X;Y) = {float(dist.mutual_information()):.4f}
 nats. Exact population loss L∞, AdamW lr={LR}, cosine schedule, {STEPS} full-batch steps, seed 0,
@@ -96,7 +96,7 @@ Regenerate: `.venv/bin/python results/engine/capacity.py` (writes capacity.csv a
 
 {markdown_table(df)}
 
-Reading (THEORY.md T2's expected shape, reproduced):
+Reading (docs/theory.md T2's expected shape, reproduced):
 - Tabular reaches PMI (excess loss ~1e-13).
 - Linear (CLIP, cosine): large error for d <= K = 4, falling slowly beyond (d = 8, 16).
 - KME collapses at M = K = 4 points (error 20-200x below M = 1, 2).

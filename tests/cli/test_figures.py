@@ -1,50 +1,84 @@
-"""`pmilab figures`: redraws the verify figures byte for byte and runs what is missing."""
+"""`pmilab figures`: redraws every figure of a verify directory byte for byte, never trains
+unasked, and names what is missing in one line."""
 
 from __future__ import annotations
 
-import importlib
+import shutil
 
+import pandas as pd
 import pytest
 
 from pmilab.cli import main
 
-
-@pytest.fixture
-def smoke(monkeypatch):
-    mod = importlib.import_module("pmilab.experiments.t6")
-    cfg = mod.smoke_config()
-    monkeypatch.setattr(mod, "config", lambda quick, seeds=None: cfg)
+SMOKE = ["--preset", "smoke", "--jobs", "1"]
 
 
-def test_figures_regenerated_identically_and_missing_runs_rerun(smoke, tmp_path, capsys):
-    out = tmp_path / "v"
-    main(["verify", "--quick", "--claims", "T6", "--out", str(out), "--allow-fail", "--jobs", "1"])
-    figs = tmp_path / "figs"
-    assert (
-        main(
-            ["figures", "--results", str(out), "--out", str(figs), "--claims", "T6", "--jobs", "1"]
-        )
-        == 0
-    )
-    for name in ("t6_invariance.png", "t6_invariance.pdf"):
-        assert (figs / name).read_bytes() == (out / "figures" / name).read_bytes()
-    assert "T6: 0 missing runs run" in capsys.readouterr().err
-    (out / "runs" / "t6-mc.csv").unlink()  # a lost table: figures reruns those runs
-    assert (
-        main(
-            ["figures", "--results", str(out), "--out", str(figs), "--claims", "T6", "--jobs", "1"]
-        )
-        == 0
-    )
-    err = capsys.readouterr().err
-    assert "T6: 0 missing" not in err and "missing runs run" in err
-    assert (figs / "t6_invariance.png").read_bytes() == (
-        out / "figures" / "t6_invariance.png"
-    ).read_bytes()
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    """A finished smoke verify directory of every claim, T4 included."""
+    out = tmp_path_factory.mktemp("fig") / "v"
+    main(["verify", *SMOKE, "--out", str(out), "--allow-fail", "--no-progress"])
+    return out
 
 
-def test_results_must_be_a_directory(tmp_path, capsys):
+def _figures(d):
+    return {p.name: p.read_bytes() for p in sorted(d.iterdir())}
+
+
+def test_redraw_is_byte_identical_twice_and_trains_nothing(finished, tmp_path, capsys):
+    verified = _figures(finished / "figures")
+    assert {"t4_rate.png", "t4_gd_svd.pdf", "t4_unpaired.png", "t6_invariance.pdf"} <= set(verified)
+    runs_before = {p.name: p.stat().st_mtime_ns for p in (finished / "runs").iterdir()}
+    copy = tmp_path / "copy"
+    shutil.copytree(finished, copy, ignore=shutil.ignore_patterns("runs"))  # results only
+    for _ in range(2):
+        assert main(["figures", "--results", str(copy)]) == 0
+        assert _figures(copy / "figures") == verified
+    assert "not drawn" not in capsys.readouterr().err
+    assert not (copy / "runs").exists()  # nothing ran
+    assert {p.name: p.stat().st_mtime_ns for p in (finished / "runs").iterdir()} == runs_before
+
+
+def test_missing_results_dir_is_one_line(tmp_path, capsys):
+    assert main(["figures", "--results", str(tmp_path / "does-not-exist")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "does not exist" in err[0]
     f = tmp_path / "file.txt"
     f.write_text("x")
-    assert main(["figures", "--results", str(f), "--out", str(tmp_path / "o")]) == 2
+    assert main(["figures", "--results", str(f)]) == 2
     assert "not a directory" in capsys.readouterr().err
+
+
+def test_a_dir_without_results_is_one_line_and_trains_nothing(tmp_path, capsys):
+    d = tmp_path / "empty"
+    d.mkdir()
+    assert main(["figures", "--results", str(d)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "not a `pmilab verify --out` directory" in err[0]
+    assert list(d.iterdir()) == []
+
+
+def test_missing_runs_are_named_not_run(finished, tmp_path, capsys):
+    part = tmp_path / "part"
+    shutil.copytree(finished, part, ignore=shutil.ignore_patterns("runs", "figures"))
+    res = pd.read_csv(part / "results.csv", dtype=str, keep_default_na=False)
+    res[res.table != "t6-mc"].to_csv(part / "results.csv", index=False)
+    assert main(["figures", "--results", str(part), "--claims", "T5,T6"]) == 0
+    err = capsys.readouterr().err
+    assert "T6: not drawn:" in err and "--run-missing" in err
+    assert (part / "figures" / "t5_batch.png").exists()
+    assert not (part / "figures" / "t6_invariance.png").exists() and not (part / "runs").exists()
+
+
+def test_run_missing_runs_then_draws(finished, tmp_path, capsys):
+    part = tmp_path / "rm"
+    shutil.copytree(finished, part, ignore=shutil.ignore_patterns("figures"))
+    (part / "runs" / "t6-mc.csv").unlink()  # a lost table
+    args = ["figures", "--results", str(part), "--claims", "T6", "--run-missing", "--jobs", "1"]
+    assert main(args) == 0
+    assert "T6: " in capsys.readouterr().err
+    assert (part / "runs" / "t6-mc.csv").exists()
+    assert (
+        _figures(part / "figures")["t6_invariance.png"]
+        == (finished / "figures" / "t6_invariance.png").read_bytes()
+    )

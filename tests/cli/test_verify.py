@@ -1,27 +1,12 @@
-"""`pmilab verify` at smoke size: report.md, results.csv, exit codes, --claims, --shard, and a
-claim module that is missing (T4 before it lands) or not sweep-based."""
+"""`pmilab verify` at smoke size: report.md, results.csv, exit codes, --claims, --shard."""
 
 from __future__ import annotations
 
-import importlib
-import sys
-import types
-
 import pandas as pd
-import pytest
 
 from pmilab.cli import main
-from pmilab.experiments import registry
-from pmilab.experiments.claims import ClaimResult
 
-
-@pytest.fixture
-def smoke(monkeypatch):
-    """Every sweep-based claim module runs its seconds-long smoke preset."""
-    for claim in ("T1", "T2", "T3", "T5", "T6"):
-        mod = importlib.import_module(f"pmilab.experiments.{claim.lower()}")
-        cfg = mod.smoke_config()
-        monkeypatch.setattr(mod, "config", lambda quick, seeds=None, cfg=cfg: cfg)
+SMOKE = ["--preset", "smoke", "--jobs", "1"]
 
 
 def test_unknown_claim_is_one_line_exit_2(capsys):
@@ -36,9 +21,9 @@ def test_bad_shard_and_seeds(tmp_path, capsys):
     assert "--shard" in capsys.readouterr().err
 
 
-def test_smoke_report_exit_codes_and_filtering(smoke, tmp_path, capsys):
+def test_smoke_report_exit_codes_and_filtering(tmp_path, capsys):
     out = tmp_path / "v"
-    rc = main(["verify", "--quick", "--claims", "T6,T5", "--out", str(out), "--jobs", "1"])
+    rc = main(["verify", *SMOKE, "--claims", "T6,T5", "--out", str(out)])
     report = (out / "report.md").read_text()
     claims = pd.read_csv(out / "claims.csv")
     assert list(claims.claim) == ["T5a", "T5b", "T5c", "T6a", "T6b", "T6c"]  # only what was asked
@@ -60,14 +45,12 @@ def test_smoke_report_exit_codes_and_filtering(smoke, tmp_path, capsys):
         main(
             [
                 "verify",
-                "--quick",
                 "--claims",
                 "T5,T6",
                 "--out",
                 str(out),
                 "--allow-fail",
-                "--jobs",
-                "1",
+                *SMOKE,
             ]
         )
         == 0
@@ -79,55 +62,45 @@ def test_smoke_report_exit_codes_and_filtering(smoke, tmp_path, capsys):
     )
 
 
-def test_shards_then_report(smoke, tmp_path, capsys):
+def test_shards_then_report(tmp_path, capsys):
     out = tmp_path / "s"
     assert (
         main(
             [
                 "verify",
-                "--quick",
                 "--claims",
                 "T5",
                 "--out",
                 str(out),
                 "--shard",
                 "0/2",
-                "--jobs",
-                "1",
+                *SMOKE,
             ]
         )
         == 0
     )
     assert not (out / "report.md").exists()
     assert "still missing" in capsys.readouterr().err
-    main(
-        ["verify", "--quick", "--claims", "T5", "--out", str(out), "--shard", "1/2", "--jobs", "1"]
-    )
-    main(["verify", "--quick", "--claims", "T5", "--out", str(out), "--allow-fail", "--jobs", "1"])
+    main(["verify", *SMOKE, "--claims", "T5", "--out", str(out), "--shard", "1/2"])
+    main(["verify", *SMOKE, "--claims", "T5", "--out", str(out), "--allow-fail"])
     assert "0 runs" in capsys.readouterr().err  # everything came from the shards
     assert (out / "report.md").exists()
 
 
-def test_missing_and_foreign_claim_modules(monkeypatch, tmp_path, capsys):
-    monkeypatch.setitem(registry.CLAIMS, "T4", "pmilab.experiments.no_such_module:run_claims")
-    assert main(["verify", "--quick", "--claims", "T4", "--out", str(tmp_path / "a")]) == 0
-    text = (tmp_path / "a" / "report.md").read_text()
-    assert "T4" in text and "not available" in text
-    assert "not available" in capsys.readouterr().err
+def test_another_preset_in_the_same_directory_is_refused(tmp_path, capsys):
+    out = tmp_path / "p"
+    assert main(["verify", *SMOKE, "--claims", "T5", "--out", str(out), "--allow-fail"]) in (0, 1)
+    assert main(["verify", "--quick", "--claims", "T5", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "holds a smoke run" in err
 
-    fake = types.ModuleType("fake_t4")
-    calls = []
 
-    def run_claims(quick, out_dir, seeds=None, progress=True):
-        calls.append((quick, seeds))
-        return [
-            ClaimResult("T4a", "fake", 0.5, "<= 1", True),
-            ClaimResult("T4b", "fake", 2.0, "<= 1", False),
-        ]
-
-    fake.run_claims = run_claims
-    monkeypatch.setitem(sys.modules, "fake_t4", fake)
-    monkeypatch.setitem(registry.CLAIMS, "T4", "fake_t4:run_claims")
-    assert main(["verify", "--quick", "--claims", "T4", "--out", str(tmp_path / "b")]) == 1
-    assert calls == [(True, None)]
-    assert list(pd.read_csv(tmp_path / "b" / "claims.csv").claim) == ["T4a", "T4b"]
+def test_figures_land_in_the_output_directory(tmp_path):
+    out = tmp_path / "f"
+    main(["verify", *SMOKE, "--claims", "T4", "--out", str(out), "--allow-fail"])
+    claims = pd.read_csv(out / "claims.csv")
+    assert claims.figure.notna().sum() == 5  # T4f, an identity check, has no figure
+    for fig in claims.figure.dropna():
+        assert fig.startswith("figures/") and (out / fig).exists()
+        assert (out / fig).with_suffix(".pdf").exists()
+    assert not list(out.glob("*.png")) and not list(out.glob("*.pdf"))

@@ -1,4 +1,4 @@
-"""Continuous joints against scipy densities and closed forms (THEORY.md T6)."""
+"""Continuous joints against scipy densities and closed forms (docs/theory.md T6)."""
 
 import math
 

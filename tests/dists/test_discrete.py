@@ -1,4 +1,4 @@
-"""Discrete joints against float64 brute force (THEORY.md T1, T6)."""
+"""Discrete joints against float64 brute force (docs/theory.md T1, T6)."""
 
 import math
 

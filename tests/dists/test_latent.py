@@ -1,4 +1,4 @@
-"""Latent-class joints: brute-force tables and the rank of exp(PMI) (THEORY.md T2, T6)."""
+"""Latent-class joints: brute-force tables and the rank of exp(PMI) (docs/theory.md T2, T6)."""
 
 import numpy as np
 import pytest

@@ -1,4 +1,4 @@
-"""Property tests of THEORY.md T6 with hypothesis-generated joints and bijections."""
+"""Property tests of docs/theory.md T6 with hypothesis-generated joints and bijections."""
 
 import math
 

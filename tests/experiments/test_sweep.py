@@ -14,8 +14,8 @@ import pandas as pd
 import pytest
 
 from pmilab.errors import InputError
-from pmilab.experiments import table as tbl
-from pmilab.experiments.sweep import (
+from pmilab.experiments.framework import table as tbl
+from pmilab.experiments.framework.sweep import (
     RunSpec,
     Sweep,
     load_table,
@@ -24,6 +24,7 @@ from pmilab.experiments.sweep import (
     parse_shard,
     run_sweep,
 )
+from tests.experiments.toy_task import square
 
 ROOT = Path(__file__).resolve().parents[2]
 TIMING = ["seconds", "cpu_seconds"]
@@ -36,7 +37,7 @@ def toy_sweep(n: int = 10, sleep: float = 0.0) -> Sweep:
         )
         for x in range(n)
     ]
-    return Sweep("toy", "tests.experiments.toy_task:square", runs, ["y", "third"])
+    return Sweep("toy", square, runs, ["y", "third"])
 
 
 def values(df: pd.DataFrame) -> pd.DataFrame:
@@ -101,7 +102,7 @@ def test_killed_subprocess_sweep_resumes_to_identical_table(tmp_path):
         import sys
         sys.path.insert(0, {str(ROOT)!r})
         from tests.experiments.test_sweep import toy_sweep
-        from pmilab.experiments.sweep import run_sweep
+        from pmilab.experiments.framework.sweep import run_sweep
         run_sweep(toy_sweep(12, sleep=0.25), sys.argv[1], progress=False)
     """)
     out = tmp_path / "killed"

@@ -81,7 +81,7 @@ def test_single_process_loss_is_symmetric_infonce_by_brute_force():
     loss = local_infonce(m.logit_matrix, img, txt)
     lm = m.logit_matrix(*img, *txt).detach()
     ref = 0.0
-    for i in range(4):  # the THEORY.md formula, term by term
+    for i in range(4):  # the docs/theory.md formula, term by term
         ref += (-lm[i, i] + torch.logsumexp(lm[i], 0)) / 8
         ref += (-lm[i, i] + torch.logsumexp(lm[:, i], 0)) / 8
     assert math.isclose(loss.item(), ref.item(), rel_tol=1e-12)

@@ -55,7 +55,7 @@ def test_one_value_has_no_standard_error():
 def test_group_mean_se_matches_a_hand_computation():
     df = pd.DataFrame({"g": [1, 1, 1, 2], "v": [1.0, 2.0, 6.0, 5.0]})
     out = group_mean_se(df, ["g"], "v")
-    assert list(out.g) == [1, 2] and list(out.n) == [3, 1]
+    assert list(out.g) == [1, 2] and list(out["count"]) == [3, 1]
     assert out["mean"].tolist() == [3.0, 5.0]
     assert out.se.iloc[0] == pytest.approx(np.std([1, 2, 6], ddof=1) / math.sqrt(3))
     assert out.se.iloc[1] == 0.0  # one seed: no spread to draw

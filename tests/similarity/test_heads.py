@@ -1,4 +1,4 @@
-"""Similarity heads against float64 brute force, autograd and the special cases of THEORY.md T2."""
+"""Similarity heads against float64 brute force, autograd and the special cases of docs/theory.md T2."""
 
 from __future__ import annotations
 

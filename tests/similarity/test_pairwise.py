@@ -1,4 +1,4 @@
-"""The memory-bounded KME/WPSE reductions against the brute-force float64 references (THEORY.md T2).
+"""The memory-bounded KME/WPSE reductions against the brute-force float64 references (docs/theory.md T2).
 
 Contract tested here (issue 6):
 - values: fp32 within 1e-5 relative, float64 within 1e-10, on random, unit-norm, nearly

@@ -1,0 +1,14 @@
+"""The claims `pmilab verify` checks, one module per claim of docs/theory.md.
+
+`CLAIMS` is the registry: a dict of imported modules, each satisfying
+`pmilab.experiments.framework.claim.ClaimModule`. A reader (or an IDE) follows it directly.
+"""
+
+from __future__ import annotations
+
+from pmilab.experiments.claims import t1, t2, t3, t4, t5, t6
+from pmilab.experiments.framework.claim import ClaimModule
+
+CLAIMS: dict[str, ClaimModule] = {"T1": t1, "T2": t2, "T3": t3, "T4": t4, "T5": t5, "T6": t6}
+
+__all__ = ["CLAIMS"]

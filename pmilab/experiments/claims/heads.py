@@ -1,0 +1,123 @@
+"""The capacity sweep shared by T2 and T3: linear, WPSE and KME heads (and the tabular
+reference) trained on the exact population loss of K-class latent joints.
+
+Both claims read the same runs (sweep "heads"), so `pmilab verify` trains each head once; every
+run on a latent joint also fits the T3 linear probe on held-out labelled draws.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from pmilab.experiments.framework.claim import check_preset
+from pmilab.experiments.framework.sweep import RunSpec, Sweep, dist_id, seed_list
+from pmilab.experiments.tasks.discrete import DISCRETE_METRICS, discrete_head
+
+
+@dataclass(frozen=True)
+class HeadsConfig:
+    """ks: latent classes K; curve_ks: the K's that get full capacity curves (the others get
+    the points that decide the claims: linear d=K, KME M=K/2 and M=K).
+    linear_dims: d of the linear head (unnormalised, with bias: the most a rank-d table can
+    do). points: M of WPSE and KME, whose points live in `point_dim` dimensions.
+    steps, lr: Adam on the exact population loss (free tables: lr 0.1 reaches < 1e-3 relative
+    error on the tabular head in 500 steps, measured).
+    point_steps: the budget of the point-set heads (KME, WPSE), whose points must first move
+    apart. Measured on the K=2 joint, KME M=2, lr 0.1, seed 0 (results/t2/plateau.md): the
+    loss sits on a plateau ~1e-5 nats above its final value until a step between 4000 and
+    8000, then collapses, so 2000 steps stop on the plateau (relative error 0.07-0.08 over
+    3 seeds) while 10000 steps converge (0.002-0.011). K=4 and K=8 converge well before 2000.
+    probe_n: held-out draws for T3's probe.
+    """
+
+    nx: int = 24
+    ny: int = 20
+    ks: tuple[int, ...] = (2, 4, 8)
+    curve_ks: tuple[int, ...] = (2, 4, 8)
+    linear_dims: tuple[int, ...] = (1, 2, 4, 8, 16)
+    points: tuple[int, ...] = (1, 2, 4, 8)
+    point_dim: int = 2
+    steps: int = 2000
+    point_steps: int = 10_000
+    lr: float = 0.1
+    seeds: int = 3
+    probe_n: int = 300_000
+
+    def spec(self, k: int) -> str:
+        return f"latent:nx={self.nx},ny={self.ny},k={k},seed=0"
+
+
+PRESETS = {
+    "full": HeadsConfig(),
+    "quick": HeadsConfig(curve_ks=(4,), seeds=1, probe_n=100_000),
+    # seconds-long sizes for tests and notebooks (numbers are meaningless at this size)
+    "smoke": HeadsConfig(
+        ks=(2,),
+        curve_ks=(2,),
+        linear_dims=(1, 2),
+        points=(1, 2),
+        steps=20,
+        point_steps=20,
+        seeds=1,
+        probe_n=2000,
+    ),
+}
+
+
+def heads_config(preset: str, seeds: int | None = None) -> HeadsConfig:
+    cfg = PRESETS[check_preset(preset)]
+    return replace(cfg, seeds=seeds) if seeds else cfg
+
+
+def steps_for(cfg: HeadsConfig, sim: str) -> int:
+    """The training budget of one head: `point_steps` for point-set heads, `steps` otherwise."""
+    return cfg.point_steps if sim in ("kme", "wpse") else cfg.steps
+
+
+def _heads_for(cfg: HeadsConfig, k: int) -> list[tuple[str, int, int]]:
+    """(similarity, dim, points) for one K."""
+    if k in cfg.curve_ks:
+        heads = [("tabular", 1, 1)]
+        heads += [("linear", d, 1) for d in cfg.linear_dims]
+        heads += [(s, cfg.point_dim, m) for s in ("kme", "wpse") for m in cfg.points]
+        return heads
+    return [("linear", k, 1), ("kme", cfg.point_dim, max(1, k // 2)), ("kme", cfg.point_dim, k)]
+
+
+def run_params(cfg: HeadsConfig, k: int, sim: str, dim: int, points: int, seed: int) -> dict:
+    return {
+        "dist": cfg.spec(k),
+        "k": k,
+        "similarity": sim,
+        "dim": dim,
+        "points": points,
+        "normalize": 0,
+        "bias": 1,
+        "logit_cap": 0,
+        "objective": "symmetric",
+        "population": 1,
+        "batch_size": 256,
+        "steps": steps_for(cfg, sim),
+        "lr": cfg.lr,
+        "seed": seed,
+        "probe_n": cfg.probe_n,
+    }
+
+
+def heads_sweep(cfg: HeadsConfig) -> Sweep:
+    runs = []
+    for k in cfg.ks:
+        for sim, dim, m in _heads_for(cfg, k):
+            for seed in seed_list(cfg.seeds):
+                p = run_params(cfg, k, sim, dim, m, seed)
+                rid = (
+                    "heads",
+                    dist_id(p["dist"]),
+                    sim,
+                    f"d{dim}",
+                    f"M{m}",
+                    f"s{p['steps']}",
+                    f"seed{seed}",
+                )
+                runs.append(RunSpec.of(p, *rid))
+    return Sweep("heads", discrete_head, runs, DISCRETE_METRICS, "T2")

@@ -1,0 +1,196 @@
+"""The verify report files and how to read them back.
+
+Written into a verify output directory DIR:
+- `report.md`: one row per claim (ID, statement, measured, threshold, PASS/FAIL, figure);
+- `claims.csv`: the same rows (`ClaimResult` fields), which figures read their verdicts from;
+- `results.csv`: every run of every sweep, one row each, with a `table` column naming its
+  sweep. Each cell is the exact text of the run table (floats as repr, which round-trips), so
+  `read_tables` gives back each sweep's table typed exactly as `sweep.load_table` types it.
+
+All three are written atomically (`pmilab.atomic`).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+
+import pandas as pd
+
+from pmilab import atomic
+from pmilab.errors import InputError
+from pmilab.experiments.framework.claim import ClaimResult
+from pmilab.experiments.framework.sweep import Sweep, typed_table
+
+CLAIM_COLUMNS = ["claim", "statement", "measured", "threshold", "passed", "figure", "detail"]
+
+
+def fmt_measured(v) -> str:
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return str(v)
+
+
+def _cell(s: str) -> str:
+    return str(s).replace("|", "\\|").replace("\n", " ")
+
+
+def claims_frame(results: list[ClaimResult]) -> pd.DataFrame:
+    return pd.DataFrame([r.as_dict() for r in results], columns=CLAIM_COLUMNS)
+
+
+def results_text(tables: dict[str, tuple[list[str], list[dict[str, str]]]]) -> str:
+    """results.csv: the union of the tables' columns (in order of appearance) plus `table`."""
+    columns: list[str] = []
+    for cols, _ in tables.values():
+        columns += [c for c in cols if c not in columns]
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow([*columns, "table"])
+    for name, (_, rows) in tables.items():
+        for r in rows:
+            w.writerow([*(r.get(c, "") for c in columns), name])
+    return buf.getvalue()
+
+
+def write_report(
+    out_dir: Path,
+    results: list[ClaimResult],
+    tables: dict[str, tuple[list[str], list[dict[str, str]]]],
+    header: dict[str, str],
+    unavailable: dict[str, str] | None = None,
+) -> Path:
+    """Write report.md, claims.csv and results.csv (every run of every sweep) into out_dir.
+
+    tables: sweep name -> (its columns, its rows as text cells), e.g. from `sweep.raw_rows`.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    atomic.write_text(out_dir / "claims.csv", claims_frame(results).to_csv(index=False))
+    atomic.write_text(out_dir / "results.csv", results_text(tables))
+    runs = [r for _, rows in tables.values() for r in rows]
+    n_pass = sum(r.passed for r in results)
+    lines = ["# pmilab verify report", ""]
+    lines += [f"- **{k}:** {v}" for k, v in header.items()]
+    lines += [f"- **verdict:** {n_pass}/{len(results)} claims PASS", ""]
+    lines += [
+        "| ID | statement | measured | threshold | result | figure |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        fig = f"[{Path(r.figure).name}]({r.figure})" if r.figure else ""
+        verdict = "PASS" if r.passed else "**FAIL**"
+        lines.append(
+            f"| {r.claim} | {_cell(r.statement)} | {_cell(fmt_measured(r.measured))} | "
+            f"{_cell(r.threshold)} | {verdict} | {fig} |"
+        )
+    if unavailable:
+        lines += ["", "## Not run", ""]
+        lines += [f"- **{c}:** {why}" for c, why in unavailable.items()]
+    lines += ["", "## Details", ""]
+    for r in results:
+        if r.detail:
+            lines.append(f"- **{r.claim}** ({'PASS' if r.passed else 'FAIL'}): {r.detail}")
+    if runs:
+        secs = sum(float(r.get("seconds") or "nan") for r in runs)
+        cpu = sum(float(r.get("cpu_seconds") or "nan") for r in runs)
+        lines += [
+            "",
+            f"{len(runs)} runs in results.csv: {secs:.0f} s wall-clock and {cpu:.0f} s "
+            "CPU summed over runs (each run uses one thread).",
+            "",
+        ]
+    return atomic.write_text(out_dir / "report.md", "\n".join(lines) + "\n")
+
+
+def summary_table(results: list[ClaimResult], width: int = 100) -> str:
+    """A plain-text table for the terminal."""
+    rows = [("ID", "result", "measured", "threshold", "statement")]
+    for r in results:
+        rows.append(
+            (
+                r.claim,
+                "PASS" if r.passed else "FAIL",
+                fmt_measured(r.measured),
+                r.threshold,
+                r.statement,
+            )
+        )
+    w = [max(len(str(row[i])) for row in rows) for i in range(4)]
+    out = []
+    for row in rows:
+        head = "  ".join(str(row[i]).ljust(w[i]) for i in range(4))
+        rest = max(20, width - len(head) - 2)
+        stmt = str(row[4])
+        out.append(f"{head}  {stmt if len(stmt) <= rest else stmt[: rest - 1] + '…'}")
+    out.insert(1, "-" * min(width, max(len(line) for line in out)))
+    return "\n".join(out)
+
+
+def _measured(text: str) -> float | str:
+    try:
+        return float(text)
+    except ValueError:
+        return text
+
+
+def read_claims(out_dir: Path) -> list[ClaimResult]:
+    """The verdict rows of a verify directory, from its claims.csv."""
+    path = Path(out_dir) / "claims.csv"
+    try:
+        df = pd.read_csv(path, dtype=str, keep_default_na=False)
+        missing = set(CLAIM_COLUMNS) - set(df.columns)
+    except (OSError, ValueError, pd.errors.ParserError) as e:
+        raise InputError(
+            f"{path} is not a pmilab claims table ({e}); rerun pmilab verify"
+        ) from None
+    if missing:
+        raise InputError(f"{path} lacks the columns {sorted(missing)}; rerun pmilab verify")
+    return [
+        ClaimResult(
+            r["claim"],
+            r["statement"],
+            _measured(r["measured"]),
+            r["threshold"],
+            r["passed"] == "True",
+            r["figure"],
+            r["detail"],
+        )
+        for r in df.to_dict("records")
+    ]
+
+
+def read_results(out_dir: Path) -> pd.DataFrame:
+    """results.csv of a verify directory as text cells (empty cells stay empty strings)."""
+    path = Path(out_dir) / "results.csv"
+    try:
+        df = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except (OSError, ValueError, pd.errors.ParserError) as e:
+        raise InputError(
+            f"{path} is not a pmilab results table ({e}); rerun pmilab verify"
+        ) from None
+    if "table" not in df.columns or "run_id" not in df.columns:
+        raise InputError(f"{path} has no run_id/table columns; rerun pmilab verify")
+    return df
+
+
+def read_tables(results: pd.DataFrame, sweeps: list[Sweep]) -> tuple[dict[str, pd.DataFrame], int]:
+    """Each sweep's table from a results.csv frame (`read_results`), typed as `load_table`
+    types it, and the number of the sweeps' runs that results.csv does not hold."""
+    tables, missing = {}, 0
+    for sw in sweeps:
+        columns = sw.columns()
+        sub = results[results["table"] == sw.name]
+        have = set(sub["run_id"])
+        missing += sum(1 for r in sw.runs if r.run_id not in have)
+        absent = [c for c in columns if c not in sub.columns]
+        if absent:
+            raise InputError(
+                f"results.csv lacks the columns {absent[:3]} of sweep {sw.name}; it was written "
+                "by another version of pmilab: rerun pmilab verify"
+            )
+        by_id = {r["run_id"]: r for r in sub[columns].to_dict("records")}
+        rows = [by_id[r.run_id] for r in sw.runs if r.run_id in by_id]
+        tables[sw.name] = typed_table(columns, rows)
+    return tables, missing

@@ -1,0 +1,64 @@
+"""Tasks on continuous joints: Monte Carlo PMI errors with standard errors (T1b, T2d, T6)."""
+
+from __future__ import annotations
+
+from pmilab import metrics as M
+from pmilab.experiments.tasks.catalog import make_dist
+from pmilab.experiments.tasks.fitting import NAN, PROBE_SEED_OFFSET, fit_run
+from pmilab.theory import optimum as opt
+
+CONTINUOUS_METRICS = [
+    "pmi_rmse_product",
+    "pmi_rmse_product_se",
+    "pmi_rmse_joint",
+    "pmi_rmse_joint_se",
+    "pmi_corr",
+    "pmi_delta",
+    "mi_infonce",
+    "mi_infonce_se",
+    "mutual_information",
+    "product_std",
+    "product_std_se",
+    "bilinear_floor",
+    "final_loss",
+    "stopped_at",
+]
+
+# T6's invariance runs also record the product-measure error on the more likely half of the
+# pairs (metrics.pmi_rmse_product_above), to show where the error lies.
+INVARIANCE_METRICS = CONTINUOUS_METRICS + ["pmi_rmse_product_above"]
+
+
+def continuous_head(p: dict, metrics: list[str] = CONTINUOUS_METRICS) -> dict:
+    """Train a head on a continuous joint; Monte Carlo PMI errors with standard errors."""
+    d = make_dist(p["dist"])
+    hidden = tuple(int(h) for h in str(p.get("hidden", "")).split("x") if h)
+    run = fit_run(
+        d, p, hidden=hidden, features=p.get("features", "raw"), eval_samples=int(p["eval_samples"])
+    )
+    m = run.metrics
+    out = {k: float(m[k]) for k in metrics if k in m}
+    rho = getattr(d, "rho", None)
+    if rho is not None and type(d).__name__ == "Gaussian":
+        out["product_std"], out["product_std_se"] = opt.gaussian_product_std(rho), 0.0
+        out["bilinear_floor"] = opt.gaussian_bilinear_floor(rho)
+    else:
+        out["product_std"], out["product_std_se"] = _mc_product_std(d, int(p["seed"]))
+    out["stopped_at"] = NAN if run.stopped_at is None else float(run.stopped_at)
+    return {k: out.get(k, NAN) for k in metrics}
+
+
+def invariance_head(p: dict) -> dict:
+    """`continuous_head` plus `pmi_rmse_product_above` (T6)."""
+    return continuous_head(p, INVARIANCE_METRICS)
+
+
+def _mc_product_std(d, seed: int, n: int = 1500) -> tuple[float, float]:
+    """sd of PMI under p(x)p(y) on an n×n grid of independent draws, with its delta-method se."""
+    x, _ = d.sample(n, seed=PROBE_SEED_OFFSET + 2 * seed)
+    _, y = d.sample(n, seed=PROBE_SEED_OFFSET + 2 * seed + 1)
+    g = d.pmi_matrix(x, y)
+    sq = (g - g.mean()) ** 2
+    sd = float(sq.mean().sqrt())
+    se = float(M._mc_se(sq)) / (2 * sd)
+    return sd, se

@@ -1,0 +1,123 @@
+"""Tasks on discrete joints: exact PMI errors, rank, floors, T3's probe, and T5c's loss_N."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from pmilab.experiments.tasks.catalog import make_dist
+from pmilab.experiments.tasks.fitting import NAN, PROBE_SEED_OFFSET, fit_run
+from pmilab.experiments.tasks.probe import t3_quantities
+from pmilab.stats import mean_se
+from pmilab.theory import optimum as opt
+
+DISCRETE_METRICS = [
+    "pmi_rmse_product",
+    "pmi_rmse_joint",
+    "pmi_delta",
+    "pmi_corr",
+    "excess_loss",
+    "excess_loss_one_sided",
+    "mi_infonce",
+    "mutual_information",
+    "product_std",
+    "pmi_half_range",
+    "row_offset_sd",
+    "rank",
+    "rank_floor",
+    "cap_floor",
+    "logit_scale",
+    "final_loss",
+    "stopped_at",
+    "cond_entropy",
+    "epsilon",
+    "epsilon_ens",
+    "constructed_excess",
+    "ensemble_excess",
+    "probe_excess",
+    "probe_slack",
+    "probe_n",
+]
+
+
+def discrete_head(p: dict) -> dict:
+    """Train a head on a discrete joint; exact PMI errors, rank, floors and (probe_n > 0) T3."""
+    return _discrete_metrics(fit_run(make_dist(p["dist"]), p), p)
+
+
+BATCH_METRICS = DISCRETE_METRICS + ["lossn_head", "lossn_pmi", "lossn_diff", "lossn_diff_se"]
+
+
+def batch_head(p: dict) -> dict:
+    """`discrete_head` plus T1b at the training batch size N: the expected symmetric loss_N of
+    the trained head against that of ℓ = PMI on the same held-out batches (paired difference,
+    with its standard error across batches). T1b: PMI + C minimises E[loss_N], so the head can
+    not beat PMI beyond Monte Carlo noise."""
+    d = make_dist(p["dist"])
+    run = fit_run(d, p)
+    out = _discrete_metrics(run, p)
+    n = int(p["batch_size"])
+    k = max(64, int(p["eval_pairs"]) // n)
+    x, y = d.sample(n * k, seed=PROBE_SEED_OFFSET + int(p["seed"]))
+    x, y = x.view(k, n), y.view(k, n)
+    table, pmi = run.logit_table(), d.pmi_table()
+    head, crit = _batched_symmetric(table, x, y), _batched_symmetric(pmi, x, y)
+    diff = head - crit
+    gap = mean_se(diff)
+    out.update(
+        lossn_head=float(head.mean()),
+        lossn_pmi=float(crit.mean()),
+        lossn_diff=float(gap),
+        lossn_diff_se=gap.se,
+    )
+    return out
+
+
+def _batched_symmetric(table: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """(k,) symmetric InfoNCE of k batches: x, y (k, N) state indices, logits table[x_i, y_j]."""
+    out, step = [], max(1, 2**20 // x.shape[1] ** 2)  # ~1M logits at a time
+    for s in range(0, x.shape[0], step):
+        lg = table[x[s : s + step, :, None], y[s : s + step, None, :]]  # (b, N, N)
+        diag = lg.diagonal(dim1=1, dim2=2)  # (b, N) positives
+        row = (torch.logsumexp(lg, 2) - diag).mean(1)
+        col = (torch.logsumexp(lg, 1) - diag).mean(1)
+        out.append(0.5 * (row + col))
+    return torch.cat(out)
+
+
+def _discrete_metrics(run, p: dict) -> dict:
+    d = run.dist
+    m = run.metrics
+    pmi, table = d.pmi_table(), run.logit_table()
+    px, py = d.px, d.py
+    r = (table - pmi).numpy()
+    offsets = r @ py.numpy()  # (nx,) E_{p(y)}[ℓ − PMI | x]: the c(x) of a one-sided optimum
+    cmean = float(px.numpy() @ offsets)
+    out = {k: float(m.get(k, NAN)) for k in DISCRETE_METRICS if k in m}
+    out.update(
+        product_std=opt.product_std(pmi, px, py),
+        pmi_half_range=opt.pmi_half_range(pmi),
+        row_offset_sd=float(np.sqrt(px.numpy() @ (offsets - cmean) ** 2)),
+        rank=opt.numerical_rank(table, rtol=1e-5),  # float32 training: 1e-5 is above roundoff
+        rank_floor=opt.rank_floor(pmi, px, py, int(p["dim"]))
+        if p["similarity"] == "linear"
+        else NAN,
+        cap_floor=opt.cap_floor(pmi, px, py, float(p["logit_cap"]))
+        if float(p.get("logit_cap") or 0) > 0
+        else NAN,
+        logit_scale=_logit_scale(run),
+        stopped_at=NAN if run.stopped_at is None else float(run.stopped_at),
+    )
+    n_probe = int(p.get("probe_n") or 0)
+    if n_probe:
+        out.update(t3_quantities(run, n_probe, PROBE_SEED_OFFSET + int(p["seed"])))
+        out["probe_n"] = n_probe
+    return {k: out.get(k, NAN) for k in DISCRETE_METRICS}
+
+
+def _logit_scale(run) -> float:
+    scale = getattr(run.model.head, "scale", None)
+    if scale is None:
+        return NAN
+    with torch.no_grad():
+        return float(scale())
