@@ -45,7 +45,20 @@ def infonce_two_way(rows: Tensor, cols: Tensor | None = None, offset: int = 0) -
 
 
 def symmetric_infonce(logits: Tensor) -> Tensor:
-    """The CLIP loss: the mean of the x→y and y→x InfoNCE losses of an (N, N) matrix (T1)."""
+    """The CLIP loss: the mean of the x→y and y→x InfoNCE losses of an (N, N) matrix (T1).
+
+    A stack (..., N, N) of K independent batches gives the (...,) loss of each batch: the same
+    two cross-entropies, vectorised over the batches (T5c's expected loss_N).
+    """
+    if logits.dim() > 2:
+        n = logits.shape[-1]
+        flat = logits.reshape(-1, *logits.shape[-2:])  # (K, N, N)
+        _check_square(flat[0])
+        target = torch.arange(n, device=logits.device).expand(flat.shape[0], n)  # (K, N)
+        # cross_entropy takes classes on dim 1: (K, j, i) for x_i -> y_j, (K, i, j) for y_j -> x_i
+        rows = F.cross_entropy(flat.transpose(1, 2), target, reduction="none").mean(1)
+        cols = F.cross_entropy(flat, target, reduction="none").mean(1)
+        return (0.5 * (rows + cols)).reshape(logits.shape[:-2])
     _check_square(logits)
     return infonce_two_way(logits)
 

@@ -130,3 +130,18 @@ def test_losses_reject_non_square():
         symmetric_infonce(torch.zeros(3, 4))
     with pytest.raises(ValueError, match="same"):
         population_loss(torch.zeros(3, 4), torch.ones(4, 3) / 12)
+
+
+def test_a_stack_of_batches_gives_each_batch_its_loss():
+    """symmetric_infonce on (K, N, N) equals the (N, N) loss of each batch, against a float64
+    logsumexp reference written out by hand."""
+    g = torch.Generator().manual_seed(3)
+    stack = torch.randn(2, 5, 7, 7, generator=g, dtype=torch.float64) * 3
+    got = symmetric_infonce(stack)
+    assert got.shape == (2, 5)
+    diag = stack.diagonal(dim1=-2, dim2=-1)
+    ref = 0.5 * ((stack.logsumexp(-1) - diag).mean(-1) + (stack.logsumexp(-2) - diag).mean(-1))
+    torch.testing.assert_close(got, ref, rtol=1e-13, atol=1e-13)
+    for i in range(2):
+        for k in range(5):
+            torch.testing.assert_close(got[i, k], symmetric_infonce(stack[i, k]))

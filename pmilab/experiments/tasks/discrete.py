@@ -8,6 +8,7 @@ import torch
 from pmilab.experiments.tasks.catalog import make_dist
 from pmilab.experiments.tasks.fitting import NAN, PROBE_SEED_OFFSET, fit_run
 from pmilab.experiments.tasks.probe import t3_quantities
+from pmilab.losses import symmetric_infonce
 from pmilab.stats import mean_se
 from pmilab.theory import optimum as opt
 
@@ -78,10 +79,7 @@ def _batched_symmetric(table: torch.Tensor, x: torch.Tensor, y: torch.Tensor) ->
     out, step = [], max(1, 2**20 // x.shape[1] ** 2)  # ~1M logits at a time
     for s in range(0, x.shape[0], step):
         lg = table[x[s : s + step, :, None], y[s : s + step, None, :]]  # (b, N, N)
-        diag = lg.diagonal(dim1=1, dim2=2)  # (b, N) positives
-        row = (torch.logsumexp(lg, 2) - diag).mean(1)
-        col = (torch.logsumexp(lg, 1) - diag).mean(1)
-        out.append(0.5 * (row + col))
+        out.append(symmetric_infonce(lg))
     return torch.cat(out)
 
 
