@@ -56,8 +56,8 @@ PRESETS = {
         curve_ks=(2,),
         linear_dims=(1, 2),
         points=(1, 2),
-        steps=20,
-        point_steps=20,
+        steps=600,  # enough for the free table to reach PMI, so that T2a's control means
+        point_steps=300,  # something at smoke size
         seeds=1,
         probe_n=2000,
     ),
