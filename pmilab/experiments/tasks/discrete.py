@@ -7,7 +7,7 @@ import torch
 
 from pmilab.experiments.tasks.catalog import make_dist
 from pmilab.experiments.tasks.fitting import NAN, PROBE_SEED_OFFSET, fit_run
-from pmilab.experiments.tasks.probe import t3_quantities
+from pmilab.experiments.tasks.probe import head_t3_quantities
 from pmilab.losses import symmetric_infonce
 from pmilab.stats import mean_se
 from pmilab.theory import optimum as opt
@@ -38,6 +38,9 @@ DISCRETE_METRICS = [
     "probe_excess",
     "probe_slack",
     "probe_n",
+    "probe_dim",
+    "risk_bound",
+    "probe_tightness",
 ]
 
 
@@ -126,7 +129,7 @@ def _discrete_metrics(run, p: dict) -> dict:
     )
     n_probe = int(p.get("probe_n") or 0)
     if n_probe:
-        out.update(t3_quantities(run, n_probe, PROBE_SEED_OFFSET + int(p["seed"])))
+        out.update(head_t3_quantities(run, n_probe, PROBE_SEED_OFFSET + int(p["seed"])))
         out["probe_n"] = n_probe
     return {k: out.get(k, NAN) for k in DISCRETE_METRICS}
 
