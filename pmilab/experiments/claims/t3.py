@@ -146,7 +146,8 @@ def _probe(df: pd.DataFrame, rand: pd.DataFrame, cfg: HeadsConfig) -> list[Claim
         for r in heads.itertuples()
     )
     skipped = ", ".join(
-        f"{s} ({int(n)} runs)" for s, n in other.groupby("similarity").size().items()
+        f"{s}{f' with d > {limit}' if s == 'linear' else ''} ({int(n)} runs)"
+        for s, n in other.groupby("similarity").size().items()
     )
     rand = with_bounds(rand)
     c_margin, c_ok = probe_check(rand, rand.epsilon)  # the bound without its 2 Delta term
@@ -169,7 +170,7 @@ def _probe(df: pd.DataFrame, rand: pd.DataFrame, cfg: HeadsConfig) -> list[Claim
             threshold,
             ok,
             fig("t3_excess_risk"),
-            f"{len(cov)} runs; per head (mean over seeds): {tight}. Not covered: {skipped}: "
+            f"{len(cov)} runs; per head (mean over seeds): {tight}. Not judged: {skipped}: "
             f"their probe features have more than {limit} dimensions (tabular and WPSE "
             f"profiles: n_y = {cfg.ny}; WPSE's Gaussian kernel has an infinite-dimensional "
             f"feature map; KME is log-linear in mu_x, see T3c), so a probe could fit almost "

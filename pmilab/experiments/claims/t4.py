@@ -295,6 +295,11 @@ def _gd_svd(trace_runs: pd.DataFrame, fixed: pd.DataFrame) -> list[ClaimResult]:
     ]
 
 
+def _f3(v: float) -> str:
+    """Three decimals, without the sign of a negative zero."""
+    return f"{round(float(v), 3) + 0.0:.3f}"
+
+
 def clip_ratios(clip: pd.DataFrame) -> pd.DataFrame:
     """Per n: mean sinΘ at p_n = 0 and 0.5 for GD on CLIP (τ = 1) and for the τ → ∞ estimator
     on the same draws, and their ratios sinΘ(0.5)/sinΘ(0) (the finding beside T4c)."""
@@ -348,7 +353,7 @@ def _rate_claims(rate: pd.DataFrame, clip: pd.DataFrame) -> list[ClaimResult]:
             f"|b + 0.5| <= {B_TOL}",
             b_ctl,
             fig("t4_rate"),
-            detail=f"control fit: b = {fit_n['b']:.3f}, c = {fit_n['c']:.3f}; "
+            detail=f"control fit: b = {_f3(fit_n['b'])}, c = {_f3(fit_n['c'])}; "
             f"{len(fit_n['cells'])} cells kept (sinΘ ≤ 1).",
         ),
         ClaimResult(
@@ -370,7 +375,7 @@ def _rate_claims(rate: pd.DataFrame, clip: pd.DataFrame) -> list[ClaimResult]:
             f"|c − 1| <= {C_TOL}",
             c_ctl,
             fig("t4_rate"),
-            detail=f"control fit: b = {fit_p['b']:.3f}, c = {fit_p['c']:.3f}; "
+            detail=f"control fit: b = {_f3(fit_p['b'])}, c = {_f3(fit_p['c'])}; "
             f"{len(fit_p['cells'])} cells kept (sinΘ ≤ 1).",
         ),
         finding(
