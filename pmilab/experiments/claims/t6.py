@@ -305,15 +305,19 @@ def _warp_finding(df: pd.DataFrame, hard: list[str]) -> ClaimResult:
         g = gaps[gaps["transform"] == t].set_index("measure")
         parts = [
             f"under {MEASURES[m]} its error is {fmt(g.loc[m, 'rel'])} against the base's "
-            f"{fmt(g.loc[m, 'base'])} (gap {fmt(g.loc[m, 'gap'])}, "
-            f"{'above' if g.loc[m, 'gap'] > INV_TOL else 'within'} T6b's tolerance "
+            f"{fmt(g.loc[m, 'base'])} ({fmt(g.loc[m, 'gap'])} "
+            f"{'higher' if g.loc[m, 'rel'] > g.loc[m, 'base'] else 'lower'}, "
+            f"{'beyond' if g.loc[m, 'gap'] > INV_TOL else 'within'} T6b's tolerance "
             f"{INV_TOL:g})"
             for m in MEASURES
         ]
-        shows = [MEASURES[m] for m in MEASURES if g.loc[m, "gap"] > INV_TOL]
+        worse = [MEASURES[m] for m in MEASURES if g.loc[m, "rel"] - g.loc[m, "base"] > INV_TOL]
+        better = [MEASURES[m] for m in MEASURES if g.loc[m, "base"] - g.loc[m, "rel"] > INV_TOL]
         verdict = (
-            f"the gap shows under {' and '.join(shows)}" if shows else "neither measure shows a gap"
-        )
+            f"the spiral's error is larger under {' and '.join(worse)}"
+            if worse
+            else "no measure shows a larger error"
+        ) + (f", and smaller under {' and '.join(better)}" if better else "")
         sentences.append(
             f"{t}: {'; '.join(parts)}; {verdict}. On the more likely half of the p(x)p(y) pairs "
             f"(PMI above its median) the error is {fmt(above[t])} against the base's "
