@@ -51,9 +51,10 @@ def test_bf16_autocast_path_runs_and_stays_close_to_fp32(sim):
 def test_checkpoint_write_is_atomic(tmp_path):
     """A write that dies midway leaves the previous checkpoint intact and no temporary file."""
     from pmilab.atomic import write_atomic
-    from pmilab.pretrain.checkpoint import CKPT, load_checkpoint, save_checkpoint
+    from pmilab.pretrain.checkpoint import CKPT, read_checkpoint, save_checkpoint
 
-    save_checkpoint(tmp_path, {"step": 1})
+    payload = {k: {} for k in ("model", "optimizer", "model_config", "config", "rng")}
+    save_checkpoint(tmp_path, {**payload, "step": 1})
 
     def torn(f):
         f.write(b"half a checkpoint")
@@ -61,5 +62,5 @@ def test_checkpoint_write_is_atomic(tmp_path):
 
     with pytest.raises(KeyboardInterrupt):
         write_atomic(tmp_path / CKPT, torn)
-    assert load_checkpoint(tmp_path)["step"] == 1
+    assert read_checkpoint(tmp_path / CKPT)["step"] == 1
     assert [p.name for p in tmp_path.iterdir()] == [CKPT]
