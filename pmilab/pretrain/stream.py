@@ -27,7 +27,7 @@ import torch
 import webdataset as wds
 from PIL import Image
 from torch import Tensor
-from webdataset.tariterators import group_by_keys, tar_file_iterator
+from webdataset.tariterators import group_by_keys
 
 from pmilab.errors import InputError
 from pmilab.pretrain.data import DECODE_ERRORS, SkipLog, to_tensor
@@ -40,12 +40,37 @@ def skip(reason: str, ident: str) -> dict:
     return {"__skip__": reason, "__id__": ident}
 
 
+def tar_members(f, url: str) -> Iterator[dict]:
+    """{fname, data, __url__} of every regular member, in order; raises on a damaged archive.
+
+    A tar has no index, so damage shows only as it is read: a member shorter than its header
+    says, a broken header, or an archive that stops without its end-of-archive zero blocks.
+    """
+    with tarfile.open(fileobj=f, mode="r|*") as tf:
+        for info in tf:
+            if not info.isreg():
+                continue
+            data = tf.extractfile(info).read()
+            if len(data) != info.size:
+                raise tarfile.ReadError(f"member {info.name} is truncated")
+            yield {"fname": info.name, "data": data, "__url__": url}
+            tf.members = []  # stream mode: keep no history
+        end = tf.offset
+    if f.seekable():
+        f.seek(end)
+        tail = f.read(1024)
+        if len(tail) < 1024 or tail.count(0) != 1024:
+            raise tarfile.ReadError("the archive stops without its end-of-archive blocks")
+
+
 def shard_samples(url: str) -> Iterator[dict]:
-    """Raw samples (dicts of member bytes) of one shard; a read error ends it with a marker."""
+    """Raw samples (dicts of member bytes, grouped by key by webdataset) of one shard.
+
+    A damaged shard yields its samples up to the damage, then an `unreadable_shard` marker.
+    """
     try:
         with open(url, "rb") as f:
-            files = ({**m, "__url__": url} for m in tar_file_iterator(f))
-            yield from group_by_keys(files)
+            yield from group_by_keys(tar_members(f, url))
     except (tarfile.TarError, OSError, EOFError, ValueError) as e:
         yield {**skip("unreadable_shard", url), "__error__": str(e).splitlines()[0]}
 
