@@ -156,6 +156,8 @@ class PretrainConfig:
             points=self.points,
             image_size=self.image_size,
             sigma=self.sigma,
+            pretrained_image=self.pretrained_image,
+            pretrained_text=self.pretrained_text,
         )
 
     def effective_warmup(self) -> int:

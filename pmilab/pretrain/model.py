@@ -88,6 +88,10 @@ class ImageTextModel(nn.Module):
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         self.cfg = cfg
+        if cfg.pretrained_image and cfg.tower not in hf_towers.IMAGE_KINDS:
+            cfg.tower = hf_towers.pretrained_kind(cfg.pretrained_image, text=False)
+        if cfg.pretrained_text:
+            cfg.text_tower = "clip"
         if cfg.tower in hf_towers.IMAGE_KINDS:
             self.image = hf_towers.build_image(cfg)
             cfg.tower, cfg.image_hf = self.image.kind, self.image.hf_config()

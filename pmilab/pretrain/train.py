@@ -195,7 +195,6 @@ def setup_tokenizer(cfg, out: Path, captions, ckpt: dict | None, info):
 
 def setup_model(cfg: PretrainConfig, vocab: int, device, precision) -> ImageTextModel:
     mcfg = cfg.model_config(vocab)
-    mcfg.pretrained_image, mcfg.pretrained_text = cfg.pretrained_image, cfg.pretrained_text
     torch.manual_seed(cfg.seed)
     model = build_model(mcfg)
     if cfg.grad_checkpointing:
