@@ -14,17 +14,21 @@ def add_parser(subparsers) -> None:
         "--zeroshot-labels / --zeroshot-templates), retrieval R@1/5/10 with mean and median rank "
         "(i2t, t2i), probe_top1, every skipped sample (per split), and, on --data shapes, the "
         "docs/theory.md PMI errors against the exact PMI of the held-out images and captions.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("--checkpoint", required=True, help="the --out directory of `pmilab pretrain`")
     p.add_argument(
         "--data",
         default="shapes",
         help="shapes or digits (their held-out split), a CSV/TSV table, or tar shards (the "
-        "first 2 x --n samples are streamed)",
+        "first 2 x --n samples are streamed) (default: shapes)",
     )
     p.add_argument("--out", required=True, help="directory for eval.json")
-    p.add_argument("--n", type=int, default=1000, help="held-out pairs to evaluate at most (>= 2)")
+    p.add_argument(
+        "--n",
+        type=int,
+        default=1000,
+        help="held-out pairs to evaluate at most, >= 2 (default: 1000)",
+    )
     p.add_argument(
         "--zeroshot-labels",
         default=None,
@@ -46,9 +50,11 @@ def add_parser(subparsers) -> None:
         "--similarity",
         default=None,
         choices=["linear", "wpse", "kme"],
-        help="fail unless the checkpoint uses this similarity",
+        help="fail unless the checkpoint uses this similarity (default: any)",
     )
-    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
+    p.add_argument(
+        "--threads", type=int, default=0, help="torch CPU threads (default 0: torch's own)"
+    )
     p.add_argument(
         "--no-progress", dest="progress", action="store_false", help="hide the progress bars"
     )

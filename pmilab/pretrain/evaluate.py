@@ -8,8 +8,8 @@
   templates file (JSON lists, like the WPSE code's labels.json / templates.json; a template holds
   `{}` or `{c}` where the class name goes); the data's labels (a `label` column of names or
   indices, or shards' `.cls` indices) then index the labels file.
-- Retrieval: recall@1/5/10 and the mean and median rank of the true partner (1 = first),
-  image->text and text->image, on held-out pairs.
+- Retrieval: recall@1/5/10 and the mean and median rank of the true partner (1 = first; a tie
+  counts against it), image->text and text->image, on held-out pairs.
 - Probe: scikit-learn logistic regression on the image tower's head output (flattened). On a
   user's CSV or shards with labels, the first half (in a seeded order) fits the probe and the
   second half is held out; without labels every sample (up to --n) is held out.
@@ -137,8 +137,9 @@ def recall_at(logits: Tensor, k: int) -> float:
 
 
 def partner_ranks(logits: Tensor) -> Tensor:
-    """(n,) rank of each row's diagonal entry: 1 + the number of strictly larger entries."""
-    return 1 + (logits > logits.diagonal()[:, None]).sum(1)
+    """(n,) rank of each row's diagonal entry, ties counted against it: the number of entries
+    >= it (so a collapsed model whose logits are all equal ranks every partner last, not first)."""
+    return (logits >= logits.diagonal()[:, None]).sum(1)
 
 
 def retrieval_metrics(lm: Tensor) -> dict:

@@ -1,5 +1,8 @@
 """The image-text model: two towers, two output heads and one similarity head (T2, T7).
 
+Towers: the small built-in ones (towers.py: cnn, vit, transformer) or transformers ones
+(hf_towers.py: hf-vit, clip vision, clip text); the heads sit on top of any of them.
+
 `ModelConfig` fixes the architecture; `build_model(cfg)` rebuilds it from a checkpoint.
 `encode_image` / `encode_text` return tuples: `(z,)` (B, d) for linear, `(points, weights)`
 ((B, M, d), (B, M)) for WPSE and KME. Points are L2-normalised for the point-set heads (the

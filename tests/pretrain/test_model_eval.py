@@ -116,6 +116,29 @@ def test_recall_at_matches_a_loop(n, k, seed):
     assert recall_at(lm, k) == hits / n
 
 
+@settings(max_examples=20, deadline=None)
+@given(n=st.integers(2, 15), seed=st.integers(0, 10_000), ties=st.booleans())
+def test_retrieval_ranks_match_a_loop(n, seed, ties):
+    from pmilab.pretrain.evaluate import retrieval_metrics
+
+    lm = torch.randn(n, n, generator=torch.Generator().manual_seed(seed))
+    if ties:
+        lm = lm.round()
+    res = retrieval_metrics(lm)
+    for name, m in (("i2t", lm), ("t2i", lm.T)):
+        ranks = [sum(int(m[i, j] >= m[i, i]) for j in range(n)) for i in range(n)]  # ties: worst
+        assert res[f"retrieval_mean_rank_{name}"] == pytest.approx(sum(ranks) / n)
+        assert res[f"retrieval_median_rank_{name}"] == sorted(ranks)[(n - 1) // 2]  # torch: lower
+        for k in (1, 5, 10):
+            assert res[f"retrieval_r{k}_{name}"] == pytest.approx(sum(r <= k for r in ranks) / n)
+            if not ties:
+                assert res[f"retrieval_r{k}_{name}"] == pytest.approx(recall_at(m, k))
+    if ties:  # all-equal logits (a collapsed model): every partner ranks last
+        flat = retrieval_metrics(torch.zeros(n, n))
+        assert flat["retrieval_r1_i2t"] == (1.0 if n == 1 else 0.0)
+        assert flat["retrieval_mean_rank_t2i"] == n
+
+
 def test_pmi_metrics_vanish_for_pmi_plus_constant_and_not_otherwise():
     rng = np.random.default_rng(0)
     pmi = torch.as_tensor(rng.normal(size=(200, 200)))
