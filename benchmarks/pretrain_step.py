@@ -201,7 +201,7 @@ def markdown(res: dict) -> str:
         )
     if res.get("whole_process"):
         lines += ["", "Whole-process cross-check (`--only HEAD` against `--only linear`, run in "]
-        lines[-1] += "turn A B A B ..., wall-time ratio per pair; median [min, max]):"
+        lines[-1] += "turn A B A B ..., the ratio taken pair by pair; median [min, max]):"
         lines += [""] + [f"- {k}: {v}" for k, v in res["whole_process"].items()]
     return "\n".join(lines) + "\n"
 
