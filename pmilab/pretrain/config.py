@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, fields
 
 from pmilab.errors import InputError
 from pmilab.pretrain.model import ModelConfig
@@ -207,7 +207,3 @@ def resume_changes(old: dict, new: PretrainConfig, old_world: int, new_world: in
     if "steps" in old and new.steps < old["steps"]:
         changed.append(f"--steps {old['steps']} (now {new.steps}; only an extension is allowed)")
     return changed
-
-
-def with_steps(cfg: PretrainConfig, steps: int) -> PretrainConfig:
-    return replace(cfg, steps=steps)

@@ -64,3 +64,37 @@ def test_checkpoint_write_is_atomic(tmp_path):
         write_atomic(tmp_path / CKPT, torn)
     assert read_checkpoint(tmp_path / CKPT)["step"] == 1
     assert [p.name for p in tmp_path.iterdir()] == [CKPT]
+
+
+def _changed(value, name=""):
+    special = {"csv_separator": "\t", "model": "ViT-B-16", "report_to": "tensorboard"}
+    if name in special:
+        return special[name]
+    if isinstance(value, bool):
+        return not value
+    if isinstance(value, int):
+        return value + 1
+    if isinstance(value, float):
+        return value * 2
+    return value + "x"
+
+
+def test_resume_rule_refuses_every_listed_field_and_only_those():
+    from dataclasses import asdict, fields, replace
+
+    from pmilab.pretrain.config import RESUME_FIELDS, resume_changes
+
+    base = PretrainConfig()
+    old = asdict(base)
+    refused = {n for names in RESUME_FIELDS.values() for n in names}
+    for f in fields(PretrainConfig):
+        new = replace(base, **{f.name: _changed(getattr(base, f.name), f.name)})
+        got = resume_changes(old, new, 1, 1)
+        if f.name in refused:
+            assert len(got) == 1 and got[0].startswith("--" + f.name.replace("_", "-") + " "), (
+                f.name
+            )
+        else:  # out, workers, threads, logging, checkpoints, device, precision, steps + 1, ...
+            assert got == [], f.name
+    assert resume_changes(old, replace(base, steps=base.steps - 1), 1, 1)
+    assert "world size 1 (now 2" in resume_changes(old, base, 1, 2)[0]
