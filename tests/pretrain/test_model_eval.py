@@ -180,3 +180,25 @@ def test_report_table_puts_runs_side_by_side(tmp_path):
     assert lines[0] == "| metric | linear | kme |"
     assert "| zero-shot top-1 | 0.500 | 0.750 |" in lines
     assert "| pmi_rmse_product | 1.000 ± 0.010 | 1.500 ± 0.010 |" in lines
+
+
+def test_labels_and_templates_files_relabel_the_data():
+    from pmilab.errors import InputError
+    from pmilab.pretrain.data import ImageText
+    from pmilab.pretrain.evaluate import zeroshot_from_files
+
+    data = ImageText(["a", "b", "c"], ["x", "y", "z"], "t", np.array([1, 0, 1]), ["cat", "dog"])
+    zeroshot_from_files(data, ["dog", "cat", "bird"], ["a {c}.", "{} here"])
+    assert data.labels.tolist() == [0, 1, 0] and data.class_names == ["dog", "cat", "bird"]
+    assert data.prompts[2] == ["a bird.", "bird here"]
+    idx = ImageText(["a", "b"], ["x", "y"], "t", np.array([2, 0]))  # shards' .cls indices
+    zeroshot_from_files(idx, ["zero", "one", "two"], None)
+    assert idx.labels.tolist() == [2, 0] and idx.prompts[0] == [
+        "a photo of a zero",
+        "a picture of a zero",
+    ]
+    bad = ImageText(["a"], ["x"], "t", np.array([0]), ["emu"])
+    with pytest.raises(InputError, match="'emu'"):
+        zeroshot_from_files(bad, ["dog"], None)
+    with pytest.raises(InputError, match="outside the 1 labels"):
+        zeroshot_from_files(ImageText(["a"], ["x"], "t", np.array([3])), ["dog"], None)
