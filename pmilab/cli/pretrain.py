@@ -75,7 +75,13 @@ CHOICES = {
     "precision": ["auto", "fp32", "bf16", "fp64"],
     "model": list(PRESETS),
 }
-FLAGS = {"accum_freq": ["--accum-freq", "--accum"]}  # --accum: the flag's earlier name
+# Second names: the flag's earlier name (--accum), and open_clip's where it differs from ours.
+FLAGS = {
+    "accum_freq": ["--accum-freq", "--accum"],
+    "data": ["--data", "--train-data"],
+    "weight_decay": ["--weight-decay", "--wd"],
+    "log_every": ["--log-every", "--log-every-n-steps"],
+}
 SWITCHES = ("dataset_resampled", "grad_checkpointing")
 
 

@@ -98,3 +98,20 @@ def test_resume_rule_refuses_every_listed_field_and_only_those():
             assert got == [], f.name
     assert resume_changes(old, replace(base, steps=base.steps - 1), 1, 1)
     assert "world size 1 (now 2" in resume_changes(old, base, 1, 2)[0]
+
+
+def test_open_clip_and_earlier_flag_names_parse_to_the_same_config():
+    from dataclasses import fields
+
+    from pmilab.cli import build_parser
+
+    def cfg(argv):
+        args = build_parser().parse_args(["pretrain", *argv])
+        given = {f.name: getattr(args, f.name) for f in fields(PretrainConfig)}
+        return PretrainConfig.from_flags({k: v for k, v in given.items() if v is not None})
+
+    ours = ["--data", "x.tsv", "--accum-freq", "2", "--weight-decay", "0.2", "--log-every", "5"]
+    theirs = ["--train-data", "x.tsv", "--accum", "2", "--wd", "0.2", "--log-every-n-steps", "5"]
+    assert cfg(ours) == cfg(theirs) != cfg([])
+    preset = cfg(["--model", "ViT-B-16", "--dim", "256"])  # an explicit flag beats the preset
+    assert (preset.width, preset.image_size, preset.dim) == (768, 224, 256)
