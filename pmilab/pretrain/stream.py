@@ -1,11 +1,12 @@
 """webdataset shards, streamed through the `webdataset` library (open_clip's `get_wds_dataset`).
 
 - No up-front indexing: each shard is read once, in order, when its turn comes.
-- Splitting: without `--dataset-resampled`, epoch e shuffles the shard list with (seed, e), rank r
-  of W takes shards r, r+W, ... (split by node) and loader worker w of K takes every K-th of
-  those (`webdataset.split_by_worker`): every sample is seen exactly once per epoch. When the
-  stream ends, the next epoch begins; a partial batch carries over. With `--dataset-resampled`
-  every worker draws shards with replacement forever (`webdataset.ResampledShards`).
+- Splitting: without `--dataset-resampled`, rank r of W takes shards r, r+W, ... (split by node;
+  a sample always lives on one rank, so its warnings come from one rank), shuffles them with
+  (seed, epoch, rank), and loader worker w of K takes every K-th of those
+  (`webdataset.split_by_worker`): every sample is seen exactly once per epoch. When the stream
+  ends, the next epoch begins; a partial batch carries over. With `--dataset-resampled` every
+  worker draws shards with replacement forever (`webdataset.ResampledShards`).
 - A sample is an image (.png/.jpg/.jpeg/.webp), a caption (.txt) and, when present, a class
   index (.cls). Members are grouped by key (`webdataset.tariterators`).
 - Bad data never stops the stream and is counted once, by identity, in the main process's
@@ -141,9 +142,9 @@ class ShardStream(torch.utils.data.IterableDataset):
             )
             yield from (s["url"] for s in shards)
             return
-        order = np.random.default_rng([self.seed, self.epoch]).permutation(len(self.shards))
-        mine = [self.shards[i] for i in order[self.rank :: self.world]]  # split by node
-        yield from wds.split_by_worker(mine)  # split by loader worker
+        mine = self.shards[self.rank :: self.world]  # split by node: a fixed share per rank
+        order = np.random.default_rng([self.seed, self.epoch, self.rank]).permutation(len(mine))
+        yield from wds.split_by_worker([mine[i] for i in order])  # split by loader worker
 
     def samples(self) -> Iterator[dict]:
         for url in self.urls():

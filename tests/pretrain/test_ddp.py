@@ -165,3 +165,31 @@ def initial_state() -> dict:
     torch.manual_seed(0)
     cfg = ModelConfig(similarity="wpse", vocab=vocab, width=16, dim=4, points=2, image_size=8)
     return build_model(cfg).double().state_dict()
+
+
+def test_torchrun_streams_shards_split_by_rank_and_merges_skips(tmp_path):
+    """2 ranks stream 4 shards (2 each); one corrupt image on one rank is counted once, in the
+    summary rank 0 writes (the skip logs are merged over ranks)."""
+    import json
+
+    import webdataset as wds
+    from test_stream import png
+
+    rng = torch.Generator().manual_seed(0)
+    for s in range(4):
+        with wds.TarWriter(str(tmp_path / f"data-{s:03d}.tar")) as w:
+            for j in range(6):
+                pixels = (torch.rand(8, 8, 3, generator=rng) * 255).to(torch.uint8).numpy()
+                image = b"garbage" if (s, j) == (3, 1) else png(pixels)
+                w.write({"__key__": f"k{s}-{j}", "png": image, "txt": f"sample {s} {j}"})
+    out = tmp_path / "run"
+    args = ["-m", "pmilab", "pretrain", "--data", str(tmp_path / "data-{000..003}.tar")]
+    args += ["--image-size", "8", "--width", "16", "--dim", "4", "--batch-size", "4"]
+    args += ["--steps", "8", "--warmup", "1", "--threads", "1", "--no-progress", "--out", str(out)]
+    proc = torchrun(args)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["world_size"] == 2 and summary["steps"] == 8
+    assert summary["skipped"] == {"corrupt_image": 1}  # 8 steps x 4 of 12 per rank: 2+ epochs
+    # named in one warning: a shard always lives on the same rank
+    assert proc.stderr.count(f"skipped (corrupt image): {tmp_path / 'data-003.tar'}:k3-1") == 1
