@@ -8,8 +8,8 @@
   templates file (JSON lists, like the WPSE code's labels.json / templates.json; a template holds
   `{}` or `{c}` where the class name goes); the data's labels (a `label` column of names or
   indices, or shards' `.cls` indices) then index the labels file.
-- Retrieval: recall@1/5/10 and the mean and median rank of the true partner (1 = first; a tie
-  counts against it), image->text and text->image, on held-out pairs.
+- Retrieval: recall@1/5/10 and the mean and median rank of the true partner (1 = first; ties
+  broken at random, in expectation), image->text and text->image, on held-out pairs.
 - Probe: scikit-learn logistic regression on the image tower's head output (flattened). On a
   user's CSV or shards with labels, the first half (in a seeded order) fits the probe and the
   second half is held out; without labels every sample (up to --n) is held out.
@@ -136,19 +136,29 @@ def recall_at(logits: Tensor, k: int) -> float:
     return (top == torch.arange(len(logits))[:, None]).any(1).sum().item() / len(logits)
 
 
-def partner_ranks(logits: Tensor) -> Tensor:
-    """(n,) rank of each row's diagonal entry, ties counted against it: the number of entries
-    >= it (so a collapsed model whose logits are all equal ranks every partner last, not first)."""
-    return (logits >= logits.diagonal()[:, None]).sum(1)
+def greater_and_ties(logits: Tensor) -> tuple[Tensor, Tensor]:
+    """Per row: how many entries beat the diagonal one, and how many others tie with it."""
+    diag = logits.diagonal()[:, None]
+    greater = (logits > diag).sum(1)
+    return greater, (logits == diag).sum(1) - 1
 
 
 def retrieval_metrics(lm: Tensor) -> dict:
-    """R@1/5/10, mean and median rank, image->text (rows) and text->image (columns)."""
+    """R@1/5/10, mean and median rank, image->text (rows) and text->image (columns).
+
+    Ties are broken at random, in expectation: a partner with g entries above it and t others
+    equal to it has rank 1 + g + u, u uniform on 0..t. So R@k = E[rank <= k] and the rank is
+    its mean 1 + g + t/2: a collapsed model (all logits equal) scores chance, not 1.0, and a
+    duplicate caption shares its place fairly with its copies.
+    """
     res = {}
     for name, m in (("i2t", lm), ("t2i", lm.T)):
-        ranks = partner_ranks(m).double()
+        g, t = (x.double() for x in greater_and_ties(m))
         for k in RECALL_AT:
-            res[f"retrieval_r{k}_{name}"] = (ranks <= k).double().mean().item()
+            res[f"retrieval_r{k}_{name}"] = (
+                ((k - g).clamp(0, None).minimum(t + 1) / (t + 1)).mean().item()
+            )
+        ranks = 1 + g + t / 2
         res[f"retrieval_mean_rank_{name}"] = ranks.mean().item()
         res[f"retrieval_median_rank_{name}"] = ranks.median().item()
     return res
