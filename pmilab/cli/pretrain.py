@@ -44,7 +44,7 @@ HELP = {
     "pretrained_text": "a local transformers folder (CLIP text or CLIP) to load the text tower "
     "from; pass its tokenizer.json with --tokenizer",
     "grad_checkpointing": "recompute the transformers towers' activations in the backward pass "
-    "(less memory, ~30%% more compute)",
+    "(less memory, one more tower forward per step)",
     "tokenizer": "word (word-level), bpe (byte-level BPE), each trained on the captions, or a "
     "path to a tokenizer.json",
     "vocab_size": "vocabulary size of a tokenizer trained on the captions",
@@ -99,7 +99,8 @@ def add_parser(subparsers) -> None:
         if f.name in ("resume", "progress"):
             continue
         default = getattr(defaults, f.name)
-        help_text = f"{HELP[f.name]} (default: {default!r})"
+        shown = "none" if default == "" else repr(default)
+        help_text = f"{HELP[f.name]} (default: {shown})"
         names = FLAGS.get(f.name, ["--" + f.name.replace("_", "-")])
         if f.name in SWITCHES:
             p.add_argument(*names, dest=f.name, action="store_const", const=True, help=HELP[f.name])
