@@ -193,8 +193,10 @@ def setup_tokenizer(cfg, out: Path, captions, ckpt: dict | None, info):
     return load_tokenizer(path)
 
 
-def setup_model(cfg: PretrainConfig, vocab: int, device, precision) -> ImageTextModel:
-    mcfg = cfg.model_config(vocab)
+def setup_model(cfg: PretrainConfig, vocab: int, device, precision, ckpt=None) -> ImageTextModel:
+    """A fresh model from the flags, or the checkpoint's architecture (no pretrained folder is
+    read again on resume: the towers' configs are in the checkpoint)."""
+    mcfg = cfg.model_config(vocab) if ckpt is None else ckpt["model_config"]
     torch.manual_seed(cfg.seed)
     model = build_model(mcfg)
     if cfg.grad_checkpointing:
@@ -225,7 +227,7 @@ def train(cfg: PretrainConfig) -> dict:
         return data.captions if data is not None else stream_captions(shards, TOKENIZER_CAPTIONS)
 
     tok = setup_tokenizer(cfg, out, captions, ckpt, info)
-    model = setup_model(cfg, tok.get_vocab_size(), device, precision)
+    model = setup_model(cfg, tok.get_vocab_size(), device, precision, ckpt)
     opt = optimizer_for(model, cfg)
     start, elapsed, skips, events = 0, 0.0, SkipLog(), Counter()
     if ckpt is not None:

@@ -126,6 +126,12 @@ def test_cli_trains_from_a_pretrained_folder_and_eval_rebuilds_it(tmp_path):
     x = torch.randn(2, 3, 16, 16, generator=torch.Generator().manual_seed(3))
     with torch.no_grad():  # one step at LR 1e-9 moves the weights by ~1e-9
         assert torch.allclose(model.image(x)[0], ref(pixel_values=x).last_hidden_state, atol=1e-5)
+    import shutil
+
+    shutil.rmtree(folder)  # the checkpoint holds the tower's config: resume needs no folder
+    more = [*args, "--batch-size", "8", "--no-progress", "--out", str(out), "--resume"]
+    assert main([x if x != "1" else "2" for x in more]) == 0  # --steps 1 -> 2
+    assert torch.load(out / "ckpt.pt", weights_only=True)["step"] == 2
 
 
 def test_pretrained_folder_errors_are_one_line(tmp_path):
