@@ -106,12 +106,13 @@ def test_accum_is_exact_for_any_micro_batch_sizes(sizes, seed):
     )
 
 
-def test_cli_accum_freq_4_batch_8_equals_batch_32(tmp_path):
+@pytest.mark.parametrize("sim", ["linear", "wpse", "kme"])
+def test_cli_accum_freq_4_batch_8_equals_batch_32(tmp_path, sim):
     """End to end, fp64: 3 AdamW steps with --accum-freq 4 --batch-size 8 == --batch-size 32."""
     from pmilab.cli import main
 
     args = ["pretrain", "--data", "digits", "--image-size", "8", "--width", "16", "--dim", "4"]
-    args += ["--similarity", "kme", "--points", "2", "--steps", "3", "--warmup", "1"]
+    args += ["--similarity", sim, "--points", "2", "--steps", "3", "--warmup", "1"]
     args += ["--precision", "fp64", "--no-progress"]
     assert main([*args, "--batch-size", "32", "--out", str(tmp_path / "big")]) == 0
     assert (
