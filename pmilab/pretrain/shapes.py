@@ -1,5 +1,11 @@
 """The known-PMI shapes dataset (docs/theory.md T7): real PNG images and captions, exact PMI.
 
+Two joints over the same image latent z and caption latent y:
+- `ShapesJoint`: every caption attribute is a noisy copy of the image's (the pretraining data);
+- `LatentShapesJoint`: image and caption are linked only through a hidden class c with K = 3
+  values (image ⟂ caption | c), so exp(PMI) has rank <= 3 while PMI is full rank: the design
+  that separates the similarity families on pixels (T7, T2). Described below at its class.
+
 The image latent is z = (shape, colour, size, position); the caption latent is
 y = (shape', colour', size'), where each caption attribute copies the image's with probability
 1 - `noise` and is otherwise one of the other values uniformly (annotation noise; it keeps
@@ -21,6 +27,8 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 from torch import Tensor
+
+from pmilab.dists.latent import LatentClass
 
 SHAPES = ("circle", "square", "triangle", "cross")
 COLOURS = ("red", "green", "blue", "yellow")
@@ -55,17 +63,14 @@ ZEROSHOT_TEMPLATES = ("a {size} {colour} {shape}", "a picture of a {size} {colou
 BACKGROUND = 128
 
 
-@dataclass(frozen=True)
-class ShapesJoint:
-    """The designed joint p(z, y) and its exact PMI (T7).
+class _ShapesLatents:
+    """What both shapes joints share: the latent index layout and sampling from `table()`.
 
     z indexes (shape, colour, size, position) in row-major order over
     (len(SHAPES), len(COLOURS), len(SIZES), grid**2); y indexes (shape', colour', size').
     """
 
-    noise: float = 0.15  # probability that a caption attribute is wrong
-    favourite: float = 3.0  # prior weight of each shape's favourite colour (others weigh 1)
-    grid: int = 2  # positions on a grid x grid lattice
+    grid: int
 
     @property
     def nz(self) -> int:
@@ -74,6 +79,46 @@ class ShapesJoint:
     @property
     def ny(self) -> int:
         return len(SHAPES) * len(COLOURS) * len(SIZES)
+
+    def table(self) -> Tensor:  # pragma: no cover - defined by each joint
+        raise NotImplementedError
+
+    def pmi_table(self) -> Tensor:  # pragma: no cover - defined by each joint
+        raise NotImplementedError
+
+    def mutual_information(self) -> float:
+        return float((self.table() * self.pmi_table()).sum())
+
+    # --- index <-> attributes ---------------------------------------------------------------
+    def z_attrs(self, z: int) -> dict:
+        s, c, sz, pos = np.unravel_index(
+            int(z), (len(SHAPES), len(COLOURS), len(SIZES), self.grid**2)
+        )
+        return {"shape": SHAPES[s], "colour": COLOURS[c], "size": SIZES[sz], "pos": int(pos)}
+
+    def y_attrs(self, y: int) -> dict:
+        s, c, sz = np.unravel_index(int(y), (len(SHAPES), len(COLOURS), len(SIZES)))
+        return {"shape": SHAPES[s], "colour": COLOURS[c], "size": SIZES[sz]}
+
+    def sample(self, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+        """n paired latents (z, y) as int64 arrays; the same seed gives the same draws."""
+        rng = np.random.default_rng(seed)
+        flat = self.table().reshape(-1).numpy()
+        idx = rng.choice(flat.size, size=n, p=flat / flat.sum())
+        return idx // self.ny, idx % self.ny
+
+
+@dataclass(frozen=True)
+class ShapesJoint(_ShapesLatents):
+    """The designed joint p(z, y) and its exact PMI (T7): caption attributes are noisy copies.
+
+    z indexes (shape, colour, size, position) in row-major order over
+    (len(SHAPES), len(COLOURS), len(SIZES), grid**2); y indexes (shape', colour', size').
+    """
+
+    noise: float = 0.15  # probability that a caption attribute is wrong
+    favourite: float = 3.0  # prior weight of each shape's favourite colour (others weigh 1)
+    grid: int = 2  # positions on a grid x grid lattice
 
     def prior(self) -> Tensor:
         """(nz,) p(z): shape-colour coupled, size and position uniform."""
@@ -108,29 +153,83 @@ class ShapesJoint:
         log_py = torch.logsumexp(self.prior().log()[:, None] + log_cond, dim=0)
         return log_cond - log_py[None, :]
 
-    def mutual_information(self) -> float:
-        return float((self.table() * self.pmi_table()).sum())
 
-    # --- index <-> attributes ---------------------------------------------------------------
-    def z_attrs(self, z: int) -> dict:
-        s, c, sz, pos = np.unravel_index(
-            int(z), (len(SHAPES), len(COLOURS), len(SIZES), self.grid**2)
-        )
-        return {"shape": SHAPES[s], "colour": COLOURS[c], "size": SIZES[sz], "pos": int(pos)}
-
-    def y_attrs(self, y: int) -> dict:
-        s, c, sz = np.unravel_index(int(y), (len(SHAPES), len(COLOURS), len(SIZES)))
-        return {"shape": SHAPES[s], "colour": COLOURS[c], "size": SIZES[sz]}
-
-    def sample(self, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-        """n paired latents (z, y) as int64 arrays; the same seed gives the same draws."""
-        rng = np.random.default_rng(seed)
-        flat = self.table().reshape(-1).numpy()
-        idx = rng.choice(flat.size, size=n, p=flat / flat.sum())
-        return idx // self.ny, idx % self.ny
+# T7's hidden class (LatentShapesJoint): each shape and each colour is evidence for one of
+# HIDDEN_CLASSES classes (the i-th shape and the i-th colour for class i).
+HIDDEN_CLASSES = 4
+SHAPE_VOTE = {"circle": 0, "square": 1, "triangle": 2, "cross": 3}
+COLOUR_VOTE = {"red": 0, "green": 1, "blue": 2, "yellow": 3}
 
 
-def class_of_z(joint: ShapesJoint, z: np.ndarray) -> np.ndarray:
+@dataclass(frozen=True)
+class LatentShapesJoint(_ShapesLatents):
+    """The hidden-class shapes joint of T7: image ⟂ caption | c, c in {0, 1, 2, 3}.
+
+    - p(z) is uniform over the image latents z = (shape, colour, size, position), p(y) uniform
+      over the caption latents y = (shape', colour', size').
+    - An image's class posterior is the average of its shape's and its colour's votes, mixed
+      with `eps` of every class (which keeps PMI finite and bounded below):
+      p(c | z) = (1 − K·eps)·½(e_shape + e_colour) + eps, with e_a one-hot on a's class. A
+      caption's p(c | y) is the same rule applied to the shape and colour it names. Size and
+      position vote for nothing: they are rendered and named, and PMI does not depend on them.
+    - The votes are symmetric in the classes, so p(c) = 1/K, and
+      p(z, y) = p(z) p(y) Σ_c p(c|z) p(c|y) / p(c):  exp PMI = K · P_z P_yᵀ has rank <= K = 4,
+      while PMI has full rank 10 on its 10 distinct posterior types (4 where shape and colour agree,
+      6 where they name two classes): far above the d + 1 of a linear head with d = K
+      (`latent()` is the `pmilab.dists.LatentClass` of this factorisation; T2).
+    - The caption does not describe the image: given the class, its attributes are a draw of
+      their own. That is the point of the design (docs/theory.md T7): PMI(z, y) is then far
+      from every rank-K table, and the linear family's floor at d = K stays large.
+
+    With eps = 0.01: I(X;Y) = 0.365 nats, PMI in [−2.55, 1.33], sd(PMI) = 1.37 nats under
+    p(z)p(y), and the exact Eckart–Young floor of a linear head (rank d plus a constant) is
+    0.39 sd(PMI) at d = 3, 0.27 at d = 4 = K and 0.21 at d = 5 (`tests/pretrain/test_shapes.py`
+    pins these).
+    """
+
+    eps: float = 0.01  # weight of every class in every posterior
+    grid: int = 2  # positions on a grid x grid lattice
+
+    @property
+    def k(self) -> int:
+        return HIDDEN_CLASSES
+
+    def _posterior(self, shapes: list[str], colours: list[str]) -> Tensor:
+        k = HIDDEN_CLASSES
+        votes = torch.zeros(len(shapes), k, dtype=torch.float64)
+        for i, (s, c) in enumerate(zip(shapes, colours, strict=True)):
+            votes[i, SHAPE_VOTE[s]] += 0.5
+            votes[i, COLOUR_VOTE[c]] += 0.5
+        return (1 - k * self.eps) * votes + self.eps
+
+    def posterior_z(self) -> Tensor:
+        """(nz, K) p(c | z)."""
+        a = [self.z_attrs(z) for z in range(self.nz)]
+        return self._posterior([t["shape"] for t in a], [t["colour"] for t in a])
+
+    def posterior_y(self) -> Tensor:
+        """(ny, K) p(c | y)."""
+        a = [self.y_attrs(y) for y in range(self.ny)]
+        return self._posterior([t["shape"] for t in a], [t["colour"] for t in a])
+
+    def latent(self) -> LatentClass:
+        """The joint as a `LatentClass`: class prior (K,), p(z | c) (K, nz), p(y | c) (K, ny)."""
+        if not 0 < self.eps < 1 / HIDDEN_CLASSES:
+            raise ValueError(f"eps must lie in (0, 1/{HIDDEN_CLASSES}), got {self.eps}")
+        pz, py = self.posterior_z(), self.posterior_y()
+        prior = pz.mean(0)  # uniform p(z): p(c) = E_z p(c | z) (= 1/K by symmetry)
+        return LatentClass(prior, (pz / (self.nz * prior)).T, (py / (self.ny * prior)).T)
+
+    def table(self) -> Tensor:
+        """(nz, ny) p(z, y), float64, sums to 1."""
+        return self.latent().table
+
+    def pmi_table(self) -> Tensor:
+        """(nz, ny) exact PMI(z, y) = log Σ_c p(c|z) p(c|y) / p(c)."""
+        return self.latent().pmi_table()
+
+
+def class_of_z(joint: _ShapesLatents, z: np.ndarray) -> np.ndarray:
     """Zero-shot class (shape, colour) of each image latent: index shape * len(COLOURS) + colour."""
     per_class = len(SIZES) * joint.grid**2
     return np.asarray(z) // per_class
@@ -151,7 +250,7 @@ def zeroshot_prompts() -> tuple[list[str], list[list[str]]]:
     return names, prompts
 
 
-def caption(joint: ShapesJoint, y: int, rng: np.random.Generator) -> str:
+def caption(joint: _ShapesLatents, y: int, rng: np.random.Generator) -> str:
     """A caption for caption latent y: a random template and random synonyms (text nuisance)."""
     a = joint.y_attrs(y)
     words = {k: SYNONYMS[v][rng.integers(len(SYNONYMS[v]))] for k, v in a.items()}
@@ -169,7 +268,7 @@ def parse_caption(text: str) -> tuple[str, str, str]:
 
 
 def render(
-    joint: ShapesJoint,
+    joint: _ShapesLatents,
     z: int,
     jitter: tuple[int, int] = (0, 0),
     noise_sd: float = 0.0,
