@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from pmilab.experiments.framework.claim import ClaimResult
-from pmilab.figures import t1, t2, t3, t4, t5, t6
+from pmilab.figures import t1, t2, t3, t4, t5, t6, t7
 
 Draw = Callable[[dict, list[ClaimResult], Path], list[Path]]
 
@@ -24,6 +24,7 @@ FIGURES: dict[str, Draw] = {
     "T4": t4.draw,
     "T5": t5.draw,
     "T6": t6.draw,
+    "T7": t7.draw,
 }
 
 __all__ = ["FIGURES", "Draw"]

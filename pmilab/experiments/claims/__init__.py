@@ -6,9 +6,17 @@
 
 from __future__ import annotations
 
-from pmilab.experiments.claims import t1, t2, t3, t4, t5, t6
+from pmilab.experiments.claims import t1, t2, t3, t4, t5, t6, t7
 from pmilab.experiments.framework.claim import ClaimModule
 
-CLAIMS: dict[str, ClaimModule] = {"T1": t1, "T2": t2, "T3": t3, "T4": t4, "T5": t5, "T6": t6}
+CLAIMS: dict[str, ClaimModule] = {
+    "T1": t1,
+    "T2": t2,
+    "T3": t3,
+    "T4": t4,
+    "T5": t5,
+    "T6": t6,
+    "T7": t7,
+}
 
 __all__ = ["CLAIMS"]

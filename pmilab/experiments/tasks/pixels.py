@@ -1,0 +1,261 @@
+"""T7's task: a similarity head trained on real pixels and tokens of the hidden-class shapes
+joint (`pretrain.shapes.LatentShapesJoint`), scored against its exact PMI (docs/theory.md T7).
+
+One run (`pixel_head(params)`):
+- data: `fresh` (a new batch every step, `pretrain.shapes_stream.ShapesStream`) or `fixed` (n_train
+  pairs drawn once and served in epochs, `pretrain.shapes_stream.FixedShapes`);
+- image side: pixels (image_size x image_size RGB, jitter and pixel noise) through the lab's
+  small CNN (`pretrain.towers.ConvTower`) and a one-hidden-layer MLP;
+- caption side: real tokens (the lab's word-level tokenizer over every caption wording)
+  through a bag-of-words encoder (mean of token embeddings, then an MLP). Word order carries no
+  information here (every wording names the shape, colour and size), so a bag of words loses
+  nothing, at a fraction of a Transformer's cost on CPU;
+- heads: `similarity.Linear` (unnormalised, with a bias: a rank <= d+1 logit table, the most a
+  d-dimensional linear head can do) or `similarity.KME` with M points (L2-normalised points and
+  log-softmax weights, as `pmilab pretrain` builds it);
+- loss `losses.symmetric_infonce`, AdamW with the lab's decay rule (`runtime.optim.adamw`),
+  linear warmup then cosine (`runtime.schedule.warmup_cosine`), fp32, seeded.
+
+Scoring (docs/theory.md, "Measured quantities", Monte Carlo): the logit grid of `eval_n`
+held-out images (z ~ p(z), fresh nuisance) against `eval_n` independent held-out captions
+(y ~ p(y), uniform wording) is compared with the exact PMI(z_i, y_j): `pmi_rmse_product` with
+its V-statistic SE, at `records` evenly spaced steps (columns `<metric>_s<step>`, as T4's
+`gd_trace`), beside the mean training loss since the previous record and its SE across the
+steps of that window. The held-out draws come
+from their own random streams, so they never coincide with a training image.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from pmilab import metrics
+from pmilab.losses import symmetric_infonce
+from pmilab.pretrain.shapes import LatentShapesJoint
+from pmilab.pretrain.shapes_stream import FixedShapes, ShapesStream
+from pmilab.pretrain.towers import ConvTower
+from pmilab.runtime.optim import adamw
+from pmilab.runtime.schedule import warmup_cosine
+from pmilab.similarity import KME, Linear
+from pmilab.stats import mean_se
+from pmilab.theory import optimum as opt
+
+EVAL_SEED_OFFSET = 7_919  # held-out images and captions use seed + this in their own streams
+# The latent-table KME's bandwidth: its K points sit at the unit basis vectors (distance² 2),
+# so a cross-class kernel value is exp(−2 / (2·0.05²)) = e^−400, 0 in float32.
+TABLE_SIGMA = 0.05
+TRACE_FIELDS = [
+    "pmi_rmse_product",
+    "pmi_rmse_product_se",
+    "pmi_corr",
+    "train_loss",
+    "train_loss_se",
+]
+SCALARS = [
+    "pmi_rmse_product",
+    "pmi_rmse_product_se",
+    "pmi_corr",
+    "final_loss",
+    "mutual_information",
+    "product_std",
+    "rank_floor",
+    "rank_floor_k",
+    "k",
+    "epochs",
+    "sigma",
+]
+
+
+def record_steps(steps: int, records: int) -> list[int]:
+    """`records` evenly spaced steps ending at `steps` (e.g. 1000, 4 -> 250, 500, 750, 1000)."""
+    records = max(1, min(int(records), int(steps)))
+    return sorted({round(steps * (i + 1) / records) for i in range(records)})
+
+
+def pixel_metrics(steps: int, records: int) -> list[str]:
+    """The columns a run with this budget returns."""
+    trace = [f"{f}_s{s}" for s in record_steps(steps, records) for f in TRACE_FIELDS]
+    return SCALARS + trace
+
+
+class BagOfWords(nn.Module):
+    """Token ids (B, T) with padding 0 -> (B, width): mean token embedding, then an MLP."""
+
+    def __init__(self, vocab: int, width: int) -> None:
+        super().__init__()
+        self.embed = nn.EmbeddingBag(vocab, width, mode="mean", padding_idx=0)
+        self.mlp = nn.Sequential(nn.Linear(width, width), nn.GELU(), nn.Linear(width, width))
+
+    def forward(self, ids: Tensor) -> Tensor:
+        return self.mlp(self.embed(ids))
+
+
+class PixelTower(nn.Module):
+    """Pixels (B, 3, S, S) -> (B, width): `ConvTower`'s pooled feature, then an MLP."""
+
+    def __init__(self, width: int) -> None:
+        super().__init__()
+        self.conv = ConvTower(width)
+        self.mlp = nn.Sequential(nn.Linear(width, width), nn.GELU(), nn.Linear(width, width))
+
+    def forward(self, images: Tensor) -> Tensor:
+        return self.mlp(self.conv(images)[2])
+
+
+class PixelTextModel(nn.Module):
+    """Two towers, an output head per side, and one similarity head (linear or KME)."""
+
+    def __init__(self, similarity: str, vocab: int, width: int, dim: int, points: int) -> None:
+        super().__init__()
+        if similarity not in ("linear", "kme"):
+            raise ValueError(f"similarity must be 'linear' or 'kme', got {similarity!r}")
+        self.kind, self.dim, self.points = similarity, int(dim), int(points)
+        self.image, self.text = PixelTower(width), BagOfWords(vocab, width)
+        out = self.dim if similarity == "linear" else self.points * (self.dim + 1)
+        self.image_out, self.text_out = nn.Linear(width, out), nn.Linear(width, out)
+        self.similarity = Linear(normalize=False, bias=True) if similarity == "linear" else KME()
+
+    def _finish(self, h: Tensor) -> tuple[Tensor, ...]:
+        if self.kind == "linear":
+            return (h,)
+        pts = h[:, : self.points * self.dim].reshape(len(h), self.points, self.dim)
+        return F.normalize(pts, dim=-1), torch.log_softmax(h[:, self.points * self.dim :], -1)
+
+    def encode_image(self, images: Tensor) -> tuple[Tensor, ...]:
+        return self._finish(self.image_out(self.image(images)))
+
+    def encode_text(self, ids: Tensor) -> tuple[Tensor, ...]:
+        return self._finish(self.text_out(self.text(ids)))
+
+    def logits(self, img: tuple[Tensor, ...], txt: tuple[Tensor, ...]) -> Tensor:
+        return self.similarity.logit_matrix(*img, *txt)
+
+
+def make_data(p: dict, joint: LatentShapesJoint):
+    size, batch, seed = int(p["image_size"]), int(p["batch_size"]), int(p["seed"])
+    if p["data"] == "fresh":
+        return ShapesStream(joint, batch, seed, image_size=size)
+    if p["data"] == "fixed":
+        return FixedShapes(joint, int(p["n_train"]), batch, seed, image_size=size)
+    raise ValueError(f"data must be 'fresh' or 'fixed', got {p['data']!r}")
+
+
+@torch.no_grad()
+def heldout_pmi(model: PixelTextModel, data, pmi_table: Tensor, n: int, seed: int) -> dict:
+    """`pmi_rmse_product` (with SE) and `pmi_corr` on the held-out n x n product grid."""
+    model.eval()
+    images, z = data.heldout_images(n, seed + EVAL_SEED_OFFSET)
+    ids, _, y = data.heldout_captions(n, seed + EVAL_SEED_OFFSET)
+    txt = model.encode_text(ids)
+    rows = []
+    for i in range(0, n, 256):
+        rows.append(model.logits(model.encode_image(images[i : i + 256]), txt))
+    lm = torch.cat(rows).double()
+    pmi = pmi_table[torch.as_tensor(z)][:, torch.as_tensor(y)]
+    model.train()
+    rmse = metrics.pmi_rmse_product(lm, pmi)
+    return {
+        "pmi_rmse_product": float(rmse),
+        "pmi_rmse_product_se": rmse.se,
+        "pmi_corr": float(metrics.pmi_corr(lm, pmi)),
+    }
+
+
+TABLE_METRICS = ["pmi_rmse_product", "pmi_rmse_product_se", "product_std", "rank_floor_k", "k"]
+
+
+@torch.no_grad()
+def latent_table_kme(p: dict) -> dict:
+    """The latent-table optimum of a KME head with M = K points, on the held-out grid.
+
+    Built, not trained: every input gets the K points e_1 ... e_K (the unit basis vectors) and
+    its exact class posterior as weights (log p(c | z) for an image, log p(c | y) for a
+    caption), with σ = TABLE_SIGMA. Then ℓ = log Σ_c p(c|z) p(c|y) = PMI − log K: the KME
+    head represents PMI + C exactly (docs/theory.md T2), so its optimum is 0. Scored on the
+    same held-out grid, with the same code, as the pixel-trained heads of this seed; it reads
+    the latents, not the pixels.
+    """
+    seed = int(p["seed"])
+    joint = LatentShapesJoint(eps=float(p["eps"]))
+    data = ShapesStream(joint, 2, seed, image_size=int(p["image_size"]))
+    _, z = data.heldout_images(int(p["eval_n"]), seed + EVAL_SEED_OFFSET)
+    _, _, y = data.heldout_captions(int(p["eval_n"]), seed + EVAL_SEED_OFFSET)
+    k = joint.k
+    head = KME(sigma=TABLE_SIGMA, learn_sigma=False)
+
+    def side(post: Tensor) -> tuple[Tensor, Tensor]:
+        pts = torch.eye(k).expand(len(post), k, k)
+        return pts, post.float().log()
+
+    lm = head.logit_matrix(
+        *side(joint.posterior_z()[torch.as_tensor(z)]),
+        *side(joint.posterior_y()[torch.as_tensor(y)]),
+    ).double()
+    pmi_table = joint.pmi_table()
+    rmse = metrics.pmi_rmse_product(lm, pmi_table[torch.as_tensor(z)][:, torch.as_tensor(y)])
+    lat = joint.latent()
+    return {
+        "pmi_rmse_product": float(rmse),
+        "pmi_rmse_product_se": rmse.se,
+        "product_std": opt.product_std(pmi_table, lat.px, lat.py),
+        "rank_floor_k": opt.rank_floor(pmi_table, lat.px, lat.py, k),
+        "k": k,
+    }
+
+
+def pixel_head(p: dict) -> dict:
+    """Train one head on pixels and tokens; held-out PMI errors at `records` steps."""
+    seed, steps = int(p["seed"]), int(p["steps"])
+    joint = LatentShapesJoint(eps=float(p["eps"]))
+    data = make_data(p, joint)
+    torch.manual_seed(seed)
+    model = PixelTextModel(
+        p["similarity"], data.captions.vocab, int(p["width"]), int(p["dim"]), int(p["points"])
+    )
+    optim = adamw(
+        model, model.similarity.no_decay_parameters(), float(p["lr"]), float(p["weight_decay"])
+    )
+    pmi_table = joint.pmi_table()
+    marks = set(record_steps(steps, int(p["records"])))
+    out: dict = {}
+    window: list[float] = []
+    for step in range(steps):
+        for group in optim.param_groups:
+            group["lr"] = warmup_cosine(step, float(p["lr"]), int(p["warmup"]), steps)
+        b = data.batch(step)
+        loss = symmetric_infonce(
+            model.logits(model.encode_image(b.pixels()), model.encode_text(b.ids))
+        )
+        optim.zero_grad(set_to_none=True)
+        loss.backward()
+        optim.step()
+        model.similarity.clamp_()
+        window.append(float(loss.detach()))
+        if step + 1 in marks:
+            ev = heldout_pmi(model, data, pmi_table, int(p["eval_n"]), seed)
+            for k, v in ev.items():
+                out[f"{k}_s{step + 1}"] = v
+            w = torch.tensor(window, dtype=torch.float64)
+            out[f"train_loss_s{step + 1}"] = float(w.mean())
+            out[f"train_loss_se_s{step + 1}"] = mean_se(w).se if len(w) > 1 else math.nan
+            window = []
+    lat = joint.latent()
+    out.update({k: out[f"{k}_s{steps}"] for k in ("pmi_rmse_product", "pmi_rmse_product_se")})
+    out["pmi_corr"] = out[f"pmi_corr_s{steps}"]
+    out["final_loss"] = out[f"train_loss_s{steps}"]
+    out["mutual_information"] = float(lat.mutual_information())
+    out["product_std"] = opt.product_std(pmi_table, lat.px, lat.py)
+    # the exact Eckart–Young floor of a linear head (rank d plus a constant) at its d (NaN for
+    # KME, whose `dim` is the dimension of its points), and at d = K (T7's reference line)
+    if p["similarity"] == "linear":
+        out["rank_floor"] = opt.rank_floor(pmi_table, lat.px, lat.py, int(p["dim"]))
+    out["rank_floor_k"] = opt.rank_floor(pmi_table, lat.px, lat.py, joint.k)
+    out["k"] = joint.k
+    out["epochs"] = data.epoch(steps) if p["data"] == "fixed" else math.nan
+    sim = model.similarity
+    out["sigma"] = float(sim.sigma.detach()) if isinstance(sim, KME) else math.nan
+    return {k: out.get(k, math.nan) for k in pixel_metrics(steps, int(p["records"]))}
