@@ -48,7 +48,7 @@ def _linear_panel(ax, lin: pd.DataFrame, kme: pd.DataFrame, optimum: float) -> N
     ax.set_xticks(sorted(set(floors.index) | {HIDDEN_CLASSES}))
     ax.set_xlim(min(floors.index) - 0.5, max(floors.index) + 0.5)
     ax.set_title("(a) T7a: linear heads stay above the floor of the latent table")
-    ax.legend(fontsize=7, loc="center")
+    ax.legend(fontsize=7, loc="lower left", bbox_to_anchor=(0.0, 0.13))
 
 
 def _curve(ax, tr: pd.DataFrame, color: str, label: str, x: str = "step") -> None:
