@@ -12,6 +12,7 @@
 #   <gpu>-machine.txt   nvidia-smi, torch, triton, the commit
 #   <gpu>-tests.txt     section 1's pytest output
 #   <gpu>.md, <gpu>.csv section 2's benchmark
+#   <gpu>-tiles-64x32x8.md, .csv   section 3: Triton alone on the other tile shape (README)
 # Sections run in order; a failing section is reported and the next one still runs; the script
 # exits 1 if any failed. To add a section (e.g. a bf16 pretraining smoke run), add a function
 # `section_<name>` below and one `run_section <name>` line at the end.
@@ -99,11 +100,19 @@ section_benchmark() {
   "$PY" benchmarks/pairwise_gpu.py "${args[@]}"
 }
 
-# --- 3. (next: a bf16 pretraining smoke run, as section_pretrain_smoke) ---------------------
+# --- 3. the same, Triton only, quick grid, on the wgmma tiles the default avoids at d = 256 ----
+section_benchmark_wgmma_tiles() {
+  local args=(--out "$OUT" --name "$GPU-tiles-64x32x8" --impls triton --tiles "64,32,8")
+  if [[ $MODE == dry ]]; then args+=(--dry-run); else args+=(--quick); fi
+  "$PY" benchmarks/pairwise_gpu.py "${args[@]}"
+}
+
+# --- 4. (next: a bf16 pretraining smoke run, as section_pretrain_smoke) ---------------------
 
 run_section machine
 run_section tests
 run_section benchmark
+run_section benchmark_wgmma_tiles
 
 echo
 if ((${#FAILED[@]})); then

@@ -58,6 +58,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--heads", nargs="+", choices=HEADS, default=list(HEADS))
     ap.add_argument("--impls", nargs="+", choices=IMPLS, default=list(IMPLS))
     ap.add_argument(
+        "--tiles",
+        default=None,
+        help="BB,BC,WARPS for every Triton kernel instead of _triton_common.tile_shape's",
+    )
+    ap.add_argument(
         "--target-seconds", type=float, default=1.0, help="timed reps per run fill about this"
     )
     ap.add_argument(
@@ -321,6 +326,12 @@ def main(argv: list[str] | None = None) -> int:
         print("no CUDA device: run on a GPU machine, or pass --dry-run", file=sys.stderr)
         return 2
     info = machine(device)
+    if args.tiles:  # every launch takes these tiles (the interpreter keeps its own)
+        from pmilab.similarity import _triton_common
+
+        shape = tuple(int(v) for v in args.tiles.split(","))
+        _triton_common.tile_shape = lambda dtype, block_d: shape
+        info["tiles"] = args.tiles
     name = args.name or ("dry-run" if args.dry_run else slug(info["gpu"]))
     rows = run_grid(args, device)
     args.out.mkdir(parents=True, exist_ok=True)

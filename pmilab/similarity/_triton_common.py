@@ -70,20 +70,30 @@ class Tiles:
 INTERPRETER_PROGRAMS = 4
 
 
-def tiles(device: torch.device, d: int) -> Tiles:
-    """Tile sizes for points of dimension d on this device.
+def tile_shape(dtype: torch.dtype, block_d: int) -> tuple[int, int, int]:
+    """(block_b, block_c, num_warps) on a GPU for points of this dtype and padded dimension.
 
-    GPU: 64×64 score tiles, as FlashAttention's forward. At d > 64 the backward's (64, d) fp32
-    accumulator and (block, d) operands fill the registers, so block_c halves and 8 warps share
-    the tile. First choices, not tuned on hardware (`benchmarks/gpu_check.sh` measures them).
+    Chosen so that the kernels do not spill registers when compiled for sm_90a (H100/H200),
+    checked offline with `benchmarks/triton_compile_check.py` (Triton 3.9, its ptxas 13.4); not
+    tuned for speed on hardware (`benchmarks/pairwise_gpu.py --tiles` compares others on a GPU).
+    bf16/fp16: 64 × 32 with 8 warps up to d = 128 (Hopper's wgmma needs 64 rows); above, 32 × 32
+    with 4 warps (mma.sync): 64 × 32 would use wgmma but spills 44–80 bytes in the backward.
+    fp32 (IEEE dot products on the FMA units, operands in registers): 32 × 32 with 8 warps up
+    to d = 64, 16 × 16 with 4 warps above (≤ 24 bytes spilled at d = 128).
     """
+    if dtype in HALF:
+        return (64, 32, 8) if block_d <= 128 else (32, 32, 4)
+    return (32, 32, 8) if block_d <= 64 else (16, 16, 4)
+
+
+def tiles(device: torch.device, d: int, dtype: torch.dtype = torch.bfloat16) -> Tiles:
+    """Tile sizes for points of dimension d and this dtype on this device."""
     bd = max(16, 1 << (d - 1).bit_length())
     if device.type != "cuda":
         return Tiles(16, 16, bd, 1, INTERPRETER_PROGRAMS)
+    bb, bc, warps = tile_shape(dtype, bd)
     sms = torch.cuda.get_device_properties(device).multi_processor_count
-    if bd <= 64:
-        return Tiles(64, 64, bd, 4, 2 * sms)
-    return Tiles(64, 32, bd, 8, 2 * sms)
+    return Tiles(bb, bc, bd, warps, 2 * sms)
 
 
 def splits(own: int, block_own: int, other: int, block_other: int, points: int, t: Tiles) -> int:

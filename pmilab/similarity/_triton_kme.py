@@ -298,7 +298,7 @@ class KMEFused(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, p, q, wx, wy, r):
-        t = tiles(p.device, p.shape[-1])
+        t = tiles(p.device, p.shape[-1], p.dtype)
         pn, ux, x = _side_terms(p, wx, r)
         qn, uy, y = _side_terms(q, wy, r)
         c = (r * LOG2E).reshape(())

@@ -259,7 +259,7 @@ class KernelSumFused(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, p, q, wx, wy, r, kernel: str):
-        imq, t = kernel == "imq", tiles(p.device, p.shape[-1])
+        imq, t = kernel == "imq", tiles(p.device, p.shape[-1], p.dtype)
         pn, qn, x, y, c, cn = _score_terms(p, q, r, imq)
         c = c.reshape(())
         wx, wy = wx.contiguous(), wy.contiguous()

@@ -82,9 +82,7 @@ def test_wrong_logits_are_caught(device):
 def test_a_tiling_bug_is_caught(head, device, monkeypatch):
     """BLOCK_D = 16 < d = 20: the kernels silently drop coordinates 16..19 of every point."""
     tiles = common.tiles
-    monkeypatch.setattr(
-        common, "tiles", lambda dev, d: dataclasses.replace(tiles(dev, d), block_d=16)
-    )
+    monkeypatch.setattr(common, "tiles", lambda *a: dataclasses.replace(tiles(*a), block_d=16))
     import pmilab.similarity._triton_kme as K
     import pmilab.similarity._triton_wpse as W
 
