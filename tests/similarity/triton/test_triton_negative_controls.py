@@ -1,10 +1,11 @@
 """The comparison in harness.py can fail: injected errors of 3x the tolerance are caught.
 
 A test that cannot fail proves nothing. Here the same `harness.check` the kernel tests use is
-run on the Triton KME head with one thing deliberately wrong: a gradient scaled by 1 + 3·tol (each
-input in turn), the logits shifted by 3·tol in the harness's own metric, or a kernel launched
-with tiles that do not cover d (a tiling bug: the dot products miss the last coordinates). Each
-must raise; the same perturbations at tol/3 must not (the tolerance, not noise, decides).
+run on the Triton KME head with one thing deliberately wrong: one element of a gradient off by
+3·tol in the harness's own metric (each input in turn), the logits shifted by 3·tol, or a kernel
+launched with tiles that do not cover d (a tiling bug: the dot products miss the last
+coordinates). Each must raise; the same perturbations at tol/3 must not (the tolerance, not
+noise, decides).
 """
 
 from __future__ import annotations
@@ -25,23 +26,29 @@ TOL = H.GRAD_TOL[torch.float32]
 SHAPE = (19, 23, 3, 2, 20)  # ragged, M ≠ N
 
 
-class _ScaleGrad(torch.autograd.Function):
-    """Identity forward; backward multiplies the gradient by `factor` (an injected error)."""
+class _AddToGrad(torch.autograd.Function):
+    """Identity forward; backward adds `delta` to the gradient (an injected error)."""
 
     @staticmethod
-    def forward(ctx, t, factor: float):
-        ctx.factor = factor
+    def forward(ctx, t, delta):
+        ctx.save_for_backward(delta)
         return t.view_as(t)
 
     @staticmethod
     def backward(ctx, g):
-        return g * ctx.factor, None
+        (delta,) = ctx.saved_tensors
+        return g + delta.to(g), None
 
 
-def _with_wrong_grad(fn, index: int, factor: float):
+def _with_wrong_grad(fn, index: int, size: float):
+    """fn, with `size` added to one element of the gradient of input `index`: an error of
+    exactly size / norm in the harness's metric."""
+
     def wrong(*args):
         args = list(args)
-        args[index] = _ScaleGrad.apply(args[index], factor)
+        delta = torch.zeros_like(args[index], dtype=torch.float64)
+        delta.view(-1)[0] = size
+        args[index] = _AddToGrad.apply(args[index], delta)
         return fn(*args)
 
     return wrong
@@ -59,12 +66,12 @@ def _with_wrong_logits(fn, rel: float):
 def test_a_wrong_gradient_is_caught(index, device):
     head = H.kme_head()
     pts = H.inputs(head, "random", *SHAPE)
-    wrong = _with_wrong_grad(head.triton, index, 1 + 3 * TOL)
+    norm = H.gradient_norms(head, pts, 0.7, torch.float32)[H.NAMES[index]]
+    wrong = _with_wrong_grad(head.triton, index, 3 * TOL * norm)
     with pytest.raises(AssertionError, match=H.NAMES[index]):
         H.check(head, pts, 0.7, torch.float32, device, fn=wrong)
-    H.check(
-        head, pts, 0.7, torch.float32, device, fn=_with_wrong_grad(head.triton, index, 1 + TOL / 3)
-    )
+    slight = _with_wrong_grad(head.triton, index, TOL / 3 * norm)
+    H.check(head, pts, 0.7, torch.float32, device, fn=slight)
 
 
 def test_wrong_logits_are_caught(device):
