@@ -14,12 +14,19 @@ Shapes: px (B, M, d), wx (B, M), py (C, N, d), wy (C, N). sigma, alpha_* are pyt
 The public functions are memory-bounded: they never hold the (B, C, M, N) scores (see
 `_pairwise_blocks`, and `_pairwise_exact` for the pairs the GEMM expansion cannot resolve).
 They compute in fp32 for half-precision inputs or under autocast, in float64 for float64 inputs.
+`_backend` picks the implementation: CUDA tensors in fp32/bf16/fp16 run the fused Triton kernels
+(`_triton_kme`, `_triton_wpse`; docs/theory.md T2) when Triton is installed, everything else (CPU,
+float64) the chunked torch code, unchanged. The kernels multiply bf16/fp16 points as given,
+accumulating in fp32.
 The `*_naive` versions materialise (B, C, M, N, d) and are the brute-force references the tests
 compare against; the `*_einsum` versions materialise (B, C, M, N) with autograd, the usual
 implementation, and are the benchmarks' "naive" baseline.
 """
 
 from __future__ import annotations
+
+import importlib.util
+from functools import cache
 
 import torch
 from torch import Tensor
@@ -127,15 +134,37 @@ def _as(x, dtype: torch.dtype, device: torch.device) -> Tensor:
     return torch.tensor(float(x), dtype=dtype, device=device)
 
 
-# Implementations by backend name. Only "chunked" exists (pure torch, CPU and CUDA); a fused
-# Triton kernel would be registered here and selected by `_backend` for CUDA tensors, and must
-# pass the same tests against `kme_logits_naive` / `wpse_logits_naive` (those marked cuda).
-_KME = {"chunked": kme_chunked}
-_WPSE = {"chunked": wpse_chunked}
+def _kme_triton(*args) -> Tensor:
+    from pmilab.similarity._triton_kme import kme_logits_triton  # imports triton: only on use
+
+    return kme_logits_triton(*args)
+
+
+def _wpse_triton(*args) -> Tensor:
+    from pmilab.similarity._triton_wpse import wpse_logits_triton
+
+    return wpse_logits_triton(*args)
+
+
+# Implementations by backend name: "chunked" (pure torch, CPU and CUDA; gets its inputs in the
+# compute dtype) and "triton" (fused kernels for CUDA; gets the inputs as given, so bf16 points
+# reach the tensor cores). Both pass the same tests against `kme_logits_naive` /
+# `wpse_logits_naive` (tests/similarity/triton runs the kernels in Triton's CPU interpreter).
+_KME = {"chunked": kme_chunked, "triton": _kme_triton}
+_WPSE = {"chunked": wpse_chunked, "triton": _wpse_triton}
+_TRITON_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
+
+
+@cache
+def _triton_installed() -> bool:
+    return importlib.util.find_spec("triton") is not None
 
 
 def _backend(px: Tensor) -> str:
-    """Which implementation runs for these inputs: the dispatch point for a GPU kernel."""
+    """Which implementation runs for these inputs: "triton" for CUDA tensors in fp32/bf16/fp16
+    when Triton is installed, "chunked" otherwise (CPU tensors always; float64 everywhere)."""
+    if px.device.type == "cuda" and px.dtype in _TRITON_DTYPES and _triton_installed():
+        return "triton"
     return "chunked"
 
 
@@ -145,10 +174,10 @@ def kme_logits(px: Tensor, wx: Tensor, py: Tensor, wy: Tensor, sigma) -> Tensor:
     fp32 output for fp32/half inputs and under autocast (bf16 scores would lose the logits), float64
     for float64 inputs. Equal to `kme_logits_naive` within 1e-5·max(1, |ℓ|) in fp32.
     """
-    dt, dev = _compute_dtype(px), px.device
+    dt, dev, backend = _compute_dtype(px), px.device, _backend(px)
     with torch.autocast(dev.type, enabled=False):
-        args = [t.to(dt) for t in (px, wx, py, wy)]
-        return _KME[_backend(px)](*args, _as(sigma, dt, dev))
+        args = [t.to(dt) for t in (px, wx, py, wy)] if backend == "chunked" else [px, wx, py, wy]
+        return _KME[backend](*args, _as(sigma, dt, dev))
 
 
 def wpse_logits(
@@ -167,9 +196,9 @@ def wpse_logits(
     """
     if kernel not in ("gaussian", "imq"):
         raise ValueError(f"unknown kernel {kernel!r}; use 'gaussian' or 'imq'")
-    dt, dev = _compute_dtype(px), px.device
+    dt, dev, backend = _compute_dtype(px), px.device, _backend(px)
     with torch.autocast(dev.type, enabled=False):
-        args = [t.to(dt) for t in (px, wx, py, wy)]
+        args = [t.to(dt) for t in (px, wx, py, wy)] if backend == "chunked" else [px, wx, py, wy]
         al = alpha_linear if isinstance(alpha_linear, int | float) else _as(alpha_linear, dt, dev)
         ak = alpha_kernel if isinstance(alpha_kernel, int | float) else _as(alpha_kernel, dt, dev)
-        return _WPSE[_backend(px)](*args, _as(sigma, dt, dev), al, ak, kernel)
+        return _WPSE[backend](*args, _as(sigma, dt, dev), al, ak, kernel)

@@ -287,15 +287,53 @@ def test_unknown_kernel_is_rejected():
 
 @pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (none on this host)")
-def test_cuda_matches_reference():
-    """On CUDA (the dispatch point of `_pairwise._backend`), same contract as on CPU."""
-    px, wx, py, wy = (t.float().cuda() for t in point_sets("sphere", 64, 48, 8, 8, 64))
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_cuda_matches_reference(dtype):
+    """On CUDA, `_pairwise._backend` picks the fused Triton kernels (when Triton is installed),
+    under the same contract as on CPU; bf16 points are multiplied exactly, in fp32."""
+    import importlib.util
+
+    px, wx, py, wy = (t.to(dtype).cuda() for t in point_sets("sphere", 64, 48, 8, 8, 64))
+    has_triton = importlib.util.find_spec("triton") is not None
+    assert P._backend(px) == ("triton" if has_triton else "chunked")
     ref = P.kme_logits_naive(*(t.double() for t in (px, wx, py, wy)), 0.5)
     out = P.kme_logits(px, wx, py, wy, 0.5)
+    assert out.dtype == torch.float32
     assert ((out.double() - ref).abs() / ref.abs().clamp_min(1)).max() <= 1e-5
     refw = P.wpse_logits_naive(*(t.double() for t in (px, wx, py, wy)), 0.5, 0.3, 1.0)
     outw = P.wpse_logits(px, wx, py, wy, 0.5, 0.3, 1.0)
     assert (outw.double() - refw).abs().max() <= 1e-5 * refw.abs().max()
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float64])
+def test_cpu_tensors_take_the_chunked_path(dtype, monkeypatch):
+    """On CPU `_backend` answers "chunked" whether or not Triton is installed, the "triton"
+    entry is never called, and the logits and gradients are those of the chunked functions, bit
+    for bit (the same calls as before the Triton backend existed)."""
+
+    def fail(*args):
+        raise AssertionError("the Triton backend ran on CPU tensors")
+
+    monkeypatch.setitem(P._KME, "triton", fail)
+    monkeypatch.setitem(P._WPSE, "triton", fail)
+    base = [t.to(dtype) for t in point_sets("random", 7, 5, 3, 2, 16)]
+    assert P._backend(base[0]) == "chunked"
+    dt = torch.float64 if dtype == torch.float64 else torch.float32
+    for public, direct in (
+        (P.kme_logits, lambda *a: chunked.kme_chunked(*a)),
+        (
+            lambda *a: P.wpse_logits(*a, 0.3, 1.0, "imq"),
+            lambda *a: chunked.wpse_chunked(*a, 0.3, 1.0, "imq"),
+        ),
+    ):
+        ins = [leaf(t) for t in base]
+        out = public(*ins, 0.5)
+        out.sum().backward()
+        ref_ins = [leaf(t) for t in base]
+        ref = direct(*(t.to(dt) for t in ref_ins), torch.tensor(0.5, dtype=dt))
+        ref.sum().backward()
+        assert torch.equal(out, ref)
+        assert all(torch.equal(a.grad, b.grad) for a, b in zip(ins, ref_ins, strict=True))
 
 
 def test_heads_use_the_chunked_reduction(monkeypatch):

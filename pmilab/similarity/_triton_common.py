@@ -1,0 +1,147 @@
+"""What the fused Triton kernels of the point-set heads share (docs/theory.md T2).
+
+Both heads reduce, for every pair of sets (i, j), the M×N scores of their point pairs
+
+    z[i,j,a,b] = c · ⟨p_ia, q_jb⟩ + x[i,a] + y[j,b]
+
+where the bandwidth goes into the scalar c and the squared norms (and, for KME, the log-weights)
+into the per-point terms x, y ("norms folded in": −‖p − q‖²/(2σ²) = (⟨p, q⟩ − ‖p‖²/2 − ‖q‖²/2)/σ²).
+A program owns one (BLOCK_B, BLOCK_C) tile of the (B, C) output, keeps its accumulator in registers
+and loops over the M·N point pairs with one `tl.dot` of (BLOCK_B, d) × (d, BLOCK_C) per pair. The
+backward pass recomputes the scores (FlashAttention style): nothing of size B·C·M·N is stored.
+
+This module holds the torch side: which dtype the dot products run in, the tile sizes, and the
+launch checks. The kernels live in `_triton_kme` and `_triton_wpse`; `_pairwise._backend` selects
+them for CUDA tensors. On CPU tensors they run only under Triton's interpreter
+(`TRITON_INTERPRET=1` set before triton is first imported), which is how the tests run them
+(tests/similarity/triton).
+"""
+
+from __future__ import annotations
+
+from contextlib import nullcontext
+from dataclasses import dataclass
+
+import torch
+import triton
+import triton.language as tl
+from torch import Tensor
+
+from pmilab.similarity._pairwise_chunked import _centred
+
+HALF = (torch.bfloat16, torch.float16)
+
+# fp32 dot products in IEEE fp32: TF32 (Triton's default on NVIDIA GPUs) has a 10-bit mantissa,
+# an error of ~5e-4 on ⟨u, v⟩/σ², far above the 1e-5 contract of `_pairwise`.
+FP32_PRECISION = "ieee"
+
+
+def point_operands(px: Tensor, py: Tensor) -> tuple[Tensor, Tensor]:
+    """(B, M, d), (C, N, d) -> the dot-product operands p, q of the kernels, contiguous.
+
+    bf16/fp16 points (both sets in the same dtype) are used as given: the tensor cores multiply
+    them exactly and accumulate in fp32. Other inputs are computed in fp32, centred on their
+    common mean as in `_pairwise_chunked` (distances unchanged, smaller norms, less
+    cancellation); the centred points are not rounded back to half precision, which would change
+    them.
+    """
+    if px.dtype == py.dtype and px.dtype in HALF:
+        return px.contiguous(), py.contiguous()
+    p, q = _centred(px.float(), py.float())
+    return p.contiguous(), q.contiguous()
+
+
+@dataclass(frozen=True)
+class Tiles:
+    """Launch parameters. block_b × block_c: the score tile of every kernel, forward and
+    backward (the KME backward must recompute the forward's scores bit for bit, see
+    `_triton_kme`); block_d: d padded to a power of two ≥ 16 (tl.dot's minimum); programs: the
+    backward grid is split along the reduced dimension until it has about this many programs."""
+
+    block_b: int
+    block_c: int
+    block_d: int
+    num_warps: int
+    programs: int
+
+
+# The interpreter runs a program's numpy ops one after another: 16-wide tiles (tl.dot's minimum)
+# keep the tests fast and make small ragged shapes span several tiles.
+INTERPRETER_PROGRAMS = 4
+
+
+def tile_shape(dtype: torch.dtype, block_d: int) -> tuple[int, int, int]:
+    """(block_b, block_c, num_warps) on a GPU for points of this dtype and padded dimension.
+
+    Chosen so that the kernels do not spill registers when compiled for sm_90a (H100/H200),
+    checked offline with `benchmarks/triton_compile_check.py` (Triton 3.9, its ptxas 13.4); not
+    tuned for speed on hardware (`benchmarks/pairwise_gpu.py --tiles` compares others on a GPU).
+    bf16/fp16: 64 × 32 with 8 warps up to d = 128 (Hopper's wgmma needs 64 rows); above, 32 × 32
+    with 4 warps (mma.sync): 64 × 32 would use wgmma but spills 44–80 bytes in the backward.
+    fp32 (IEEE dot products on the FMA units, operands in registers): 32 × 32 with 8 warps up
+    to d = 64, 16 × 16 with 4 warps above (≤ 24 bytes spilled at d = 128).
+    """
+    if dtype in HALF:
+        return (64, 32, 8) if block_d <= 128 else (32, 32, 4)
+    return (32, 32, 8) if block_d <= 64 else (16, 16, 4)
+
+
+def tiles(device: torch.device, d: int, dtype: torch.dtype = torch.bfloat16) -> Tiles:
+    """Tile sizes for points of dimension d and this dtype on this device."""
+    bd = max(16, 1 << (d - 1).bit_length())
+    if device.type != "cuda":
+        return Tiles(16, 16, bd, 1, INTERPRETER_PROGRAMS)
+    bb, bc, warps = tile_shape(dtype, bd)
+    sms = torch.cuda.get_device_properties(device).multi_processor_count
+    return Tiles(bb, bc, bd, warps, 2 * sms)
+
+
+def splits(own: int, block_own: int, other: int, block_other: int, points: int, t: Tiles) -> int:
+    """How many ranges the backward grid (own blocks, points, splits) cuts the reduced (other)
+    dimension into: enough programs to fill the device, at most one per block. Each split
+    writes its own partial sums, added in torch afterwards (deterministic, no atomics)."""
+    own_blocks = -(-own // block_own)
+    other_blocks = -(-other // block_other)
+    return max(1, min(other_blocks, -(-t.programs // (own_blocks * points))))
+
+
+@triton.jit
+def dot_tile(p, q, PRECISION: tl.constexpr):
+    """(BB, BD), (BC, BD) -> ⟨p_i, q_j⟩ (BB, BC) fp32: the one tl.dot per point pair."""
+    return tl.dot(p, tl.trans(q), input_precision=PRECISION)
+
+
+@triton.jit
+def score_tile(dot, x, y, c):
+    """(BB, BC), (BB,), (BC,), () -> z = c·dot + x + y (BB, BC).
+
+    Every kernel computes its scores with `dot_tile` and this one expression, on the same tiles,
+    so a backward pass that recomputes them gets the forward's values bit for bit (checked in the
+    interpreter; on a GPU by the tiny-σ tests, whose gradients depend on it).
+    """
+    return dot * c + x[:, None] + y[None, :]
+
+
+def interpreted(kernel) -> bool:
+    """True when `kernel` was decorated under TRITON_INTERPRET=1 (it runs on CPU tensors)."""
+    return type(kernel).__name__ == "InterpretedFunction"
+
+
+def check_device(kernel, t: Tensor) -> None:
+    """Fail clearly instead of handing CPU pointers to a compiled kernel."""
+    if t.device.type != "cuda" and not interpreted(kernel):
+        raise RuntimeError(
+            "the Triton kernels need CUDA tensors; CPU tensors run them only under Triton's "
+            "interpreter (TRITON_INTERPRET=1 set before triton is first imported)"
+        )
+
+
+def device_context(t: Tensor):
+    """The tensor's CUDA device as the current one for the launch (multi-GPU safe)."""
+    return torch.cuda.device(t.device) if t.device.type == "cuda" else nullcontext()
+
+
+def dot_precision(t: Tensor) -> str:
+    """tl.dot's input_precision for operands like t: IEEE for fp32 (see FP32_PRECISION). Half
+    precision operands ignore it (exact products, fp32 accumulation); Triton's default is kept."""
+    return FP32_PRECISION if t.dtype == torch.float32 else "tf32"
