@@ -15,10 +15,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pmilab.experiments.catalog import make_dist
-from pmilab.experiments.heads import FULL
+from pmilab.experiments.claims.heads import PRESETS
+from pmilab.experiments.tasks.catalog import make_dist
 from pmilab.theory import optimum as opt
 from pmilab.training import fit
+
+FULL = PRESETS["full"]
 
 HERE = Path(__file__).parent
 CHECKPOINTS = (100, 1000, 2000, 4000, 6000, 8000, 12000, 19999)
