@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -12,10 +13,34 @@ import torch
 from torch import Tensor
 
 from pmilab import atomic
+from pmilab.errors import InputError
 from pmilab.training.config import FitConfig
 from pmilab.training.model import PairModel
 
 EVAL_CHUNK = 128  # rows of a logit matrix computed at once in evaluation (bounds memory)
+# What `Run.save` writes; a folder holding any of them holds an earlier run.
+RUN_FILES = ("config.json", "metrics.json", "model.pt", "logits.npy")
+
+
+def check_out_dir(out: str | Path, overwrite: bool = False) -> Path:
+    """`out` as a Path, checked before any training: it must be (or be creatable as) a writable
+    folder, and may hold an earlier run only with `overwrite` (CLI: --overwrite)."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise InputError(f"the output folder {out} is an existing file; give a folder path")
+    if out.is_dir():
+        earlier = [f for f in RUN_FILES if (out / f).exists()]
+        if earlier and not overwrite:
+            raise InputError(
+                f"the output folder {out} holds an earlier run ({', '.join(earlier)}); pass "
+                "--overwrite (overwrite=True) to replace it, or choose another folder"
+            )
+    base = next((p for p in (out, *out.parents) if p.exists()), Path("."))
+    if not base.is_dir():
+        raise InputError(f"cannot create the output folder {out}: {base} is a file")
+    if not os.access(base, os.W_OK | os.X_OK):
+        raise InputError(f"cannot write the output folder {out}: {base} is not writable")
+    return out
 
 
 @dataclass
@@ -28,7 +53,7 @@ class Run:
     metrics:    docs/theory.md names (`pmi_rmse_product`, ... and `<name>_se` on continuous joints).
     history:    training loss per step.
     stopped_at: the step at which training stopped on a non-finite loss (None if it finished).
-    message:    why it stopped early ("" if it finished).
+    message:    why it stopped early, or why its logits are degenerate ("" if neither).
     """
 
     config: FitConfig
@@ -87,6 +112,8 @@ class Run:
         if self.dist.discrete:
             table = self.logit_table().numpy()
             atomic.write_atomic(out / "logits.npy", lambda f: np.save(f, table))
+        else:  # an overwritten earlier run's table would not belong to this run
+            (out / "logits.npy").unlink(missing_ok=True)
         return out
 
 
