@@ -378,3 +378,29 @@ def test_out_is_checked_before_training(tmp_path, latent):
         progress=False,
     )
     assert (tmp_path / "run" / "model.pt").read_bytes() != before
+
+
+@pytest.mark.parametrize(
+    "similarity, extra, outcome",
+    [
+        ("linear", dict(normalize=False), "stops"),
+        ("wpse", {}, "stops"),
+        ("kme", {}, "stops"),
+        ("linear", {}, "constant"),
+    ],
+)
+def test_a_huge_learning_rate_is_named_for_every_head(similarity, extra, outcome):
+    """At lr=1e30 every head either stops on a non-finite loss with the step named (kept
+    parameters finite) or, for the cosine linear head whose logit scale collapses to 0, ends
+    flagged with constant logits: never a silent success."""
+    d = pl.dists.random_latent_class(6, 5, 2, seed=0)
+    kw = dict(similarity=similarity, dim=2, points=2, lr=1e30, steps=30, population=True)
+    with pytest.warns(RuntimeWarning) as record:
+        run = fit(d, progress=False, **kw, **extra)
+    messages = " ".join(str(w.message) for w in record)
+    assert (run.stopped_at is not None) == (outcome == "stops")
+    if outcome == "stops":
+        assert f"training stopped at step {run.stopped_at}: the loss is nan" in messages
+        assert all(torch.isfinite(p).all() for p in run.model.parameters())
+    else:
+        assert run.metrics["constant_logits"] and "logits are constant" in messages

@@ -110,7 +110,7 @@ def test_figures_land_in_the_output_directory(tmp_path):
 
 def test_piped_verify_prints_heartbeat_lines(tmp_path, capsys, monkeypatch):
     """stderr is not a terminal here (captured), so the bars are off and each sweep prints
-    heartbeat lines (every HEARTBEAT_S seconds: 15 by default, 0.05 here)."""
+    heartbeat lines (every HEARTBEAT_S seconds: 10 by default, 0.05 here)."""
     from pmilab.experiments.framework import sweep
 
     monkeypatch.setattr(sweep, "HEARTBEAT_S", 0.05)

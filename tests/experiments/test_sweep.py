@@ -154,8 +154,8 @@ HEARTBEAT = re.compile(r"^toy: (\d+)/(\d+) runs done, (\d+) s elapsed$")
 
 def test_heartbeat_without_bars_reports_even_inside_one_long_run(tmp_path, capsys):
     """Bars off: a line at the start and then every `heartbeat` seconds, also while a single
-    run is still in progress (the first run here sleeps 12 intervals)."""
-    sw = toy_sweep(3, sleep=0.6)
+    run is still in progress (the first run here sleeps 20 intervals)."""
+    sw = toy_sweep(3, sleep=1.0)
     t0 = time.perf_counter()
     run_sweep(sw, tmp_path / "hb", progress=False, heartbeat=0.05)
     elapsed = time.perf_counter() - t0
@@ -165,7 +165,7 @@ def test_heartbeat_without_bars_reports_even_inside_one_long_run(tmp_path, capsy
     done = [int(m[1]) for m in parsed]
     assert {int(m[2]) for m in parsed} == {3}
     assert done[0] == 0 and done == sorted(done) and set(done) <= {0, 1, 2, 3}
-    # while the first run sleeps 0.6 s (12 intervals), the count stays at 0 and lines keep coming
+    # while the first run sleeps 1 s (20 intervals), the count stays at 0 and lines keep coming
     assert done.count(0) >= 4, done
     # at most one line per interval (plus the start line): no flood
     assert len(lines) <= elapsed / 0.05 + 2
