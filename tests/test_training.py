@@ -404,3 +404,26 @@ def test_a_huge_learning_rate_is_named_for_every_head(similarity, extra, outcome
         assert all(torch.isfinite(p).all() for p in run.model.parameters())
     else:
         assert run.metrics["constant_logits"] and "logits are constant" in messages
+
+
+@pytest.mark.parametrize("similarity", ["tabular", "linear", "kme"])
+def test_run_logits_check_state_indices_for_every_head(similarity):
+    """Run.logits / logit_matrix of a discrete run: indices in range give the entries of the
+    logit table; -1, n, fractions and 2-D inputs are an InputError naming x or y (the table
+    encoders of linear/kme used to raise a raw IndexError or RuntimeError)."""
+    d = pl.dists.random_latent_class(6, 5, 2, seed=0)
+    run = fit(d, similarity=similarity, dim=2, points=2, steps=3, progress=False)
+    table = run.logit_table()
+    x, y = [0, 5, 2], [4, 0, 1]
+    torch.testing.assert_close(run.logits(x, y), table[x, y])
+    torch.testing.assert_close(run.logit_matrix(x, y), table[x][:, y])
+    for bad_x, bad_y, says in (
+        ([-1], [0], "x indices must lie in [0, 5]"),
+        ([0], [5], "y indices must lie in [0, 4]"),
+        ([0.5], [0], "x must be a 1-D sequence of integer state indices"),
+        ([[0]], [0], "x must be a 1-D sequence of integer state indices, got shape (1, 1)"),
+    ):
+        for fn in (run.logits, run.logit_matrix):
+            with pytest.raises(InputError) as e:
+                fn(bad_x, bad_y)
+            assert says in str(e.value)

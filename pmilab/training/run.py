@@ -68,17 +68,30 @@ class Run:
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
 
-    def _input(self, v) -> Tensor:
-        v = torch.as_tensor(v, device=self.device)
+    def _input(self, v, name: str) -> Tensor:
+        """x or y as a tensor on the model's device; state indices of a discrete joint are
+        checked here (1-D integers in range: no -1 wrap-around, no raw IndexError)."""
+        v = torch.as_tensor(v)
         if not self.dist.discrete:
-            v = v.to(next(self.model.parameters()).dtype)
-        return v
+            return v.to(self.device, next(self.model.parameters()).dtype)
+        size = self.dist.nx if name == "x" else self.dist.ny
+        if v.dim() != 1 or v.is_floating_point() or v.is_complex() or v.dtype == torch.bool:
+            raise InputError(
+                f"{name} must be a 1-D sequence of integer state indices, got shape "
+                f"{tuple(v.shape)} and dtype {str(v.dtype).removeprefix('torch.')}"
+            )
+        if v.numel() and (int(v.min()) < 0 or int(v.max()) >= size):
+            raise InputError(
+                f"{name} indices must lie in [0, {size - 1}] (the joint has {size} states), "
+                f"got range [{int(v.min())}, {int(v.max())}]"
+            )
+        return v.to(self.device)
 
     @torch.no_grad()
     def logits(self, x, y) -> Tensor:
         """(n,) float64 logits ℓ(x_i, y_i) of paired inputs, on CPU."""
         self.model.eval()
-        x, y = self._input(x), self._input(y)
+        x, y = self._input(x, "x"), self._input(y, "y")
         out = [
             self.model.paired_logits(x[i : i + EVAL_CHUNK], y[i : i + EVAL_CHUNK])
             for i in range(0, len(x), EVAL_CHUNK)
@@ -89,7 +102,7 @@ class Run:
     def logit_matrix(self, x, y) -> Tensor:
         """(n, m) float64 logits ℓ(x_i, y_j), computed in row chunks, on CPU."""
         self.model.eval()
-        x, y = self._input(x), self._input(y)
+        x, y = self._input(x, "x"), self._input(y, "y")
         rows = [
             self.model.logit_matrix(x[i : i + EVAL_CHUNK], y) for i in range(0, len(x), EVAL_CHUNK)
         ]
