@@ -17,6 +17,7 @@ import argparse
 import math
 import sys
 import warnings
+from pathlib import Path
 
 from pmilab.errors import InputError
 
@@ -137,7 +138,7 @@ def run(args: argparse.Namespace) -> int:
     written = ["metrics.json", "config.json", "model.pt"] + (
         ["logits.npy"] if dist.discrete else []
     )
-    print(f"wrote {', '.join(f'{args.out}/{f}' for f in written)}")
+    print(f"wrote {', '.join(str(Path(args.out) / f) for f in written)}")
     if result.message:
         print(f"pmilab fit: {result.message}", file=sys.stderr)
         return 1

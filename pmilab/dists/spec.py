@@ -35,7 +35,12 @@ _INT, _FLOAT = int, float
 
 
 def _gaussian(dx, dy, rho):
-    vals = [float(v) for v in str(rho).split("/")]
+    try:
+        vals = [float(v) for v in str(rho).split("/")]
+    except ValueError:
+        raise InputError(
+            f"rho={rho!r} must be a number, or numbers joined by '/' (rho=0.9/0.5)"
+        ) from None
     if len(vals) == 1:
         vals = vals * min(dx, dy)
     return Gaussian(dx, dy, rho=vals)

@@ -177,8 +177,8 @@ def fit(
     config:    a FitConfig; keyword overrides (similarity=..., dim=..., points=..., steps=...,
                lr=..., seed=..., objective=..., population=..., logit_cap=...) replace fields.
     out:       if given, write config.json, metrics.json, model.pt (and logits.npy for discrete).
-               Checked before training: a file, or a folder that holds an earlier run, is an
-               InputError unless `overwrite=True`.
+               Checked and created before training: a file, an uncreatable folder, or a
+               folder that holds an earlier run (unless `overwrite=True`) is an InputError.
     progress:  show a tqdm bar.
 
     Same seed on CPU -> identical parameters and metrics. A non-finite loss, gradient or
@@ -188,9 +188,9 @@ def fit(
     while the PMI is not (a degenerate run) also warn, with `constant_logits` in the metrics.
     """
     dist, cfg = _resolve(dist, config, overrides)
-    if out is not None:
-        out = check_out_dir(out, overwrite)
     device = resolve_device(cfg.device)
+    if out is not None:
+        out = check_out_dir(out, overwrite, create=True)
     threads = torch.get_num_threads()
     if cfg.threads is not None and device.type == "cpu":
         torch.set_num_threads(cfg.threads)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,24 +21,29 @@ EVAL_CHUNK = 128  # rows of a logit matrix computed at once in evaluation (bound
 RUN_FILES = ("config.json", "metrics.json", "model.pt", "logits.npy")
 
 
-def check_out_dir(out: str | Path, overwrite: bool = False) -> Path:
-    """`out` as a Path, checked before any training: it must be (or be creatable as) a writable
-    folder, and may hold an earlier run only with `overwrite` (CLI: --overwrite)."""
+def check_out_dir(out: str | Path, overwrite: bool = False, create: bool = False) -> Path:
+    """`out` as a Path, checked before any training: a folder path that is not a file, not
+    below a file, and holds no earlier run unless `overwrite` (CLI: --overwrite). With
+    `create`, the folder is made now, so an unwritable place fails before training too."""
+    if not str(out).strip():
+        raise InputError("the output folder must be a path, got an empty string")
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise InputError(f"the output folder {out} is an existing file; give a folder path")
-    if out.is_dir():
-        earlier = [f for f in RUN_FILES if (out / f).exists()]
-        if earlier and not overwrite:
-            raise InputError(
-                f"the output folder {out} holds an earlier run ({', '.join(earlier)}); pass "
-                "--overwrite (overwrite=True) to replace it, or choose another folder"
-            )
-    base = next((p for p in (out, *out.parents) if p.exists()), Path("."))
+    base = next((p for p in out.parents if p.exists()), Path("."))
     if not base.is_dir():
         raise InputError(f"cannot create the output folder {out}: {base} is a file")
-    if not os.access(base, os.W_OK | os.X_OK):
-        raise InputError(f"cannot write the output folder {out}: {base} is not writable")
+    earlier = [f for f in RUN_FILES if (out / f).exists()]
+    if earlier and not overwrite:
+        raise InputError(
+            f"the output folder {out} holds an earlier run ({', '.join(earlier)}); pass "
+            "--overwrite (overwrite=True) to replace it, or choose another folder"
+        )
+    if create:
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise InputError(f"cannot create the output folder {out}: {e.strerror}") from None
     return out
 
 

@@ -103,6 +103,7 @@ CASES = [
     # --- --out ------------------------------------------------------------------------------
     fit_case("out-is-a-file", "{d}/t.npy", 2, "is an existing file", out="{d}/file"),
     fit_case("out-below-a-file", "{d}/t.npy", 2, "is a file", out="{d}/file/run"),
+    fit_case("out-empty", "{d}/t.npy", 2, "must be a path, got an empty string", out=""),
     fit_case("out-holds-an-earlier-run", "{d}/t.npy", 2, "holds an earlier run", "--overwrite", out="{d}/run"),
     # --- table options and spec keys ---------------------------------------------------------
     fit_case("option-typo-normalise", "{d}/t.npy?normalise", 2, "unknown table option 'normalise'", "?normalize, ?drop_empty"),
@@ -116,6 +117,7 @@ CASES = [
     fit_case("spec-malformed", "latent:nx", 2, "malformed parameter 'nx'"),
     fit_case("spec-unknown-distribution", "banana:x=1", 2, "unknown distribution 'banana'"),
     fit_case("spec-rho-out-of-range", "gaussian:dx=2,dy=2,rho=1", 2, "|rho| < 1"),
+    fit_case("spec-rho-not-a-number", "gaussian:dx=2,dy=2,rho=0.5/a", 2, "rho='0.5/a' must be a number"),
     # --- table contents ----------------------------------------------------------------------
     fit_case("table-not-normalised", "{d}/unnorm.npy", 2, "sums to 3", "--normalize", "?normalize"),
     fit_case("table-all-zero-row", "{d}/zero_row.npy", 2, "all-zero rows [2]", "--drop-empty", "?drop_empty"),
@@ -146,6 +148,8 @@ CASES = [
         ("learned logits are constant", "pmi_corr is undefined", "lr=1e+30"),
     ),
 ]  # fmt: skip
+if Path("/proc/self").is_dir():  # Linux: a folder nobody can create, root included
+    CASES.append(fit_case("out-uncreatable", "{d}/t.npy", 2, "cannot create the output folder", out="/proc/pmilab/run"))  # fmt: skip
 
 
 def _snapshot(d: Path) -> dict[str, str]:
