@@ -6,6 +6,11 @@ failing example saved in `.hypothesis/` by an earlier run (or by another hypothe
 never replayed, so a run's result depends only on the code. To explore with fresh random
 examples on purpose, run `HYPOTHESIS_PROFILE=explore make test`; that profile is never the
 default.
+
+Hypothesis also mixes in constants it reads from the project's modules loaded so far, so a test
+file run alone may draw other examples than the same file inside `make test` (both are fixed
+for the code they run). A failure prints `@reproduce_failure(...)` (print_blob), which replays
+it exactly in any selection.
 """
 
 import os

@@ -34,7 +34,8 @@ def test_the_loaded_profile_is_deterministic():
 
 
 def _pytest(env_changes: dict, record: Path) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k not in ("CI", "HYPOTHESIS_PROFILE")}
+    drop = ("CI", "HYPOTHESIS_PROFILE", RECORD, KNOWN)
+    env = {k: v for k, v in os.environ.items() if k not in drop}
     env.update(env_changes, **{RECORD: str(record)})
     test = f"{Path(__file__).relative_to(ROOT)}::test_draw_recorder"
     return subprocess.run(
