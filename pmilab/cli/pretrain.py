@@ -1,83 +1,145 @@
-"""`pmilab pretrain`: image-text contrastive pretraining (docs/theory.md T7); works under torchrun."""
+"""`pmilab pretrain`: image-text contrastive pretraining (docs/theory.md T7); works under torchrun
+and SLURM (srun). Flags follow open_clip's names where the feature is the same."""
 
 from __future__ import annotations
 
 import argparse
+import sys
 from dataclasses import fields
 
-from pmilab.pretrain.train import PretrainConfig
+from pmilab.pretrain.config import PRESETS, PretrainConfig
 
 HELP = {
     "data": "shapes (known-PMI, generated once into $PMILAB_CACHE or ~/.cache/pmilab), digits "
-    "(sklearn, offline), a CSV with filepath,caption columns, or webdataset tar shards "
-    "(a .tar, data-{000..009}.tar, a glob or a directory)",
-    "out": "run directory: ckpt.pt, tokenizer.json, config.json, log.csv, summary.json",
-    "similarity": "similarity head: linear (CLIP), wpse or kme",
-    "tower": "image tower: cnn or vit",
+    "(sklearn, offline), a CSV/TSV table of image paths and captions, or webdataset tar shards "
+    "(a .tar, data-{000..009}.tar, a glob or a directory; streamed)",
+    "csv_separator": "column separator of a CSV/TSV --data ('\\t' for tab; a .tsv file defaults to tab)",
+    "csv_img_key": "column of the image paths (relative to the table's folder)",
+    "csv_caption_key": "column of the captions (open_clip's default TSV uses 'title')",
+    "dataset_resampled": "draw shards with replacement forever (webdataset ResampledShards) "
+    "instead of epoch by epoch",
+    "shapes_train": "training images of the shapes dataset",
+    "shapes_test": "held-out images of the shapes dataset",
+    "workers": "DataLoader worker processes (shards are split over ranks, then workers)",
+    "model": f"a named preset ({', '.join(PRESETS)}: ViT-B/16 at 224 px, 12-layer text "
+    "transformer of width 512, d=512, BPE); flags given explicitly override it",
+    "similarity": "similarity head: linear (CLIP), wpse or kme (M points and weights per input)",
+    "tower": "image tower: cnn, vit (small, built in), hf-vit (transformers ViT) or clip "
+    "(transformers CLIP vision)",
+    "text_tower": "text tower: transformer (small, built in) or clip (transformers CLIP text)",
+    "width": "image tower width",
+    "text_width": "text tower width (0: same as --width)",
+    "image_layers": "image tower layers (vit, hf-vit, clip)",
+    "image_heads": "image tower attention heads (vit, hf-vit, clip)",
+    "text_layers": "text tower layers",
+    "text_heads": "text tower attention heads",
+    "patch_size": "ViT patch size in pixels",
     "dim": "embedding / point dimension d",
     "points": "points per input M (wpse, kme)",
-    "width": "tower width",
     "context": "text context length in tokens",
     "image_size": "images are resized (nearest) to this square size",
     "sigma": "initial kernel bandwidth (wpse, kme)",
-    "steps": "optimizer steps",
-    "batch_size": "pairs per rank per micro-batch (the global batch is this x ranks)",
-    "accum": "micro-batches per optimizer step (gradient accumulation)",
+    "pretrained_image": "a local transformers folder (save_pretrained: ViT, CLIP vision or CLIP) "
+    "to load the image tower from; nothing is downloaded",
+    "pretrained_text": "a local transformers folder (CLIP text or CLIP) to load the text tower "
+    "from; pass its tokenizer.json with --tokenizer",
+    "grad_checkpointing": "recompute the transformers towers' activations in the backward pass "
+    "(less memory, one more tower forward per step)",
+    "tokenizer": "word (word-level), bpe (byte-level BPE), each trained on the captions, or a "
+    "path to a tokenizer.json",
+    "vocab_size": "vocabulary size of a tokenizer trained on the captions",
+    "steps": "optimizer steps (on --resume: may only grow, which extends the cosine schedule)",
+    "batch_size": "pairs per rank per micro-batch (the global batch is this x ranks x --accum-freq)",
+    "accum_freq": "micro-batches per optimizer step; exact: the loss and gradients are those of "
+    "one batch of accum-freq x batch-size pairs (features are cached, as in open_clip)",
     "lr": "peak learning rate (AdamW, linear warmup then cosine to 0)",
     "weight_decay": "AdamW weight decay on weight matrices",
-    "warmup": "warmup steps",
+    "warmup": "warmup steps (one not shorter than --steps is clamped to a tenth of the run, "
+    "with a warning)",
     "seed": "seed of the initialisation and of the data order",
+    "out": "run directory: ckpt.pt, tokenizer.json, config.json, log.csv, summary.json",
     "ckpt_every": "write a checkpoint every N steps (and at the end)",
-    "log_every": "append a row to log.csv every N steps",
+    "keep_checkpoints": "keep the last K checkpoints (OUT/checkpoints/ckpt-STEP.pt when K > 1; "
+    "OUT/ckpt.pt is always the latest)",
+    "log_every": "append a row to log.csv (and TensorBoard) every N steps",
+    "report_to": "also log to 'tensorboard' (event files in OUT/tensorboard)",
     "device": "auto (CUDA if present), cpu, cuda or cuda:N",
-    "precision": "auto (bf16 autocast on CUDA, fp32 on CPU), fp32, bf16 or fp64",
-    "workers": "DataLoader worker processes",
+    "precision": "auto (bf16 autocast for the towers on CUDA, fp32 on CPU), fp32, bf16 or fp64; "
+    "the similarity head and loss never run in bf16",
     "threads": "torch CPU threads (0: torch's default; 1 is fastest on a busy machine)",
-    "shapes_train": "training images of the shapes dataset",
-    "shapes_test": "held-out images of the shapes dataset",
 }
 CHOICES = {
     "similarity": ["linear", "wpse", "kme"],
-    "tower": ["cnn", "vit"],
+    "tower": ["cnn", "vit", "hf-vit", "clip"],
+    "text_tower": ["transformer", "clip"],
     "precision": ["auto", "fp32", "bf16", "fp64"],
+    "model": list(PRESETS),
 }
+# Second names: the flag's earlier name (--accum), and open_clip's where it differs from ours.
+FLAGS = {
+    "accum_freq": ["--accum-freq", "--accum"],
+    "data": ["--data", "--train-data"],
+    "weight_decay": ["--weight-decay", "--wd"],
+    "log_every": ["--log-every", "--log-every-n-steps"],
+}
+SWITCHES = ("dataset_resampled", "grad_checkpointing")
 
 
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser(
         "pretrain",
         help="train image and text towers with a linear, WPSE or KME similarity",
-        description="Image-text contrastive pretraining. Under `torchrun --nproc_per_node K -m "
-        "pmilab pretrain ...` it runs data-parallel (DDP; gloo on CPU, nccl on CUDA).",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        description="Image-text contrastive pretraining. Data-parallel under `torchrun "
+        "--nproc_per_node K -m pmilab pretrain ...` or `srun` (SLURM_PROCID / SLURM_NTASKS); "
+        "gloo on CPU, nccl on CUDA. Exit codes: 0 done, 1 stopped (non-finite loss; the last "
+        "checkpoint is kept), 2 bad input (one line on stderr).",
     )
     defaults = PretrainConfig()
     for f in fields(PretrainConfig):
         if f.name in ("resume", "progress"):
             continue
-        flag = "--" + f.name.replace("_", "-")
+        default = getattr(defaults, f.name)
+        shown = "none" if default == "" else repr(default)
+        help_text = f"{HELP[f.name]} (default: {shown})"
+        names = FLAGS.get(f.name, ["--" + f.name.replace("_", "-")])
+        if f.name in SWITCHES:
+            p.add_argument(*names, dest=f.name, action="store_const", const=True, help=HELP[f.name])
+            continue
         p.add_argument(
-            flag,
-            type=type(getattr(defaults, f.name)),
+            *names,
+            type=type(default),
             dest=f.name,
-            default=getattr(defaults, f.name),
+            default=None,
             choices=CHOICES.get(f.name),
-            help=HELP.get(f.name, ""),
+            metavar=None if f.name in CHOICES else f.name.upper(),
+            help=help_text,
         )
     p.add_argument(
         "--resume",
         action="store_true",
-        help="continue from OUT/ckpt.pt (starts fresh if there is none yet)",
+        help="continue from OUT/ckpt.pt (starts fresh if there is none yet); refuses changed "
+        "data, seed, batch, head, tower or schedule settings",
     )
-    p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+    p.add_argument(
+        "--no-progress", dest="progress", action="store_false", help="hide the progress bar"
+    )
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from pmilab.pretrain.train import train
+    from pmilab.pretrain.train import TrainingFailed, train
 
-    cfg = PretrainConfig(**{f.name: getattr(args, f.name) for f in fields(PretrainConfig)})
-    summary = train(cfg)
+    given = {
+        f.name: getattr(args, f.name)
+        for f in fields(PretrainConfig)
+        if getattr(args, f.name) is not None
+    }
+    cfg = PretrainConfig.from_flags(given)
+    try:
+        summary = train(cfg)
+    except TrainingFailed as e:
+        print(f"pmilab pretrain: stopped: {e}", file=sys.stderr)
+        return 1
     if summary.get("world_size", 1) == 1 or _is_main():
         print(
             f"pmilab pretrain: {cfg.similarity}: {summary['steps']} steps, final loss "
@@ -87,6 +149,6 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _is_main() -> bool:
-    import os
+    from pmilab.runtime.distributed import detect
 
-    return os.environ.get("RANK", "0") == "0"
+    return detect().main

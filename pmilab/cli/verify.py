@@ -20,7 +20,8 @@ def add_parser(subparsers) -> None:
             "docs/theory.md (T1-T6). Writes DIR/report.md (one row per claim: measured value, "
             "threshold, PASS/FAIL, figure), DIR/results.csv (one row per run), DIR/claims.csv "
             "and DIR/figures/. Finished runs are never redone: rerunning after a kill completes "
-            "only the missing runs. Exits 1 when a claim fails (unless --allow-fail)."
+            "only the missing runs. Exits 1 when a claim or an implementation check FAILs, or when a "
+            "negative control PASSes (a check that cannot fail), unless --allow-fail."
         ),
     )
     add_preset_options(p)
@@ -92,7 +93,7 @@ def log(msg: str) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from pmilab.experiments import verify
-    from pmilab.experiments.framework.report import summary_table
+    from pmilab.experiments.framework.report import counts, summary_table
     from pmilab.experiments.framework.sweep import parse_shard
     from pmilab.figures.redraw import redraw
 
@@ -131,8 +132,12 @@ def run(args: argparse.Namespace) -> int:
     redraw(out, claims, log=log)
     results = [r for cr in runs for r in cr.results]
     print(summary_table(results))
-    n_fail = sum(not r.passed for r in results)
-    print(f"\n{len(results) - n_fail}/{len(results)} claims PASS; report: {path}")
-    if n_fail and not args.allow_fail:
+    print(f"\n{counts(results)}; report: {path}")
+    bad = [
+        r.claim + (" (control passed)" if r.kind == "control" else "") for r in results if not r.ok
+    ]
+    if bad:
+        print(f"not as it must be: {', '.join(bad)}")
+    if bad and not args.allow_fail:
         return 1
     return 0

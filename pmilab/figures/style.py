@@ -19,7 +19,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from pmilab.experiments.framework.claim import ClaimResult  # noqa: E402
 
-PASS_COLOR, FAIL_COLOR = "#1a7f37", "#cf222e"
+PASS_COLOR, FAIL_COLOR, NOTE_COLOR = "#1a7f37", "#cf222e", "#57606a"
 HEAD_COLORS = {"tabular": "#444444", "linear": "#0969da", "wpse": "#bf8700", "kme": "#8250df"}
 HEAD_MARKERS = {"tabular": "s", "linear": "o", "wpse": "^", "kme": "D"}
 
@@ -42,11 +42,19 @@ def banner(fig, results: list[ClaimResult], title: str) -> None:
     lines = [(title, "black", "bold")]
     width = int(fig.get_figwidth() * 15)  # characters that fit at 8.5 pt
     for r in results:
-        verdict = "PASS" if r.passed else "FAIL"
         m = f"{r.measured:.3g}" if isinstance(r.measured, float) else str(r.measured)
-        text = f"{r.claim} {verdict}: measured {m} (threshold {r.threshold})"
+        if r.kind == "finding":
+            text, color = f"{r.claim} finding (not judged): {m}", NOTE_COLOR
+        elif r.kind == "control":
+            verdict = "FAILS as it must" if not r.passed else "PASSES: the check cannot fail"
+            text = f"{r.claim} control {verdict}: measured {m} (threshold {r.threshold})"
+            color = NOTE_COLOR if not r.passed else FAIL_COLOR
+        else:
+            kind = " (implementation check)" if r.kind == "implementation" else ""
+            text = f"{r.claim}{kind} {r.verdict}: measured {m} (threshold {r.threshold})"
+            color = PASS_COLOR if r.passed else FAIL_COLOR
         for part in textwrap.wrap(text, width):
-            lines.append((part, PASS_COLOR if r.passed else FAIL_COLOR, "normal"))
+            lines.append((part, color, "normal"))
     top = 0.995
     for text, color, weight in lines:
         fig.text(

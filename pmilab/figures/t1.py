@@ -38,6 +38,7 @@ def _convergence(tables, results, fig_dir: Path) -> list[Path]:
     d["rel"] = d.pmi_rmse_product / d.product_std
     d["off"] = d.row_offset_sd / d.product_std
     d["name"] = d.similarity + " / " + d.objective.str.replace("_", "-")
+    d.loc[d.similarity == "linear", "name"] = "control: linear d=2"
     s = group_mean_se(d[d.objective == "symmetric"], ["name", "similarity"], "rel")
     _bars(
         a,
@@ -52,6 +53,8 @@ def _convergence(tables, results, fig_dir: Path) -> list[Path]:
     c["rel"] = c.pmi_rmse_product / c.product_std
     c["rel_se"] = c.pmi_rmse_product_se / c.product_std
     c["name"] = c.dist.str.split(":").str[0] + " / " + c.similarity + " M=" + c.points.astype(str)
+    shuffled = c.dist.str.endswith("|shuffled")
+    c.loc[shuffled, "name"] = "control: " + c.name[shuffled] + " shuffled pairs"
     s = group_mean_se(c, ["name", "similarity"], "rel")
     se = c.groupby("name").rel_se.mean().reindex(s["name"]).to_numpy()
     _bars(
@@ -97,6 +100,7 @@ def _saturation(tables, results, fig_dir: Path) -> list[Path]:
         label="trained tabular head: log N - loss_N (4 SE bars)",
     )
     ax.plot(s.N, s.pmi, "x", color="black", label="exact PMI critic")
+    ax.plot(s.N, s.shuf, "v", color="#cf222e", label="control: the head on broken pairs")
     ax.plot(s.N, s.log_n, "k--", label="log N (hard cap)")
     ax.axhline(s.mi.iloc[0], color="grey", ls=":", label=f"I(X;Y) = {s.mi.iloc[0]:.3f} nats")
     ax.fill_between(

@@ -21,8 +21,11 @@ LABELS = {
 }
 
 
-def _capacity(df: pd.DataFrame, results: list[ClaimResult], fig_dir: Path) -> list[Path]:
+def _capacity(
+    df: pd.DataFrame, ctl: pd.DataFrame, results: list[ClaimResult], fig_dir: Path
+) -> list[Path]:
     df = df.assign(rel=rel_error(df), cap=np.where(df.similarity == "linear", df["dim"], df.points))
+    ctl = ctl.assign(rel=rel_error(ctl), cap=ctl.points)
     ks = sorted(df.k.unique())
     fig, axes = plt.subplots(1, len(ks) + 1, figsize=(3.4 * (len(ks) + 1), 5.2))
     handles: dict[str, object] = {}
@@ -30,6 +33,9 @@ def _capacity(df: pd.DataFrame, results: list[ClaimResult], fig_dir: Path) -> li
         if i:
             ax.sharey(axes[0])
         _capacity_panel(ax, df[df.k == k], k)
+        c = group_mean_se(ctl[ctl.k == k], ["cap"], "rel")
+        if len(c):
+            ax.plot(c.cap, c["mean"], ":x", color="#cf222e", label="control: linear d=2 at each M")
         for h, lab in zip(*ax.get_legend_handles_labels(), strict=True):
             handles.setdefault(lab, h)
     axes[0].set_ylabel("PMI error rmse / sd(PMI)  [dimensionless]")
@@ -108,7 +114,8 @@ def _gaussian(df: pd.DataFrame, results: list[ClaimResult], fig_dir: Path) -> li
         labels.append(name)
         means.append(r.mean())
         errs.append(se)
-    ax.bar(labels, means, yerr=errs, capsize=5, color=["#0969da", "#1a7f37"])
+    labels[0] += "\n(T2d's control)"
+    ax.bar(labels, means, yerr=errs, capsize=5, color=["#cf222e", "#1a7f37"])
     floor = df.bilinear_floor.iloc[0] / df.product_std.iloc[0]
     ax.axhline(floor, color="black", ls="--", label=f"closed-form bilinear floor {floor:.2f}")
     ax.axhline(REACH_TOL_MC, color="red", ls=":", label=f"reach tolerance {REACH_TOL_MC}")
@@ -124,6 +131,6 @@ def _gaussian(df: pd.DataFrame, results: list[ClaimResult], fig_dir: Path) -> li
 
 
 def draw(tables: dict[str, pd.DataFrame], results: list[ClaimResult], fig_dir: Path) -> list[Path]:
-    return _capacity(tables["heads"], results, fig_dir) + _gaussian(
+    return _capacity(tables["heads"], tables["t2-control"], results, fig_dir) + _gaussian(
         tables["t2-gauss"], results, fig_dir
     )

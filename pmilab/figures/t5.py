@@ -15,6 +15,8 @@ from pmilab.stats import group_mean_se
 
 
 def _cap(df: pd.DataFrame, results, fig_dir: Path) -> list[Path]:
+    free = df[df.logit_cap == 0]  # the same head with no cap: T5b's reference
+    df = df[df.logit_cap > 0]
     fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4.6))
     s = group_mean_se(df, ["logit_cap"], "pmi_delta")
     a.errorbar(s.logit_cap, s["mean"], yerr=s["se"], marker="o", capsize=3, label="learned Delta")
@@ -37,6 +39,7 @@ def _cap(df: pd.DataFrame, results, fig_dir: Path) -> list[Path]:
         color="#0969da",
         label="cosine head (learnable scale, capped)",
     )
+    b.axhline(rel_error(free).mean(), color="#1a7f37", ls="--", label="the same head with no cap")
     b.axvline(r, color="grey", ls=":", label="t = R")
     b.set_xscale("log", base=2)
     b.set_yscale("log")
@@ -54,8 +57,9 @@ def _cap(df: pd.DataFrame, results, fig_dir: Path) -> list[Path]:
 def _batch(df: pd.DataFrame, results, fig_dir: Path) -> list[Path]:
     fig, (a, ax) = plt.subplots(1, 2, figsize=(11, 4.6))
     z = df.assign(z=df.lossn_diff / df.lossn_diff_se)
-    for n, sub in z.groupby("batch_size"):
-        a.plot(np.full(len(sub), n), sub.z, "o", color="#0969da")
+    for i, (n, sub) in enumerate(z.groupby("batch_size")):
+        a.plot(np.full(len(sub), n), sub.z, "o", color="#0969da",
+               label="trained head vs PMI" if i == 0 else None)  # fmt: skip
     a.axhspan(
         -Z_TOL,
         a.get_ylim()[1] if len(z) else Z_TOL,
@@ -63,7 +67,14 @@ def _batch(df: pd.DataFrame, results, fig_dir: Path) -> list[Path]:
         alpha=0.1,
         label=f"z >= -{Z_TOL:g}: the head does not beat PMI",
     )
+    zp = df.assign(z=df.lossn_pert_diff / df.lossn_pert_diff_se)
+    for i, (n, sub) in enumerate(zp.groupby("batch_size")):
+        a.plot(np.full(len(sub), n), sub.z, "s", color="#bf8700",
+               label="PMI + noise vs PMI (must be > +4)" if i == 0 else None)  # fmt: skip
+        a.plot(np.full(len(sub), n), -sub.z, "v", color="#cf222e",
+               label="control: PMI vs PMI + noise" if i == 0 else None)  # fmt: skip
     a.axhline(0, color="black", lw=0.8)
+    a.set_yscale("symlog", linthresh=5)
     a.set_xscale("log", base=2)
     a.set_xlabel("batch size N (training and evaluation)")
     a.set_ylabel("paired z of loss_N(head) - loss_N(PMI)  [SE units]")

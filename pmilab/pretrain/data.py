@@ -1,9 +1,11 @@
 """Image-text samples in memory-light form, a map-style dataset over them, and the batch order.
 
-Every reader (shapes, CSV, webdataset shards, digits) produces an `ImageText`: one image source
-and one caption per sample (plus optional class labels and, for shapes, the latents z, y whose
-PMI is exact). Images are decoded lazily; a file that fails to decode is skipped in its batch,
-warned about and counted, never retried forever.
+Every map-style reader (shapes, CSV/TSV, digits; shards for evaluation) produces an
+`ImageText`: one image source and one caption per sample (plus optional class labels and, for
+shapes, the latents z, y whose PMI is exact). Images are decoded lazily; a file that fails to
+decode is skipped in its batch and recorded in a `SkipLog` by its identity (its path), so it is
+warned about and counted once however often it is drawn. Training shards are streamed instead
+(stream.py).
 
 The batch order is a pure function of (seed, step): `batch_indices`. A resumed run therefore
 sees exactly the batches an uninterrupted run would have seen.
@@ -23,8 +25,15 @@ from torch import Tensor
 
 from pmilab.errors import InputError
 
-# A source is a file path, a (tar path, byte offset, byte size) member, or an in-memory array.
-Source = str | tuple[str, int, int] | np.ndarray
+# A source is a file path, the bytes of an encoded image (shards read for evaluation), or an array.
+Source = str | bytes | np.ndarray
+DECODE_ERRORS = (
+    OSError,
+    UnidentifiedImageError,
+    ValueError,
+    SyntaxError,
+    Image.DecompressionBombError,
+)
 
 
 @dataclass
@@ -40,6 +49,7 @@ class ImageText:
     latents: dict[str, np.ndarray] = field(default_factory=dict)  # shapes: "z", "y"
     skipped: Counter = field(default_factory=Counter)
     joint: object | None = None  # shapes: the ShapesJoint whose PMI is exact
+    ids: list[str] | None = None  # names of in-memory samples (shards: "shard:key")
 
     def __len__(self) -> int:
         return len(self.captions)
@@ -56,6 +66,7 @@ class ImageText:
             {k: v[idx] for k, v in self.latents.items()},
             Counter(self.skipped),
             self.joint,
+            None if self.ids is None else [self.ids[i] for i in idx],
         )
 
 
@@ -73,12 +84,80 @@ def nonempty_captions(captions: list, where: str) -> tuple[list[int], Counter]:
 def read_image(src: Source) -> Image.Image:
     if isinstance(src, np.ndarray):
         return Image.fromarray(src)
-    if isinstance(src, tuple):
-        path, offset, size = src
-        with open(path, "rb") as f:
-            f.seek(offset)
-            return Image.open(io.BytesIO(f.read(size)))
+    if isinstance(src, bytes):
+        return Image.open(io.BytesIO(src))
     return Image.open(src)
+
+
+def decode(src: Source, size: int) -> Tensor | None:
+    """The (3, size, size) image of `src`, or None when it is missing or cannot be decoded."""
+    try:
+        img = read_image(src)
+        img.load()
+        return to_tensor(img, size)
+    except DECODE_ERRORS:
+        return None
+
+
+def identity(data: ImageText, i: int) -> str:
+    """How a sample is named in warnings and counted: its file path, else its index."""
+    src = data.sources[i]
+    if isinstance(src, str):
+        return src
+    return data.ids[i] if data.ids is not None else f"{data.name}[{i}]"
+
+
+def first_decodable(data: ImageText, size: int) -> int:
+    """Index of the first sample whose image decodes; one-line InputError if none does.
+
+    Stops at the first good image, so a healthy dataset costs one decode; a dataset whose every
+    image is missing or corrupt fails here, before training, instead of training on nothing.
+    """
+    for i in range(len(data)):
+        if decode(data.sources[i], size) is not None:
+            return i
+    first = identity(data, 0) if len(data) else "-"
+    raise InputError(
+        f"no decodable image in {data.name}: all {len(data)} image(s) are missing or corrupt "
+        f"(the first is {first})"
+    )
+
+
+class SkipLog:
+    """Skipped samples by reason and identity: each is warned about and counted once.
+
+    `add(reason, ident)` warns the first time it sees (reason, ident); `counts()` is the number
+    of distinct identities per reason. The state (lists of identities) goes into checkpoints;
+    under DDP `merged()` unions every rank's identities.
+    """
+
+    def __init__(self, state: dict | None = None) -> None:
+        self.seen: dict[str, set] = {k: set(v) for k, v in (state or {}).items()}
+
+    def add(self, reason: str, ident: str) -> None:
+        bucket = self.seen.setdefault(reason, set())
+        if ident not in bucket:
+            bucket.add(ident)
+            warnings.warn(f"skipped ({reason.replace('_', ' ')}): {ident}", stacklevel=2)
+
+    def counts(self) -> dict[str, int]:
+        return {k: len(v) for k, v in sorted(self.seen.items()) if v}
+
+    def state(self) -> dict[str, list]:
+        return {k: sorted(v) for k, v in self.seen.items()}
+
+    def merged(self) -> SkipLog:
+        import torch.distributed as dist
+
+        if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+            return self
+        parts = [None] * dist.get_world_size()
+        dist.all_gather_object(parts, self.state())
+        out = SkipLog()
+        for part in parts:
+            for k, v in part.items():
+                out.seen.setdefault(k, set()).update(v)
+        return out
 
 
 def to_tensor(img: Image.Image, size: int) -> Tensor:
@@ -100,12 +179,7 @@ class ImageTextDataset(torch.utils.data.Dataset):
         return len(self.data)
 
     def __getitem__(self, i: int):
-        try:
-            img = read_image(self.data.sources[i])
-            img.load()
-            return to_tensor(img, self.image_size), i
-        except (OSError, UnidentifiedImageError, ValueError, SyntaxError):
-            return None, i
+        return decode(self.data.sources[i], self.image_size), i
 
 
 def collate(items: list) -> tuple[Tensor, list[int], list[int]]:

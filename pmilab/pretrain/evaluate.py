@@ -3,17 +3,28 @@
 - Zero-shot: each class's prompts form one text "mixture" (T3): for WPSE and KME the prompt
   point sets are concatenated into a single point set (a WPSE score is then the mean of the
   prompt scores, E_q ℓ; a KME score the log of the mean embedding's inner product,
-  log E_q exp ℓ); for linear the class score is the mean prompt logit.
-- Retrieval: recall@1/5 image->text and text->image on held-out pairs.
-- Probe: scikit-learn logistic regression on the image tower's head output (flattened).
+  log E_q exp ℓ); for linear the class score is the mean prompt logit. Classes and prompts
+  come from the dataset (shapes, digits, a CSV `label` column), or from a labels file and a
+  templates file (JSON lists, like the WPSE code's labels.json / templates.json; a template holds
+  `{}` or `{c}` where the class name goes); the data's labels (a `label` column of names or
+  indices, or shards' `.cls` indices) then index the labels file.
+- Retrieval: recall@1/5/10 and the mean and median rank of the true partner (1 = first; ties
+  broken at random, in expectation), image->text and text->image, on held-out pairs.
+- Probe: scikit-learn logistic regression on the image tower's head output (flattened). On a
+  user's CSV or shards with labels, the first half (in a seeded order) fits the probe and the
+  second half is held out; without labels every sample (up to --n) is held out.
+- Every skipped sample of the evaluation is counted in eval.json (`skipped`, and per split in
+  `skipped_by_split`), the probe split's included.
 - Shapes only: the logit matrix of held-out images against held-out captions is compared with
   the exact PMI(z_i, y_j) (docs/theory.md measured quantities, Monte Carlo over the grid).
 """
 
 from __future__ import annotations
 
+import json
 import math
 import warnings
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -24,12 +35,15 @@ from tqdm import tqdm
 from pmilab import metrics
 from pmilab.errors import InputError
 from pmilab.pretrain.checkpoint import load_checkpoint
-from pmilab.pretrain.data import ImageText, ImageTextDataset, collate
+from pmilab.pretrain.data import ImageText, ImageTextDataset, SkipLog, collate, identity
 from pmilab.pretrain.model import ImageTextModel, build_model
-from pmilab.pretrain.readers import load_data
-from pmilab.pretrain.tokenizer import encode, load_tokenizer
+from pmilab.pretrain.readers import LABEL_TEMPLATES, CsvKeys, load_data
+from pmilab.pretrain.tokenizer import encode, from_string, load_tokenizer
 
 MI_BATCH = 100  # held-out batch size of mi_infonce (its estimate is capped at log 100 = 4.6)
+
+
+RECALL_AT = (1, 5, 10)
 
 
 def load_run(directory: Path, similarity: str | None = None):
@@ -43,25 +57,32 @@ def load_run(directory: Path, similarity: str | None = None):
     model = build_model(ckpt["model_config"])
     model.load_state_dict(ckpt["model"])
     model.eval()  # float32: load_state_dict casts an fp64 checkpoint
+    if "tokenizer" in ckpt:
+        return model, from_string(ckpt["tokenizer"]), ckpt
     return model, load_tokenizer(Path(directory) / "tokenizer.json"), ckpt
 
 
 @torch.no_grad()
 def embed_images(
-    model: ImageTextModel, data: ImageText, batch: int = 256, progress: bool = False
+    model: ImageTextModel,
+    data: ImageText,
+    skips: SkipLog,
+    batch: int = 256,
+    progress: bool = False,
 ) -> tuple[tuple[Tensor, ...], np.ndarray]:
-    """Head outputs of every decodable image, and the indices they belong to."""
+    """Head outputs of every decodable image and their indices; the others go to `skips`."""
     loader = torch.utils.data.DataLoader(
         ImageTextDataset(data, model.cfg.image_size), batch_size=batch, collate_fn=collate
     )
-    parts, kept, bad = [], [], 0
-    for images, idx, b in tqdm(loader, desc="images", disable=not progress, leave=False):
-        bad += len(b)
+    parts, kept = [], []
+    for images, idx, bad in tqdm(loader, desc="images", disable=not progress, leave=False):
+        for i in bad:
+            skips.add("corrupt_image", identity(data, i))
         if len(idx):
             parts.append(model.encode_image(images))
             kept += idx
-    if bad:
-        warnings.warn(f"skipped {bad} undecodable image(s) in evaluation", stacklevel=2)
+    if not parts:
+        raise InputError(f"no decodable image among the {len(data)} evaluated sample(s)")
     return tuple(torch.cat(p) for p in zip(*parts, strict=True)), np.array(kept)
 
 
@@ -115,6 +136,34 @@ def recall_at(logits: Tensor, k: int) -> float:
     return (top == torch.arange(len(logits))[:, None]).any(1).sum().item() / len(logits)
 
 
+def greater_and_ties(logits: Tensor) -> tuple[Tensor, Tensor]:
+    """Per row: how many entries beat the diagonal one, and how many others tie with it."""
+    diag = logits.diagonal()[:, None]
+    greater = (logits > diag).sum(1)
+    return greater, (logits == diag).sum(1) - 1
+
+
+def retrieval_metrics(lm: Tensor) -> dict:
+    """R@1/5/10, mean and median rank, image->text (rows) and text->image (columns).
+
+    Ties are broken at random, in expectation: a partner with g entries above it and t others
+    equal to it has rank 1 + g + u, u uniform on 0..t. So R@k = E[rank <= k] and the rank is
+    its mean 1 + g + t/2: a collapsed model (all logits equal) scores chance, not 1.0, and a
+    duplicate caption shares its place fairly with its copies.
+    """
+    res = {}
+    for name, m in (("i2t", lm), ("t2i", lm.T)):
+        g, t = (x.double() for x in greater_and_ties(m))
+        for k in RECALL_AT:
+            res[f"retrieval_r{k}_{name}"] = (
+                ((k - g).clamp(0, None).minimum(t + 1) / (t + 1)).mean().item()
+            )
+        ranks = 1 + g + t / 2
+        res[f"retrieval_mean_rank_{name}"] = ranks.mean().item()
+        res[f"retrieval_median_rank_{name}"] = ranks.median().item()
+    return res
+
+
 def flat_features(img: tuple[Tensor, ...]) -> np.ndarray:
     return torch.cat([t.reshape(len(t), -1) for t in img], 1).double().numpy()
 
@@ -161,6 +210,58 @@ def pmi_metrics(lm: Tensor, pmi: Tensor) -> dict:
     return res
 
 
+def read_json_list(path: str, what: str) -> list[str]:
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"{what} file {path} does not exist")
+    try:
+        items = json.loads(p.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise InputError(f"{path} is not JSON ({e})") from None
+    if not isinstance(items, list) or not items or not all(isinstance(x, str) for x in items):
+        raise InputError(f"{path} must hold a non-empty JSON list of strings ({what})")
+    return items
+
+
+def fill(template: str, name: str) -> str:
+    return template.replace("{c}", name).replace("{}", name)
+
+
+def zeroshot_from_files(data: ImageText, names: list[str] | None, templates: list[str] | None):
+    """Give `data` the classes of a labels file and the prompts of a templates file."""
+    if names is None and templates is None:
+        return
+    if data.labels is None:
+        raise InputError(
+            "zero-shot needs labels in the data: a 'label' column (class names or indices) or "
+            ".cls members in the shards"
+        )
+    if names is not None:
+        if data.class_names is None:  # .cls indices
+            idx = np.asarray(data.labels)
+        else:
+            lookup = []
+            for n in data.class_names:
+                if n in names:
+                    lookup.append(names.index(n))
+                elif n.isdigit() and int(n) < len(names):
+                    lookup.append(int(n))
+                else:
+                    raise InputError(
+                        f"label {n!r} of the data is neither in the labels file nor an index into it"
+                    )
+            idx = np.asarray(lookup, dtype=np.int64)[data.labels]
+        if len(idx) and (idx.min() < 0 or idx.max() >= len(names)):
+            raise InputError(
+                f"a label index of the data is outside the {len(names)} labels of the labels file"
+            )
+        data.labels, data.class_names = idx.astype(np.int64), list(names)
+    if data.class_names is None:
+        raise InputError("the data's labels are indices: pass --zeroshot-labels to name them")
+    tmpl = templates or list(LABEL_TEMPLATES)
+    data.prompts = [[fill(t, n) for t in tmpl] for n in data.class_names]
+
+
 def evaluate(
     checkpoint: Path,
     spec: str,
@@ -168,19 +269,35 @@ def evaluate(
     n_max: int = 1000,
     similarity: str | None = None,
     progress: bool = True,
+    labels_file: str | None = None,
+    templates_file: str | None = None,
+    keys: CsvKeys | None = None,
 ) -> dict:
     """All metrics of one checkpoint on `spec`'s held-out split; writes OUT/eval.json."""
+    if n_max < 2:
+        raise InputError(f"--n must be at least 2 (held-out pairs to evaluate), got {n_max}")
+    names = read_json_list(labels_file, "labels") if labels_file else None
+    templates = read_json_list(templates_file, "templates") if templates_file else None
     model, tok, ckpt = load_run(Path(checkpoint), similarity)
     cfg = ckpt["config"]
+    if keys is None:
+        keys = CsvKeys(cfg["csv_separator"], cfg["csv_img_key"], cfg["csv_caption_key"])
     sizes = (cfg.get("shapes_train", 5000), cfg.get("shapes_test", 1000))
-    test = load_data(spec, "test", sizes, progress=progress)
+    # shards: stream the first 2n samples (n held out, n for the probe); never index them all
+    test = load_data(spec, "test", sizes, progress=progress, keys=keys, limit=2 * n_max)
+    probe_skips, test_skips = SkipLog(), SkipLog()
     if spec in ("shapes", "digits"):
         train = load_data(spec, "train", sizes, progress=progress)
-    else:  # a user's CSV / shards: the first half fits the probe, the second is held out
-        perm = np.random.default_rng(0).permutation(len(test))
-        train, test = test.subset(perm[: len(test) // 2]), test.subset(perm[len(test) // 2 :])
+        zeroshot_from_files(train, names, templates)
+        zeroshot_from_files(test, names, templates)
+    else:
+        zeroshot_from_files(test, names, templates)
+        train = None
+        if test.labels is not None:  # the first half fits the probe, the second is held out
+            perm = np.random.default_rng(0).permutation(len(test))
+            train, test = test.subset(perm[: len(test) // 2]), test.subset(perm[len(test) // 2 :])
     test = test.subset(np.arange(min(n_max, len(test))))
-    img, kept = embed_images(model, test, progress=progress)
+    img, kept = embed_images(model, test, test_skips, progress=progress)
     txt = embed_texts(model, tok, [test.captions[i] for i in kept])
     lm = logit_matrix(model, img, txt)  # (n, n) held-out images x their captions
     res: dict = {
@@ -189,19 +306,16 @@ def evaluate(
         "similarity": model.cfg.similarity,
         "n_eval": len(kept),
         "steps": ckpt["step"],
-        "skipped": dict(test.skipped),
     }
-    res["skipped"]["corrupt_image"] = len(test) - len(kept)
-    for k in (1, 5):
-        res[f"retrieval_r{k}_i2t"] = recall_at(lm, k)
-        res[f"retrieval_r{k}_t2i"] = recall_at(lm.T, k)
+    res.update(retrieval_metrics(lm))
     if test.labels is not None and test.prompts is not None:
         scores = class_scores(model, img, class_text_outputs(model, tok, test.prompts))
         res["zeroshot_top1"] = float((scores.argmax(1).numpy() == test.labels[kept]).mean())
         res["zeroshot_classes"] = test.class_names
         res["zeroshot_chance"] = 1.0 / len(test.class_names)
+    if test.labels is not None and train is not None:
         n_probe = min(len(train), 2000)
-        tr_img, tr_kept = embed_images(model, train.subset(np.arange(n_probe)))
+        tr_img, tr_kept = embed_images(model, train.subset(np.arange(n_probe)), probe_skips)
         if len(np.unique(train.labels[tr_kept])) >= 2:
             res["probe_top1"] = probe_top1(
                 flat_features(tr_img), train.labels[tr_kept], flat_features(img), test.labels[kept]
@@ -209,6 +323,13 @@ def evaluate(
         else:  # a classifier needs two classes; say so instead of crashing
             res["probe_top1"] = None
             warnings.warn("linear probe skipped: its training half has one class", stacklevel=2)
+    by_split = {
+        "data": dict(test.skipped),  # what the reader dropped (empty captions, bad members)
+        "eval": test_skips.counts(),
+        "probe": probe_skips.counts(),
+    }
+    res["skipped"] = dict(sum((Counter(v) for v in by_split.values()), Counter()))
+    res["skipped_by_split"] = by_split
     if test.joint is not None and "z" in test.latents:
         z, y = test.latents["z"][kept], test.latents["y"][kept]
         pmi = test.joint.pmi_table()[torch.as_tensor(z)][:, torch.as_tensor(y)]  # (n, n)

@@ -1,5 +1,8 @@
 """The image-text model: two towers, two output heads and one similarity head (T2, T7).
 
+Towers: the small built-in ones (towers.py: cnn, vit, transformer) or transformers ones
+(hf_towers.py: hf-vit, clip vision, clip text); the heads sit on top of any of them.
+
 `ModelConfig` fixes the architecture; `build_model(cfg)` rebuilds it from a checkpoint.
 `encode_image` / `encode_text` return tuples: `(z,)` (B, d) for linear, `(points, weights)`
 ((B, M, d), (B, M)) for WPSE and KME. Points are L2-normalised for the point-set heads (the
@@ -20,6 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from pmilab.errors import InputError
+from pmilab.pretrain import hf_towers
 from pmilab.pretrain.towers import PointHead, PointSetHead, TextTower, image_tower
 from pmilab.runtime.distributed import local_infonce
 from pmilab.runtime.precision import encoder_autocast
@@ -28,25 +32,51 @@ from pmilab.similarity import KME, WPSE, Linear
 SIMILARITIES = ("linear", "wpse", "kme")
 
 
+IMAGE_TOWERS = ("cnn", "vit", "hf-vit", "clip")
+TEXT_TOWERS = ("transformer", "clip")
+
+
 @dataclass
 class ModelConfig:
     similarity: str = "linear"
-    tower: str = "cnn"  # image tower: cnn | vit
+    tower: str = "cnn"  # image tower: cnn | vit (small, towers.py) | hf-vit | clip (transformers)
     vocab: int = 64
     context: int = 16
-    width: int = 64
+    width: int = 64  # image tower width
     dim: int = 32  # point / embedding dimension
     points: int = 4  # M, for wpse / kme
     image_size: int = 32
     sigma: float = 0.5  # kernel bandwidth of wpse / kme (kme learns it)
+    text_tower: str = "transformer"  # transformer (small, towers.py) | clip (transformers)
+    text_width: int = 0  # 0: the image tower's width
+    image_layers: int = 2
+    image_heads: int = 4
+    text_layers: int = 2
+    text_heads: int = 4
+    patch_size: int = 4
+    pretrained_image: str = ""  # a local from_pretrained folder (read once, at the first build)
+    pretrained_text: str = ""
+    image_hf: dict | None = None  # the transformers config of the built tower (checkpoints)
+    text_hf: dict | None = None
 
     def __post_init__(self) -> None:
         if self.similarity not in SIMILARITIES:
             raise InputError(
                 f"--similarity must be one of {', '.join(SIMILARITIES)}, got {self.similarity!r}"
             )
-        if self.tower not in ("cnn", "vit"):
-            raise InputError(f"--tower must be 'cnn' or 'vit', got {self.tower!r}")
+        if self.pretrained_image and self.tower not in hf_towers.IMAGE_KINDS:
+            self.tower = hf_towers.pretrained_kind(self.pretrained_image, text=False)
+        if self.pretrained_text:
+            self.text_tower = "clip"
+        if self.tower not in IMAGE_TOWERS:
+            raise InputError(
+                f"--tower must be one of {', '.join(IMAGE_TOWERS)}, got {self.tower!r}"
+            )
+        if self.text_tower not in TEXT_TOWERS:
+            raise InputError(
+                f"--text-tower must be one of {', '.join(TEXT_TOWERS)}, got {self.text_tower!r}"
+            )
+        self.text_width = self.text_width or self.width
 
 
 def similarity_head(cfg: ModelConfig) -> nn.Module:
@@ -61,15 +91,49 @@ class ImageTextModel(nn.Module):
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         self.cfg = cfg
-        self.image = image_tower(cfg.tower, cfg.width, cfg.image_size)
-        self.text = TextTower(cfg.vocab, cfg.context, cfg.width)
-        if cfg.similarity == "linear":
-            self.image_head = PointHead(cfg.width, cfg.dim)
-            self.text_head = PointHead(cfg.width, cfg.dim)
+        if cfg.pretrained_image and cfg.tower not in hf_towers.IMAGE_KINDS:
+            cfg.tower = hf_towers.pretrained_kind(cfg.pretrained_image, text=False)
+        if cfg.pretrained_text:
+            cfg.text_tower = "clip"
+        if cfg.tower in hf_towers.IMAGE_KINDS:
+            self.image = hf_towers.build_image(cfg)
+            cfg.tower, cfg.image_hf = self.image.kind, self.image.hf_config()
+            cfg.width, cfg.image_size = self.image.width, self.image.image_size
         else:
-            self.image_head = PointSetHead(cfg.width, cfg.dim, cfg.points)
-            self.text_head = PointSetHead(cfg.width, cfg.dim, cfg.points)
+            self.image = image_tower(
+                cfg.tower,
+                cfg.width,
+                cfg.image_size,
+                cfg.image_layers,
+                cfg.image_heads,
+                cfg.patch_size,
+            )
+        if cfg.text_tower == "clip":
+            self.text = hf_towers.build_text(cfg)
+            cfg.text_hf, cfg.text_width = self.text.hf_config(), self.text.width
+        else:
+            self.text = TextTower(
+                cfg.vocab, cfg.context, cfg.text_width, cfg.text_layers, cfg.text_heads
+            )
+        wi, wt = self.image.width, self.text.width
+        if cfg.similarity == "linear":
+            self.image_head = PointHead(wi, cfg.dim)
+            self.text_head = PointHead(wt, cfg.dim)
+        else:
+            self.image_head = PointSetHead(wi, cfg.dim, cfg.points, heads_for(wi))
+            self.text_head = PointSetHead(wt, cfg.dim, cfg.points, heads_for(wt))
         self.similarity = similarity_head(cfg)
+
+    def enable_grad_checkpointing(self) -> None:
+        """Activation checkpointing in the transformers towers (InputError if there is none)."""
+        towers = [t.model for t in (self.image, self.text) if hasattr(t, "hf_config")]
+        if not towers:
+            raise InputError(
+                "--grad-checkpointing needs a transformers tower: --tower hf-vit or clip, "
+                "--text-tower clip, or --model ViT-B-16"
+            )
+        for t in towers:
+            hf_towers.enable_checkpointing(t)
 
     def _finish(self, out: tuple[Tensor, ...]) -> tuple[Tensor, ...]:
         """Cast to fp32 (the logsumexp stays out of bf16) and normalise point sets."""
@@ -91,16 +155,36 @@ class ImageTextModel(nn.Module):
     def encode_text(self, ids: Tensor, mask: Tensor) -> tuple[Tensor, ...]:
         return self._finish(self.text_head(*self.text(ids, mask)))
 
+    def encode_pair(self, images: Tensor, ids: Tensor, mask: Tensor, autocast: bool = False):
+        """(image outputs, text outputs): towers under `autocast`, heads' outputs in fp32/fp64."""
+        with encoder_autocast(images.device.type, autocast):
+            img_out = self.image_head(*self.image(images))
+            txt_out = self.text_head(*self.text(ids, mask))
+        return self._finish(img_out), self._finish(txt_out)
+
     def logit_matrix(self, *parts: Tensor) -> Tensor:
         """(B, C) logits of image outputs against text outputs (parts: image's then text's)."""
         return self.similarity.logit_matrix(*parts)
 
-    def forward(self, images: Tensor, ids: Tensor, mask: Tensor, autocast: bool = False) -> Tensor:
-        """Contrastive loss of the local batch (the local slab under DDP; distributed.py)."""
-        with encoder_autocast(images.device.type, autocast):
-            img_out = self.image_head(*self.image(images))
-            txt_out = self.text_head(*self.text(ids, mask))
-        img, txt = self._finish(img_out), self._finish(txt_out)
+    def forward(
+        self,
+        images: Tensor,
+        ids: Tensor,
+        mask: Tensor,
+        autocast: bool = False,
+        cached: list | None = None,
+        slot: int = 0,
+    ) -> Tensor:
+        """Contrastive loss of the local batch (the local slab under DDP; distributed.py).
+
+        With `cached` (a list of (image outputs, text outputs) of k micro-batches, no grad), this
+        micro-batch's fresh outputs replace entry `slot` and the loss is that of all k
+        micro-batches together (exact accumulation, accum.py).
+        """
+        img, txt = self.encode_pair(images, ids, mask, autocast)
+        if cached is not None:
+            img = splice([c[0] for c in cached], slot, img)
+            txt = splice([c[1] for c in cached], slot, txt)
         return local_infonce(self.logit_matrix, img, txt)
 
     def logit_scale(self) -> float:
@@ -109,6 +193,20 @@ class ImageTextModel(nn.Module):
         if hasattr(sim, "scale"):
             return float(sim.scale().detach())
         return float(sim.sigma.detach() ** -2)
+
+
+def splice(parts: list[tuple[Tensor, ...]], slot: int, fresh: tuple[Tensor, ...]):
+    """Concatenate k micro-batches' outputs along the batch, `fresh` in place of entry `slot`."""
+    seq = parts[:slot] + [fresh] + parts[slot + 1 :]
+    return tuple(torch.cat(ts) for ts in zip(*seq, strict=True))
+
+
+def heads_for(width: int) -> int:
+    """Attention heads of a point-set head: 4 (the small towers), 8 for wide towers."""
+    for h in (8, 4, 2, 1) if width >= 256 else (4, 2, 1):
+        if width % h == 0:
+            return h
+    return 1
 
 
 def build_model(cfg: ModelConfig | dict) -> ImageTextModel:

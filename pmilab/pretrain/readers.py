@@ -1,13 +1,11 @@
-"""Readers: `--data {shapes, digits, PATH.csv, SHARDS}` -> `ImageText` (data.py).
+"""Readers: `--data {shapes, digits, PATH.csv|.tsv, SHARDS}` -> `ImageText` (data.py).
 
-- CSV (open_clip's `--csv-img-key filepath --csv-caption-key caption`): columns `filepath` and
-  `caption`; relative paths are relative to the CSV. An optional `label` column (class names or
-  ints) enables zero-shot and the linear probe.
-- webdataset tar shards: a .tar file, a brace pattern `data-{000..009}.tar`, a glob, or a
-  directory of .tar files. Members sharing a key (the basename up to its first dot) form one
-  sample: an image (.png/.jpg/.jpeg) and a caption (.txt). Shards are indexed (member offsets)
-  rather than streamed, so any number of loader workers and ranks splits the samples evenly,
-  even with fewer shards than workers, and a resumed run finds its exact place.
+- CSV / TSV (open_clip's `--csv-separator`, `--csv-img-key`, `--csv-caption-key`; defaults
+  `,`, `filepath`, `caption`; a `.tsv` file defaults to a tab): relative image paths are relative
+  to the file. An optional `label` column (class names or ints) enables zero-shot and the probe.
+- webdataset shards (a .tar file, a brace pattern `data-{000..009}.tar`, a glob, or a directory
+  of .tar files): training streams them (stream.py); `load_data` reads them in order, at most
+  `limit` samples, for evaluation and for the tokenizer's corpus. `.cls` members are labels.
 - `shapes`: the known-PMI dataset (T7), generated into the cache on first use.
 - `digits`: scikit-learn's bundled 8x8 digits with templated captions (offline).
 """
@@ -17,9 +15,8 @@ from __future__ import annotations
 import glob
 import json
 import re
-import tarfile
-import warnings
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -29,10 +26,22 @@ from pmilab.errors import InputError
 from pmilab.pretrain.data import ImageText, nonempty_captions
 from pmilab.pretrain.shapes import ShapesJoint, zeroshot_prompts
 
-IMAGE_EXTS = ("png", "jpg", "jpeg")
 DIGIT_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 DIGIT_TEMPLATES = ("a handwritten digit {}", "the number {}", "a scan of a {}")
 LABEL_TEMPLATES = ("a photo of a {}", "a picture of a {}")
+
+
+@dataclass(frozen=True)
+class CsvKeys:
+    """How to read a CSV / TSV: open_clip's --csv-separator, --csv-img-key, --csv-caption-key."""
+
+    separator: str = ","
+    img_key: str = "filepath"
+    caption_key: str = "caption"
+
+
+def is_table(spec: str) -> bool:
+    return spec.lower().endswith((".csv", ".tsv"))
 
 
 def load_data(
@@ -41,37 +50,48 @@ def load_data(
     shapes_n: tuple[int, int] = (5000, 1000),
     seed: int = 0,
     progress: bool = True,
+    keys: CsvKeys | None = None,
+    limit: int | None = None,
 ) -> ImageText:
-    """Read `spec` (shapes | digits | a .csv | tar shards); `split` matters for shapes/digits."""
+    """Read `spec` (shapes | digits | a .csv/.tsv | tar shards); `split` matters for shapes/digits.
+
+    `limit` caps the samples read from shards (they are streamed in order, never indexed).
+    """
     if spec == "shapes":
         return read_shapes(split, *shapes_n, seed=seed, progress=progress)
     if spec == "digits":
         return read_digits(split)
-    if spec.endswith(".csv"):
-        return read_csv(spec)
+    if is_table(spec):
+        return read_csv(spec, keys)
     shards = expand_shards(spec)
     if shards:
-        return read_shards(shards)
+        return read_shards(shards, limit)
     raise InputError(
-        f"--data {spec!r} is neither 'shapes', 'digits', an existing .csv file nor tar shards "
-        "(a .tar path, a {000..009} brace pattern, a glob or a directory of .tar files)"
+        f"--data {spec!r} is neither 'shapes', 'digits', an existing .csv/.tsv file nor tar "
+        "shards (a .tar path, a {000..009} brace pattern, a glob or a directory of .tar files)"
     )
 
 
-def read_csv(path: str) -> ImageText:
+def read_csv(path: str, keys: CsvKeys | None = None) -> ImageText:
     p = Path(path)
     if not p.is_file():
-        raise FileNotFoundError(f"CSV file {path} does not exist")
-    df = pd.read_csv(p, keep_default_na=False, dtype={"caption": str})
-    missing = [c for c in ("filepath", "caption") if c not in df.columns]
+        raise FileNotFoundError(f"{path} does not exist")
+    keys = keys or CsvKeys()
+    sep = "\t" if (p.suffix.lower() == ".tsv" and keys == CsvKeys()) else keys.separator
+    try:
+        df = pd.read_csv(p, sep=sep, keep_default_na=False, dtype=str)
+    except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as e:
+        raise InputError(f"{path} is not a readable table ({str(e).splitlines()[0]})") from None
+    img_key, cap_key = keys.img_key, keys.caption_key
+    missing = [c for c in (img_key, cap_key) if c not in df.columns]
     if missing:
         raise InputError(
-            f"{path} lacks the column(s) {missing}; it needs 'filepath' and 'caption' "
-            f"(found {list(df.columns)})"
+            f"{path} lacks the column(s) {missing} (found {list(df.columns)}, separator "
+            f"{sep!r}); name them with --csv-img-key / --csv-caption-key / --csv-separator"
         )
-    files = [str(f if Path(f).is_absolute() else p.parent / f) for f in df["filepath"]]
-    keep, counts = nonempty_captions(df["caption"].tolist(), path)
-    captions = [str(df["caption"].iloc[i]).strip() for i in keep]
+    files = [str(f if Path(f).is_absolute() else p.parent / f) for f in df[img_key]]
+    keep, counts = nonempty_captions(df[cap_key].tolist(), path)
+    captions = [str(df[cap_key].iloc[i]).strip() for i in keep]
     data = ImageText([files[i] for i in keep], captions, name=p.stem, skipped=counts)
     if "label" in df.columns:
         attach_labels(data, df["label"].to_numpy()[keep])
@@ -111,49 +131,24 @@ def expand_shards(spec: str) -> list[str]:
     return [spec] if p.is_file() and spec.endswith(".tar") else []
 
 
-def read_shards(shards: list[str]) -> ImageText:
-    """Index every (image, caption) pair of the shards; incomplete samples are counted."""
-    sources, captions, counts = [], [], Counter()
-    for shard in shards:
-        try:
-            groups = index_tar(shard)
-        except tarfile.TarError as e:
-            raise InputError(f"shard {shard} is not a readable tar file ({e})") from None
-        for key, members in groups.items():
-            img = next((members[e] for e in IMAGE_EXTS if e in members), None)
-            if img is None or "txt" not in members:
-                counts["incomplete_sample"] += 1
-                warnings.warn(
-                    f"{shard}: sample {key!r} lacks an image or a .txt; skipped", stacklevel=2
-                )
-                continue
-            sources.append((shard, *img))
-            captions.append(read_member(shard, *members["txt"]).decode("utf-8", "replace"))
-    keep, empty = nonempty_captions(captions, f"{len(shards)} shard(s)")
-    sources, captions = [sources[i] for i in keep], [captions[i].strip() for i in keep]
-    if not sources:
+def read_shards(shards: list[str], limit: int | None = None) -> ImageText:
+    """The first `limit` complete samples of the shards, streamed in order (images kept encoded)."""
+    from pmilab.pretrain.stream import read_stream
+
+    items, skips = read_stream(shards, limit)
+    if not items:
         raise InputError(f"no complete (image, .txt) samples found in {len(shards)} shard(s)")
-    return ImageText(sources, captions, name=Path(shards[0]).stem, skipped=counts + empty)
-
-
-def index_tar(path: str) -> dict[str, dict[str, tuple[int, int]]]:
-    """key -> {ext: (data offset, size)} for the regular files of one tar."""
-    groups: dict[str, dict[str, tuple[int, int]]] = {}
-    with tarfile.open(path, "r:") as tf:
-        for m in tf:
-            if not m.isfile():
-                continue
-            base = m.name.rsplit("/", 1)
-            stem, _, ext = base[-1].partition(".")
-            key = (base[0] + "/" if len(base) > 1 else "") + stem
-            groups.setdefault(key, {})[ext.lower()] = (m.offset_data, m.size)
-    return groups
-
-
-def read_member(path: str, offset: int, size: int) -> bytes:
-    with open(path, "rb") as f:
-        f.seek(offset)
-        return f.read(size)
+    data = ImageText(
+        [it["bytes"] for it in items],
+        [it["caption"] for it in items],
+        name=Path(shards[0]).stem,
+        skipped=Counter(skips.counts()),
+    )
+    data.ids = [it["__id__"] for it in items]
+    labels = np.array([it["label"] for it in items], dtype=np.int64)
+    if (labels >= 0).all():
+        data.labels = labels
+    return data
 
 
 def read_shapes(

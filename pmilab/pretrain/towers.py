@@ -139,9 +139,11 @@ class PointSetHead(nn.Module):
         return self.to_point(h), self.to_weight(h).squeeze(-1)
 
 
-def image_tower(kind: str, width: int, image_size: int) -> nn.Module:
+def image_tower(
+    kind: str, width: int, image_size: int, layers: int = 2, heads: int = 4, patch: int = 4
+) -> nn.Module:
     if kind == "cnn":
         return ConvTower(width)
     if kind == "vit":
-        return ViTTower(width, image_size=image_size)
+        return ViTTower(width, layers, heads, patch, image_size)
     raise ValueError(f"unknown image tower {kind!r}; use 'cnn' or 'vit'")

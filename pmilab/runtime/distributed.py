@@ -36,17 +36,40 @@ class DistInfo:
         return self.rank == 0
 
 
-def detect() -> DistInfo:
-    """Rank and world size from torchrun's environment (RANK, WORLD_SIZE, LOCAL_RANK)."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
+# open_clip's `world_info_from_env` order: torchrun's variables first, then MPI / SLURM / OpenMPI.
+RANK_VARS = ("RANK", "PMI_RANK", "SLURM_PROCID", "OMPI_COMM_WORLD_RANK")
+WORLD_VARS = ("WORLD_SIZE", "PMI_SIZE", "SLURM_NTASKS", "OMPI_COMM_WORLD_SIZE")
+LOCAL_VARS = ("LOCAL_RANK", "MPI_LOCALRANKID", "SLURM_LOCALID", "OMPI_COMM_WORLD_LOCAL_RANK")
+
+
+def _first(env, names: tuple[str, ...], default: int) -> int:
+    for name in names:
+        if env.get(name, "") != "":
+            return int(env[name])
+    return default
+
+
+def detect(env=None) -> DistInfo:
+    """Rank, world size and local rank from the launcher's environment (open_clip's rule).
+
+    torchrun sets RANK / WORLD_SIZE / LOCAL_RANK; under `srun` (SLURM) the same come from
+    SLURM_PROCID / SLURM_NTASKS / SLURM_LOCALID (and PMI_* / OMPI_COMM_WORLD_* under MPI). The
+    first variable present wins, torchrun's first. `init` exports the resolved values as RANK /
+    WORLD_SIZE / LOCAL_RANK, so `init_process_group("env://")` finds them (MASTER_ADDR and
+    MASTER_PORT come from the launch script; README has an sbatch example).
+    """
+    env = os.environ if env is None else env
+    world = _first(env, WORLD_VARS, 1)
     if world <= 1:
         return DistInfo()
-    return DistInfo(int(os.environ["RANK"]), world, int(os.environ.get("LOCAL_RANK", "0")))
+    return DistInfo(_first(env, RANK_VARS, 0), world, _first(env, LOCAL_VARS, 0))
 
 
 def init(info: DistInfo, device: torch.device) -> None:
-    """Join the process group (nccl on CUDA, gloo on CPU) when running under torchrun."""
+    """Join the process group (nccl on CUDA, gloo on CPU) when running on several ranks."""
     if info.world > 1 and not dist.is_initialized():
+        os.environ["RANK"], os.environ["WORLD_SIZE"] = str(info.rank), str(info.world)
+        os.environ["LOCAL_RANK"] = str(info.local_rank)
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
 
 

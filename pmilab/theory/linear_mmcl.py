@@ -64,20 +64,36 @@ def clip_loss(
     return (row + col) / (2 * n) + regulariser(G1, G2, rho)
 
 
-def contrastive_weights(s: Tensor, tau: float = 1.0, nu: float = 1.0) -> Tensor:
-    """M (n, n) of T4: M = ν I − (P^row + P^col)/2, P the row / column softmaxes of s/τ."""
+def contrastive_weights(
+    s: Tensor, tau: float = 1.0, nu: float = 1.0, printed_diagonal: bool = False
+) -> Tensor:
+    """M (n, n) of T4: M = ν I − (P^row + P^col)/2, P the row / column softmaxes of s/τ.
+
+    printed_diagonal=True gives the paper's Prop. 8.1 as printed, M_ii = ν − 1 in place of
+    ν − (P^row_ii + P^col_ii)/2: a wrong formula, kept as T4f's negative control (a gradient
+    check that cannot tell it from the right one has no power).
+    """
     p_row = torch.softmax(s / tau, dim=1)
     p_col = torch.softmax(s / tau, dim=0)
     m = -(p_row + p_col) / 2
+    if printed_diagonal:
+        m.diagonal().fill_(-1.0)
     m.diagonal().add_(nu)
     return m
 
 
 def contrastive_cross_covariance(
-    G1: Tensor, G2: Tensor, X: Tensor, Y: Tensor, tau: float = 1.0, nu: float = 1.0
+    G1: Tensor,
+    G2: Tensor,
+    X: Tensor,
+    Y: Tensor,
+    tau: float = 1.0,
+    nu: float = 1.0,
+    printed_diagonal: bool = False,
 ) -> Tensor:
-    """S = (1/n) Xᵀ M Y, shape (d1, d2), at the current encoders (T4)."""
-    m = contrastive_weights(similarity(G1, G2, X, Y), tau, nu)
+    """S = (1/n) Xᵀ M Y, shape (d1, d2), at the current encoders (T4); `printed_diagonal` as
+    in `contrastive_weights`."""
+    m = contrastive_weights(similarity(G1, G2, X, Y), tau, nu, printed_diagonal)
     return X.T @ (m @ Y) / X.shape[0]
 
 
@@ -89,9 +105,12 @@ def clip_gradients(
     tau: float = 1.0,
     nu: float = 1.0,
     rho: float = 0.0,
+    printed_diagonal: bool = False,
 ) -> tuple[Tensor, Tensor]:
-    """Closed-form gradient of `clip_loss` (T4): ∇G1 = −G2Sᵀ + ρG2G2ᵀG1, ∇G2 = −G1S + ρG1G1ᵀG2."""
-    S = contrastive_cross_covariance(G1, G2, X, Y, tau, nu)  # (d1, d2)
+    """Closed-form gradient of `clip_loss` (T4): ∇G1 = −G2Sᵀ + ρG2G2ᵀG1, ∇G2 = −G1S + ρG1G1ᵀG2.
+
+    printed_diagonal=True uses the paper's printed M_ii = ν − 1 (wrong; T4f's control)."""
+    S = contrastive_cross_covariance(G1, G2, X, Y, tau, nu, printed_diagonal)  # (d1, d2)
     g1 = -G2 @ S.T + rho * (G2 @ G2.T) @ G1  # (r, d1)
     g2 = -G1 @ S + rho * (G1 @ G1.T) @ G2  # (r, d2)
     return g1, g2

@@ -21,7 +21,6 @@ from pmilab.theory import optimum as opt
 from pmilab.training import fit
 
 FULL = PRESETS["full"]
-
 HERE = Path(__file__).parent
 CHECKPOINTS = (100, 1000, 2000, 4000, 6000, 8000, 12000, 19999)
 

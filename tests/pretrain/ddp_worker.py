@@ -2,8 +2,10 @@
 
 Every rank builds the same float64 model from seed 0 and the same batch of 2B pairs, keeps its
 B-slice, and runs the model's forward (local-slab loss, pmilab.runtime.distributed) under DDP. Rank 0
-saves the mean of the local losses and the DDP-averaged gradients to argv[1]. Then both ranks
-run `pmilab pretrain` argv[3:] in the same process group (one torchrun launch for both tests).
+saves the mean of the local losses and the DDP-averaged gradients to argv[1]. The same again
+with exact accumulation: each rank's 2B-slice of a 4B batch as 2 micro-batches of B
+(pmilab.pretrain.accum). Then both ranks run `pmilab pretrain` argv[2:] in the same process
+group (one torchrun launch for all the tests).
 """
 
 import sys
@@ -32,6 +34,24 @@ def model_for(sim: str):
     return build_model(cfg).double()
 
 
+def accumulated(sim: str, info) -> dict:
+    """2 micro-batches of B per rank under DDP; the reference is one process on all 4B pairs."""
+    from pmilab.pretrain.accum import accumulate
+
+    images, ids, mask = batch(2 * B_LOCAL * info.world)
+    mine = slice(info.rank * 2 * B_LOCAL, (info.rank + 1) * 2 * B_LOCAL)
+    images, ids, mask = images[mine], ids[mine], mask[mine]
+    micro = [
+        (images[a : a + B_LOCAL], ids[a : a + B_LOCAL], mask[a : a + B_LOCAL]) for a in (0, B_LOCAL)
+    ]
+    model = model_for(sim)
+    ddp = torch.nn.parallel.DistributedDataParallel(model)
+    loss = accumulate(model, ddp, micro, distributed=True).clone()
+    dist.all_reduce(loss)
+    grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    return {"loss": loss / info.world, "grads": grads}
+
+
 def main() -> None:
     info = distributed.detect()
     distributed.init(info, torch.device("cpu"))
@@ -49,6 +69,7 @@ def main() -> None:
             "loss": mean_loss / info.world,
             "grads": {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None},
         }
+        results[sim + "-accum"] = accumulated(sim, info)
     if info.main:
         torch.save(results, sys.argv[1])
     from pmilab.cli import main as cli

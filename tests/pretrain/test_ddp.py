@@ -71,7 +71,7 @@ PRETRAIN = [
 
 @pytest.fixture(scope="module")
 def ddp_run(tmp_path_factory):
-    """One torchrun launch: the gradient checks, then `pmilab pretrain` with 2 ranks x 4 pairs."""
+    """One torchrun launch: the gradient checks, then `pmilab pretrain` with 2 ranks x 2 x 2 pairs."""
     tmp = tmp_path_factory.mktemp("ddp")
     proc = torchrun(
         [
@@ -79,7 +79,9 @@ def ddp_run(tmp_path_factory):
             str(tmp / "ddp.pt"),
             *PRETRAIN,
             "--batch-size",
-            "4",
+            "2",
+            "--accum-freq",
+            "2",
             "--out",
             str(tmp / "d"),
         ]
@@ -115,14 +117,31 @@ def test_ddp_loss_and_grads_equal_single_process(ddp_results, sim):
     assert max(g.abs().max().item() for g in grads.values()) > 1e-4
 
 
+@pytest.mark.parametrize("sim", ["linear", "wpse", "kme"])
+def test_ddp_with_accumulation_equals_single_process_on_the_concatenated_batch(ddp_results, sim):
+    """2 ranks x 2 micro-batches of B (exact accumulation) == one process on all 4B pairs."""
+    images, ids, mask = batch(4 * B_LOCAL)
+    model = model_for(sim)
+    loss = model(images, ids, mask)
+    loss.backward()
+    got = ddp_results[sim + "-accum"]
+    assert abs(got["loss"].item() - loss.item()) < TOL
+    grads = {n: p.grad for n, p in model.named_parameters() if p.grad is not None}
+    assert set(got["grads"]) == set(grads)
+    worst = max((got["grads"][n] - g).abs().max().item() for n, g in grads.items())
+    assert worst < TOL, f"max gradient difference {worst:.3g}"
+
+
 def test_torchrun_pretrain_equals_single_process_on_the_global_batch(ddp_run, tmp_path):
-    """End to end: `pmilab pretrain` on 2 ranks x 4 pairs == 1 process x 8 pairs (3 steps)."""
+    """End to end: `pmilab pretrain` on 2 ranks x 2 micro-batches x 2 pairs (--accum-freq 2)
+    == 1 process x 8 pairs (3 steps)."""
     from pmilab.cli import main
 
     assert main([*PRETRAIN, "--batch-size", "8", "--out", str(tmp_path / "s")]) == 0
-    a = torch.load(ddp_run / "d" / "ckpt.pt", weights_only=False)
-    b = torch.load(tmp_path / "s" / "ckpt.pt", weights_only=False)
-    assert a["config"]["batch_size"] * 2 == b["config"]["batch_size"]
+    a = torch.load(ddp_run / "d" / "ckpt.pt", weights_only=True)
+    b = torch.load(tmp_path / "s" / "ckpt.pt", weights_only=True)
+    assert a["config"]["batch_size"] * 2 * 2 == b["config"]["batch_size"]
+    assert a["config"]["accum_freq"] == 2 and a["world_size"] == 2
     worst = max((a["model"][k] - b["model"][k]).abs().max().item() for k in b["model"])
     assert worst < TOL, f"parameters differ by {worst:.3g} after 3 AdamW steps"
     import json
@@ -146,3 +165,31 @@ def initial_state() -> dict:
     torch.manual_seed(0)
     cfg = ModelConfig(similarity="wpse", vocab=vocab, width=16, dim=4, points=2, image_size=8)
     return build_model(cfg).double().state_dict()
+
+
+def test_torchrun_streams_shards_split_by_rank_and_merges_skips(tmp_path):
+    """2 ranks stream 4 shards (2 each); one corrupt image on one rank is counted once, in the
+    summary rank 0 writes (the skip logs are merged over ranks)."""
+    import json
+
+    import webdataset as wds
+    from test_stream import png
+
+    rng = torch.Generator().manual_seed(0)
+    for s in range(4):
+        with wds.TarWriter(str(tmp_path / f"data-{s:03d}.tar")) as w:
+            for j in range(6):
+                pixels = (torch.rand(8, 8, 3, generator=rng) * 255).to(torch.uint8).numpy()
+                image = b"garbage" if (s, j) == (3, 1) else png(pixels)
+                w.write({"__key__": f"k{s}-{j}", "png": image, "txt": f"sample {s} {j}"})
+    out = tmp_path / "run"
+    args = ["-m", "pmilab", "pretrain", "--data", str(tmp_path / "data-{000..003}.tar")]
+    args += ["--image-size", "8", "--width", "16", "--dim", "4", "--batch-size", "4"]
+    args += ["--steps", "8", "--warmup", "1", "--threads", "1", "--no-progress", "--out", str(out)]
+    proc = torchrun(args)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["world_size"] == 2 and summary["steps"] == 8
+    assert summary["skipped"] == {"corrupt_image": 1}  # 8 steps x 4 of 12 per rank: 2+ epochs
+    # named in one warning: a shard always lives on the same rank
+    assert proc.stderr.count(f"skipped (corrupt image): {tmp_path / 'data-003.tar'}:k3-1") == 1

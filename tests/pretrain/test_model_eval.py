@@ -116,6 +116,38 @@ def test_recall_at_matches_a_loop(n, k, seed):
     assert recall_at(lm, k) == hits / n
 
 
+@settings(max_examples=20, deadline=None)
+@given(n=st.integers(2, 8), seed=st.integers(0, 10_000), ties=st.booleans())  # 8! orders at most
+def test_retrieval_metrics_are_expectations_over_random_tie_breaking(n, seed, ties):
+    """Against brute force: every order of the tied entries, enumerated, is equally likely."""
+    import itertools
+
+    from pmilab.pretrain.evaluate import retrieval_metrics
+
+    lm = torch.randn(n, n, generator=torch.Generator().manual_seed(seed))
+    if ties:
+        lm = lm.round()
+    res = retrieval_metrics(lm)
+    for name, m in (("i2t", lm), ("t2i", lm.T)):
+        exp_rank, hits = [], {1: 0.0, 5: 0.0, 10: 0.0}
+        for i in range(n):
+            above = sum(int(m[i, j] > m[i, i]) for j in range(n))
+            tied = [j for j in range(n) if m[i, j] == m[i, i]]  # the partner itself included
+            ranks = [1 + above + order.index(i) for order in itertools.permutations(tied)]
+            exp_rank.append(sum(ranks) / len(ranks))
+            for k in hits:
+                hits[k] += sum(r <= k for r in ranks) / len(ranks) / n
+        assert res[f"retrieval_mean_rank_{name}"] == pytest.approx(sum(exp_rank) / n)
+        assert res[f"retrieval_median_rank_{name}"] == sorted(exp_rank)[(n - 1) // 2]  # lower
+        for k in hits:
+            assert res[f"retrieval_r{k}_{name}"] == pytest.approx(hits[k])
+            if not ties:
+                assert res[f"retrieval_r{k}_{name}"] == pytest.approx(recall_at(m, k))
+    flat = retrieval_metrics(torch.zeros(n, n))  # a collapsed model scores chance
+    assert flat["retrieval_r1_i2t"] == pytest.approx(1 / n)
+    assert flat["retrieval_mean_rank_t2i"] == pytest.approx((n + 1) / 2)
+
+
 def test_pmi_metrics_vanish_for_pmi_plus_constant_and_not_otherwise():
     rng = np.random.default_rng(0)
     pmi = torch.as_tensor(rng.normal(size=(200, 200)))
@@ -157,3 +189,25 @@ def test_report_table_puts_runs_side_by_side(tmp_path):
     assert lines[0] == "| metric | linear | kme |"
     assert "| zero-shot top-1 | 0.500 | 0.750 |" in lines
     assert "| pmi_rmse_product | 1.000 ± 0.010 | 1.500 ± 0.010 |" in lines
+
+
+def test_labels_and_templates_files_relabel_the_data():
+    from pmilab.errors import InputError
+    from pmilab.pretrain.data import ImageText
+    from pmilab.pretrain.evaluate import zeroshot_from_files
+
+    data = ImageText(["a", "b", "c"], ["x", "y", "z"], "t", np.array([1, 0, 1]), ["cat", "dog"])
+    zeroshot_from_files(data, ["dog", "cat", "bird"], ["a {c}.", "{} here"])
+    assert data.labels.tolist() == [0, 1, 0] and data.class_names == ["dog", "cat", "bird"]
+    assert data.prompts[2] == ["a bird.", "bird here"]
+    idx = ImageText(["a", "b"], ["x", "y"], "t", np.array([2, 0]))  # shards' .cls indices
+    zeroshot_from_files(idx, ["zero", "one", "two"], None)
+    assert idx.labels.tolist() == [2, 0] and idx.prompts[0] == [
+        "a photo of a zero",
+        "a picture of a zero",
+    ]
+    bad = ImageText(["a"], ["x"], "t", np.array([0]), ["emu"])
+    with pytest.raises(InputError, match="'emu'"):
+        zeroshot_from_files(bad, ["dog"], None)
+    with pytest.raises(InputError, match="outside the 1 labels"):
+        zeroshot_from_files(ImageText(["a"], ["x"], "t", np.array([3])), ["dog"], None)

@@ -92,4 +92,4 @@ def test_sigkill_then_resume_equals_uninterrupted(tmp_path, sim, capsys):
     assert "--resume" in capsys.readouterr().err
     assert main([*base, "--similarity", "wpse", "--resume"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and f"--similarity {sim}" in err[0], err
+    assert len(err) == 1 and f"--similarity '{sim}' (now 'wpse')" in err[0], err

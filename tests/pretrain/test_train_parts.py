@@ -51,9 +51,10 @@ def test_bf16_autocast_path_runs_and_stays_close_to_fp32(sim):
 def test_checkpoint_write_is_atomic(tmp_path):
     """A write that dies midway leaves the previous checkpoint intact and no temporary file."""
     from pmilab.atomic import write_atomic
-    from pmilab.pretrain.checkpoint import CKPT, load_checkpoint, save_checkpoint
+    from pmilab.pretrain.checkpoint import CKPT, read_checkpoint, save_checkpoint
 
-    save_checkpoint(tmp_path, {"step": 1})
+    payload = {k: {} for k in ("model", "optimizer", "model_config", "config", "rng")}
+    save_checkpoint(tmp_path, {**payload, "step": 1})
 
     def torn(f):
         f.write(b"half a checkpoint")
@@ -61,5 +62,56 @@ def test_checkpoint_write_is_atomic(tmp_path):
 
     with pytest.raises(KeyboardInterrupt):
         write_atomic(tmp_path / CKPT, torn)
-    assert load_checkpoint(tmp_path)["step"] == 1
+    assert read_checkpoint(tmp_path / CKPT)["step"] == 1
     assert [p.name for p in tmp_path.iterdir()] == [CKPT]
+
+
+def _changed(value, name=""):
+    special = {"csv_separator": "\t", "model": "ViT-B-16", "report_to": "tensorboard"}
+    if name in special:
+        return special[name]
+    if isinstance(value, bool):
+        return not value
+    if isinstance(value, int):
+        return value + 1
+    if isinstance(value, float):
+        return value * 2
+    return value + "x"
+
+
+def test_resume_rule_refuses_every_listed_field_and_only_those():
+    from dataclasses import asdict, fields, replace
+
+    from pmilab.pretrain.config import RESUME_FIELDS, resume_changes
+
+    base = PretrainConfig()
+    old = asdict(base)
+    refused = {n for names in RESUME_FIELDS.values() for n in names}
+    for f in fields(PretrainConfig):
+        new = replace(base, **{f.name: _changed(getattr(base, f.name), f.name)})
+        got = resume_changes(old, new, 1, 1)
+        if f.name in refused:
+            assert len(got) == 1 and got[0].startswith("--" + f.name.replace("_", "-") + " "), (
+                f.name
+            )
+        else:  # out, workers, threads, logging, checkpoints, device, precision, steps + 1, ...
+            assert got == [], f.name
+    assert resume_changes(old, replace(base, steps=base.steps - 1), 1, 1)
+    assert "world size 1 (now 2" in resume_changes(old, base, 1, 2)[0]
+
+
+def test_open_clip_and_earlier_flag_names_parse_to_the_same_config():
+    from dataclasses import fields
+
+    from pmilab.cli import build_parser
+
+    def cfg(argv):
+        args = build_parser().parse_args(["pretrain", *argv])
+        given = {f.name: getattr(args, f.name) for f in fields(PretrainConfig)}
+        return PretrainConfig.from_flags({k: v for k, v in given.items() if v is not None})
+
+    ours = ["--data", "x.tsv", "--accum-freq", "2", "--weight-decay", "0.2", "--log-every", "5"]
+    theirs = ["--train-data", "x.tsv", "--accum", "2", "--wd", "0.2", "--log-every-n-steps", "5"]
+    assert cfg(ours) == cfg(theirs) != cfg([])
+    preset = cfg(["--model", "ViT-B-16", "--dim", "256"])  # an explicit flag beats the preset
+    assert (preset.width, preset.image_size, preset.dim) == (768, 224, 256)

@@ -15,6 +15,7 @@ from pmilab.theory.linear_mmcl import (
     clip_gradients,
     clip_loss,
     contrastive_cross_covariance,
+    contrastive_weights,
     eckart_young_optimum,
     linear_loss,
     regulariser,
@@ -67,7 +68,8 @@ def test_gradient_identity_matches_autograd(seed, n, d1, d2, r, tau, nu, rho, sc
 
 
 def test_papers_minus_one_diagonal_disagrees_with_autograd():
-    """The test above can fail: the paper's M_ii = ν − 1 is off by O(1) relative error."""
+    """The test above can fail: the paper's M_ii = ν − 1 is off by O(1) relative error. The
+    `printed_diagonal` variant (T4f's control) is exactly that formula, built here by hand."""
     X, Y, G1, G2 = _problem(3, 12, 5, 4, 2, 0.5)
     tau, nu, rho = 1.0, 1.0, 0.5
     s = similarity(G1, G2, X, Y)
@@ -75,6 +77,14 @@ def test_papers_minus_one_diagonal_disagrees_with_autograd():
     M.diagonal().copy_(torch.full((12,), nu - 1.0, dtype=f64))
     S_bad = X.T @ M @ Y / 12
     bad = -G2 @ S_bad.T + rho * G2 @ G2.T @ G1
+    bad2 = -G1 @ S_bad + rho * G1 @ G1.T @ G2
+    p1, p2 = clip_gradients(G1, G2, X, Y, tau, nu, rho, printed_diagonal=True)
+    torch.testing.assert_close(p1, bad, rtol=1e-12, atol=1e-14)
+    torch.testing.assert_close(p2, bad2, rtol=1e-12, atol=1e-14)
+    # only the diagonal differs from the right M, by ν − 1 − (ν − (P^row_ii + P^col_ii)/2)
+    p_diag = torch.diagonal(torch.softmax(s / tau, 1) + torch.softmax(s / tau, 0)) / 2
+    diff = contrastive_weights(s, tau, nu, printed_diagonal=True) - contrastive_weights(s, tau, nu)
+    torch.testing.assert_close(diff, torch.diag(p_diag - 1.0), rtol=1e-12, atol=1e-14)
     G1.requires_grad_()
     (a1,) = torch.autograd.grad(clip_loss(G1, G2, X, Y, tau, nu, rho), (G1,))
     assert _rel(bad, a1) > 1e-2

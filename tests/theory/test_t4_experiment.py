@@ -10,7 +10,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pmilab.experiments.claims.t4 import fit_rate
+from pmilab.experiments.claims.t4 import (
+    clip_ratios,
+    fit_rate,
+    flat_in_n,
+    flat_in_p,
+    helps_check,
+    precision_check,
+    rate_check,
+)
 from pmilab.experiments.tasks.linear_mmcl import (
     REFERENCE,
     gd_trace,
@@ -89,3 +97,56 @@ def test_table_tool_markdown_against_the_reference(tmp_path):
     assert "| 3000 |" in text and "ref 0.97" in text
     # the planted grid sits 0.01 above the reference on average: every z is small and positive
     assert "cells with |z| > 2: 0" in text
+
+
+def _planted(b: float = -0.5, c: float = 1.0, reps: int = 4) -> pd.DataFrame:
+    rng = np.random.default_rng(1)
+    rows = []
+    for n in (100, 300, 1000, 3000):
+        for p in (0.0, 0.5, 0.8):
+            for rep in range(reps):
+                val = 3.0 * n**b / (1 - p) ** c * np.exp(0.01 * rng.standard_normal())
+                rows.append({"n": n, "p_n": p, "rep": rep, "sin_theta_svd": min(val, 1.4)})
+    return pd.DataFrame(rows)
+
+
+def test_rate_controls_are_flat_series_that_the_same_check_rejects():
+    df = _planted()
+    fit, b_ok, c_ok = rate_check(df)
+    assert b_ok and c_ok
+    flat_n = flat_in_n(df)
+    # every cell holds the n = 100 value of its (p_n, rep)
+    for r in flat_n.itertuples():
+        src = df[(df.n == 100) & (df.p_n == r.p_n) & (df.rep == r.rep)].sin_theta_svd.item()
+        assert r.sin_theta_svd == src
+    fit_n, b_ctl, _ = rate_check(flat_n)
+    assert fit_n["b"] == pytest.approx(0.0, abs=1e-12) and not b_ctl
+    flat_p = flat_in_p(df)
+    assert (flat_p.groupby(["n", "rep"]).sin_theta_svd.nunique() == 1).all()
+    fit_p, _, c_ctl = rate_check(flat_p)
+    assert fit_p["c"] == pytest.approx(0.0, abs=1e-12) and not c_ctl
+    # the neighbouring rates the tolerances are meant to reject (docs/theory.md T4)
+    assert not rate_check(_planted(b=-1 / 3))[1] and not rate_check(_planted(b=-1.0))[1]
+    assert not rate_check(_planted(c=0.5))[2] and not rate_check(_planted(c=2.0))[2]
+
+
+def test_unpaired_checks_see_the_direction_of_the_rank_contrast():
+    assert helps_check(0.2, 0.3) and not helps_check(0.3, 0.2)  # swapped: the control
+    assert not helps_check(0.51, 0.6)  # r = 30 above 0.5
+    assert not helps_check(0.3, 0.3)  # no contrast
+    assert precision_check(0.3, 0.9) and not precision_check(0.9, 0.3)
+    assert not precision_check(0.975, 1.0)  # mutual argmax at full size: T4e FAILs
+
+
+def test_clip_ratios_per_n():
+    rows = [
+        {"n": n, "p_n": p, "rep": k, "sin_theta_clip": v * (1 + k), "sin_theta_svd": v / 2}
+        for n, base in ((300, 0.4), (1000, 0.2))
+        for p, v in ((0.0, base), (0.5, 2.8 * base))
+        for k in range(2)
+    ]
+    r = clip_ratios(pd.DataFrame(rows)).set_index("n")
+    assert r.clip_ratio.tolist() == pytest.approx([2.8, 2.8]) and r.svd_ratio[300] == pytest.approx(
+        2.8
+    )
+    assert r.clip_0[300] == pytest.approx(0.4 * 1.5)

@@ -56,8 +56,8 @@ PRESETS = {
         curve_ks=(2,),
         linear_dims=(1, 2),
         points=(1, 2),
-        steps=20,
-        point_steps=20,
+        steps=600,  # enough for the free table to reach PMI, so that T2a's control means
+        point_steps=300,  # something at smoke size
         seeds=1,
         probe_n=2000,
     ),
@@ -74,7 +74,7 @@ def steps_for(cfg: HeadsConfig, sim: str) -> int:
     return cfg.point_steps if sim in ("kme", "wpse") else cfg.steps
 
 
-def _heads_for(cfg: HeadsConfig, k: int) -> list[tuple[str, int, int]]:
+def heads_for(cfg: HeadsConfig, k: int) -> list[tuple[str, int, int]]:
     """(similarity, dim, points) for one K."""
     if k in cfg.curve_ks:
         heads = [("tabular", 1, 1)]
@@ -107,7 +107,7 @@ def run_params(cfg: HeadsConfig, k: int, sim: str, dim: int, points: int, seed: 
 def heads_sweep(cfg: HeadsConfig) -> Sweep:
     runs = []
     for k in cfg.ks:
-        for sim, dim, m in _heads_for(cfg, k):
+        for sim, dim, m in heads_for(cfg, k):
             for seed in seed_list(cfg.seeds):
                 p = run_params(cfg, k, sim, dim, m, seed)
                 rid = (

@@ -30,29 +30,82 @@ from pmilab.experiments.framework.sweep import Sweep
 PRESETS = ("smoke", "quick", "full")
 
 
+# What a row is (docs/theory.md, "How to read this page"):
+# - evidence:        a check that could FAIL if the theory were wrong;
+# - implementation:  an identity only a bug can break (loss_N >= 0, a floor that holds by
+#                    construction); reported apart from the evidence;
+# - finding:         a number the theory does not predict; reported with no verdict;
+# - control:         the same check run on a deliberate case the theory says must FAIL; its
+#                    `passed` must be False, and `pmilab verify` exits 1 if it is True.
+KINDS = ("evidence", "implementation", "finding", "control")
+
+
 @dataclass(frozen=True)
 class ClaimResult:
     """One row of `report.md`.
 
     claim:      docs/theory.md ID with a sub-letter, e.g. "T4a".
-    statement:  what is checked, in one sentence.
+    statement:  what is checked, in one sentence (for a control: what the control is).
     measured:   the measured value (a float), or a short string when it is a tuple of numbers.
     threshold:  the pass condition as text, e.g. "<= 0.05"; the justification lives in the code.
-    passed:     the verdict.
+    passed:     the verdict (None for a finding, which has none).
     figure:     path of the figure (relative to the output dir) that shows it, or "".
     detail:     extra numbers a reader needs to judge the row (seeds, n, standard errors).
+    kind:       one of KINDS.
     """
 
     claim: str
     statement: str
     measured: float | str
     threshold: str
-    passed: bool
+    passed: bool | None
     figure: str = ""
     detail: str = ""
+    kind: str = "evidence"
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"kind must be one of {KINDS}, got {self.kind!r}")
+        if (self.passed is None) != (self.kind == "finding"):
+            raise ValueError(f"{self.claim}: a finding has no verdict, every other row has one")
+
+    @property
+    def ok(self) -> bool:
+        """True when this row is as it must be: evidence and implementation checks PASS, a
+        control FAILs; a finding is always ok."""
+        if self.kind == "finding":
+            return True
+        return (not self.passed) if self.kind == "control" else bool(self.passed)
+
+    @property
+    def verdict(self) -> str:
+        return "—" if self.passed is None else ("PASS" if self.passed else "FAIL")
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+
+def control(
+    claim: str, statement: str, measured, threshold: str, passed, figure: str = "", detail: str = ""
+) -> ClaimResult:
+    """A control row: `passed` is the verdict of the claim's own check on the control."""
+    return ClaimResult(
+        claim, statement, measured, threshold, bool(passed), figure, detail, "control"
+    )
+
+
+def implementation(
+    claim: str, statement: str, measured, threshold: str, passed, figure: str = "", detail: str = ""
+) -> ClaimResult:
+    """An implementation check: an identity only a bug can break."""
+    return ClaimResult(
+        claim, statement, measured, threshold, bool(passed), figure, detail, "implementation"
+    )
+
+
+def finding(claim: str, statement: str, measured, detail: str, figure: str = "") -> ClaimResult:
+    """A finding: numbers the theory does not predict, with no verdict."""
+    return ClaimResult(claim, statement, measured, "", None, figure, detail, "finding")
 
 
 @runtime_checkable

@@ -23,7 +23,9 @@ from pmilab.errors import InputError
 from pmilab.experiments.framework.claim import ClaimResult
 from pmilab.experiments.framework.sweep import Sweep, typed_table
 
-CLAIM_COLUMNS = ["claim", "statement", "measured", "threshold", "passed", "figure", "detail"]
+CLAIM_COLUMNS = [
+    "claim", "kind", "statement", "measured", "threshold", "passed", "figure", "detail",
+]  # fmt: skip
 
 
 def fmt_measured(v) -> str:
@@ -54,44 +56,88 @@ def results_text(tables: dict[str, tuple[list[str], list[dict[str, str]]]]) -> s
     return buf.getvalue()
 
 
+SECTIONS = {
+    "evidence": ("Claims", "Each row could FAIL if the theory were wrong."),
+    "implementation": (
+        "Implementation checks",
+        "Identities only a bug can break (they hold by construction); not evidence.",
+    ),
+    "finding": ("Findings", "Numbers the theory does not predict: reported, not judged."),
+    "control": (
+        "Controls",
+        "Each claim's own check run on a case the theory says must FAIL. Every control must "
+        "FAIL; a control that passes means the check cannot fail, and verify exits 1.",
+    ),
+}
+
+
+def control_verdict(r: ClaimResult) -> str:
+    return "FAIL (as it must)" if not r.passed else "**PASS: the check cannot fail**"
+
+
+def verdict_cell(r: ClaimResult) -> str:
+    if r.kind == "control":
+        return control_verdict(r)
+    return r.verdict if r.passed is not False else "**FAIL**"
+
+
+def counts(results: list[ClaimResult]) -> str:
+    """'evidence 20/23 PASS; implementation checks 5/5 PASS; controls 23/23 FAIL as they must'."""
+    parts = []
+    for kind, label in (("evidence", "claims"), ("implementation", "implementation checks")):
+        rows = [r for r in results if r.kind == kind]
+        if rows:
+            parts.append(f"{label} {sum(r.passed for r in rows)}/{len(rows)} PASS")
+    ctl = [r for r in results if r.kind == "control"]
+    if ctl:
+        parts.append(f"controls {sum(not r.passed for r in ctl)}/{len(ctl)} FAIL as they must")
+    fnd = [r for r in results if r.kind == "finding"]
+    if fnd:
+        parts.append(f"{len(fnd)} findings")
+    return "; ".join(parts)
+
+
 def write_report(
     out_dir: Path,
     results: list[ClaimResult],
     tables: dict[str, tuple[list[str], list[dict[str, str]]]],
     header: dict[str, str],
-    unavailable: dict[str, str] | None = None,
 ) -> Path:
     """Write report.md, claims.csv and results.csv (every run of every sweep) into out_dir.
 
     tables: sweep name -> (its columns, its rows as text cells), e.g. from `sweep.raw_rows`.
+    report.md has one table per kind of row (claims, implementation checks, findings,
+    controls) and the details of every row.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     atomic.write_text(out_dir / "claims.csv", claims_frame(results).to_csv(index=False))
     atomic.write_text(out_dir / "results.csv", results_text(tables))
     runs = [r for _, rows in tables.values() for r in rows]
-    n_pass = sum(r.passed for r in results)
     lines = ["# pmilab verify report", ""]
     lines += [f"- **{k}:** {v}" for k, v in header.items()]
-    lines += [f"- **verdict:** {n_pass}/{len(results)} claims PASS", ""]
-    lines += [
-        "| ID | statement | measured | threshold | result | figure |",
-        "|---|---|---|---|---|---|",
-    ]
-    for r in results:
-        fig = f"[{Path(r.figure).name}]({r.figure})" if r.figure else ""
-        verdict = "PASS" if r.passed else "**FAIL**"
-        lines.append(
-            f"| {r.claim} | {_cell(r.statement)} | {_cell(fmt_measured(r.measured))} | "
-            f"{_cell(r.threshold)} | {verdict} | {fig} |"
-        )
-    if unavailable:
-        lines += ["", "## Not run", ""]
-        lines += [f"- **{c}:** {why}" for c, why in unavailable.items()]
-    lines += ["", "## Details", ""]
+    lines += [f"- **verdict:** {counts(results)}", ""]
+    for kind, (title, note) in SECTIONS.items():
+        rows = [r for r in results if r.kind == kind]
+        if not rows:
+            continue
+        lines += [f"## {title}", "", note, ""]
+        lines += [
+            "| ID | statement | measured | threshold | result | figure |",
+            "|---|---|---|---|---|---|",
+        ]
+        for r in rows:
+            fig = f"[{Path(r.figure).name}]({r.figure})" if r.figure else ""
+            lines.append(
+                f"| {r.claim} | {_cell(r.statement)} | {_cell(fmt_measured(r.measured))} | "
+                f"{_cell(r.threshold)} | {verdict_cell(r)} | {fig} |"
+            )
+        lines.append("")
+    lines += ["## Details", ""]
     for r in results:
         if r.detail:
-            lines.append(f"- **{r.claim}** ({'PASS' if r.passed else 'FAIL'}): {r.detail}")
+            tag = r.verdict if r.kind != "control" else f"control, {r.verdict}"
+            lines.append(f"- **{r.claim}** ({tag}): {r.detail}")
     if runs:
         secs = sum(float(r.get("seconds") or "nan") for r in runs)
         cpu = sum(float(r.get("cpu_seconds") or "nan") for r in runs)
@@ -105,27 +151,29 @@ def write_report(
 
 
 def summary_table(results: list[ClaimResult], width: int = 100) -> str:
-    """A plain-text table for the terminal."""
-    rows = [("ID", "result", "measured", "threshold", "statement")]
-    for r in results:
-        rows.append(
-            (
-                r.claim,
-                "PASS" if r.passed else "FAIL",
-                fmt_measured(r.measured),
-                r.threshold,
-                r.statement,
-            )
-        )
-    w = [max(len(str(row[i])) for row in rows) for i in range(4)]
+    """A plain-text table for the terminal: evidence and implementation checks, findings, then
+    controls (whose expected verdict is FAIL)."""
+    rows = [("ID", "kind", "result", "measured", "threshold", "statement")]
+    order = {k: i for i, k in enumerate(SECTIONS)}
+    for r in sorted(results, key=lambda r: order[r.kind]):
+        result = r.verdict
+        if r.kind == "control":
+            result = "FAIL ok" if not r.passed else "PASS!!"
+        kind = {"evidence": "claim", "implementation": "impl"}.get(r.kind, r.kind)
+        rows.append((r.claim, kind, result, fmt_measured(r.measured), r.threshold, r.statement))
+    n = len(rows[0]) - 1
+    w = [min(40, max(len(str(row[i])) for row in rows)) for i in range(n)]
     out = []
     for row in rows:
-        head = "  ".join(str(row[i]).ljust(w[i]) for i in range(4))
+        head = "  ".join(_clip(str(row[i]), w[i]).ljust(w[i]) for i in range(n))
         rest = max(20, width - len(head) - 2)
-        stmt = str(row[4])
-        out.append(f"{head}  {stmt if len(stmt) <= rest else stmt[: rest - 1] + '…'}")
+        out.append(f"{head}  {_clip(str(row[n]), rest)}")
     out.insert(1, "-" * min(width, max(len(line) for line in out)))
     return "\n".join(out)
+
+
+def _clip(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 def _measured(text: str) -> float | str:
@@ -153,9 +201,10 @@ def read_claims(out_dir: Path) -> list[ClaimResult]:
             r["statement"],
             _measured(r["measured"]),
             r["threshold"],
-            r["passed"] == "True",
+            {"True": True, "False": False}.get(r["passed"]),
             r["figure"],
             r["detail"],
+            r["kind"],
         )
         for r in df.to_dict("records")
     ]

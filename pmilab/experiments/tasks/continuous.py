@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import math
+
 from pmilab import metrics as M
-from pmilab.experiments.tasks.catalog import make_dist
+from pmilab.dists import Gaussian, Transformed
+from pmilab.experiments.tasks.catalog import ShuffledPairs, make_dist
 from pmilab.experiments.tasks.fitting import NAN, PROBE_SEED_OFFSET, fit_run
 from pmilab.theory import optimum as opt
 
@@ -25,8 +28,18 @@ CONTINUOUS_METRICS = [
 ]
 
 # T6's invariance runs also record the product-measure error on the more likely half of the
-# pairs (metrics.pmi_rmse_product_above), to show where the error lies.
-INVARIANCE_METRICS = CONTINUOUS_METRICS + ["pmi_rmse_product_above"]
+# pairs (metrics.pmi_rmse_product_above), to show where the error lies, and sd(PMI) under
+# p(x, y) (`joint_std`), the unit of the joint-measure relative error.
+INVARIANCE_METRICS = CONTINUOUS_METRICS + ["pmi_rmse_product_above", "joint_std", "joint_std_se"]
+
+
+def canonical_gaussian(d):
+    """The canonical Gaussian (rho=...) whose PMI `d` scores against, or None: `d` itself, or
+    the base of a `Transformed` (bijections leave PMI and its law unchanged) or of a
+    `ShuffledPairs` control (scored against its base's PMI)."""
+    while isinstance(d, Transformed | ShuffledPairs):
+        d = d.base
+    return d if isinstance(d, Gaussian) and d.rho is not None else None
 
 
 def continuous_head(p: dict, metrics: list[str] = CONTINUOUS_METRICS) -> dict:
@@ -38,12 +51,15 @@ def continuous_head(p: dict, metrics: list[str] = CONTINUOUS_METRICS) -> dict:
     )
     m = run.metrics
     out = {k: float(m[k]) for k in metrics if k in m}
-    rho = getattr(d, "rho", None)
-    if rho is not None and type(d).__name__ == "Gaussian":
-        out["product_std"], out["product_std_se"] = opt.gaussian_product_std(rho), 0.0
-        out["bilinear_floor"] = opt.gaussian_bilinear_floor(rho)
+    gauss = canonical_gaussian(d)
+    if gauss is not None:  # closed forms (docs/theory.md T6)
+        out["product_std"], out["product_std_se"] = opt.gaussian_product_std(gauss.rho), 0.0
+        out["bilinear_floor"] = opt.gaussian_bilinear_floor(gauss.rho)
+        out["joint_std"], out["joint_std_se"] = math.sqrt(gauss.pmi_variance()), 0.0
     else:
         out["product_std"], out["product_std_se"] = _mc_product_std(d, int(p["seed"]))
+        if "joint_std" in metrics:
+            out["joint_std"], out["joint_std_se"] = _mc_joint_std(d, int(p["seed"]))
     out["stopped_at"] = NAN if run.stopped_at is None else float(run.stopped_at)
     return {k: out.get(k, NAN) for k in metrics}
 
@@ -51,6 +67,17 @@ def continuous_head(p: dict, metrics: list[str] = CONTINUOUS_METRICS) -> dict:
 def invariance_head(p: dict) -> dict:
     """`continuous_head` plus `pmi_rmse_product_above` (T6)."""
     return continuous_head(p, INVARIANCE_METRICS)
+
+
+def _mc_joint_std(d, seed: int, n: int = 100_000) -> tuple[float, float]:
+    """sd of PMI under p(x, y) on n paired draws of the joint (of the base, for a shuffled-pairs
+    control), with its delta-method se."""
+    joint = d.base if isinstance(d, ShuffledPairs) else d
+    x, y = joint.sample(n, seed=PROBE_SEED_OFFSET + 2 * seed + 7)
+    v = joint.pmi(x, y)
+    sq = (v - v.mean()) ** 2
+    sd = float(sq.mean().sqrt())
+    return sd, float(sq.std() / math.sqrt(n)) / (2 * sd)
 
 
 def _mc_product_std(d, seed: int, n: int = 1500) -> tuple[float, float]:

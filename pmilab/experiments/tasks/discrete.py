@@ -7,7 +7,7 @@ import torch
 
 from pmilab.experiments.tasks.catalog import make_dist
 from pmilab.experiments.tasks.fitting import NAN, PROBE_SEED_OFFSET, fit_run
-from pmilab.experiments.tasks.probe import t3_quantities
+from pmilab.experiments.tasks.probe import head_t3_quantities
 from pmilab.losses import symmetric_infonce
 from pmilab.stats import mean_se
 from pmilab.theory import optimum as opt
@@ -38,6 +38,9 @@ DISCRETE_METRICS = [
     "probe_excess",
     "probe_slack",
     "probe_n",
+    "probe_dim",
+    "risk_bound",
+    "probe_tightness",
 ]
 
 
@@ -46,14 +49,27 @@ def discrete_head(p: dict) -> dict:
     return _discrete_metrics(fit_run(make_dist(p["dist"]), p), p)
 
 
-BATCH_METRICS = DISCRETE_METRICS + ["lossn_head", "lossn_pmi", "lossn_diff", "lossn_diff_se"]
+BATCH_METRICS = DISCRETE_METRICS + [
+    "lossn_head",
+    "lossn_pmi",
+    "lossn_diff",
+    "lossn_diff_se",
+    "lossn_pert",
+    "lossn_pert_diff",
+    "lossn_pert_diff_se",
+]
+# T5c's power check: PMI plus independent N(0, PERTURB_SD²) noise on every cell must lose to
+# PMI on the same batches. 0.5 nats is a fifth of the K=4 table's PMI spread: a clearly wrong
+# logit, so a paired test that cannot see it cannot see anything.
+PERTURB_SD = 0.5
 
 
 def batch_head(p: dict) -> dict:
     """`discrete_head` plus T1b at the training batch size N: the expected symmetric loss_N of
-    the trained head against that of ℓ = PMI on the same held-out batches (paired difference,
-    with its standard error across batches). T1b: PMI + C minimises E[loss_N], so the head can
-    not beat PMI beyond Monte Carlo noise."""
+    the trained head, and of PMI plus noise (PERTURB_SD), against that of ℓ = PMI on the same
+    held-out batches (paired differences, with their standard errors across batches). T1b: PMI
+    + C minimises E[loss_N], so neither can beat PMI beyond Monte Carlo noise, and the
+    perturbed logit must lose to it."""
     d = make_dist(p["dist"])
     run = fit_run(d, p)
     out = _discrete_metrics(run, p)
@@ -63,13 +79,18 @@ def batch_head(p: dict) -> dict:
     x, y = x.view(k, n), y.view(k, n)
     table, pmi = run.logit_table(), d.pmi_table()
     head, crit = _batched_symmetric(table, x, y), _batched_symmetric(pmi, x, y)
-    diff = head - crit
-    gap = mean_se(diff)
+    g = torch.Generator().manual_seed(PROBE_SEED_OFFSET + 17 + int(p["seed"]))
+    noise = torch.randn(pmi.shape, generator=g, dtype=pmi.dtype) * PERTURB_SD
+    pert = _batched_symmetric(pmi + noise, x, y)
+    gap, pgap = mean_se(head - crit), mean_se(pert - crit)
     out.update(
         lossn_head=float(head.mean()),
         lossn_pmi=float(crit.mean()),
         lossn_diff=float(gap),
         lossn_diff_se=gap.se,
+        lossn_pert=float(pert.mean()),
+        lossn_pert_diff=float(pgap),
+        lossn_pert_diff_se=pgap.se,
     )
     return out
 
@@ -108,7 +129,7 @@ def _discrete_metrics(run, p: dict) -> dict:
     )
     n_probe = int(p.get("probe_n") or 0)
     if n_probe:
-        out.update(t3_quantities(run, n_probe, PROBE_SEED_OFFSET + int(p["seed"])))
+        out.update(head_t3_quantities(run, n_probe, PROBE_SEED_OFFSET + int(p["seed"])))
         out["probe_n"] = n_probe
     return {k: out.get(k, NAN) for k in DISCRETE_METRICS}
 

@@ -33,6 +33,9 @@ def fit_kwargs(p: dict) -> dict:
 
 def fit_run(dist, p: dict, **extra):
     """Train with `pmilab.fit` on CPU, one thread, no progress bar (a sweep run)."""
+    from pmilab.experiments.tasks.catalog import ShuffledPairs
     from pmilab.training import fit
 
+    if isinstance(dist, ShuffledPairs) and int(p.get("population") or 0):
+        raise ValueError("a |shuffled control trains on samples; population=1 reads the joint")
     return fit(dist, progress=False, device="cpu", threads=1, **fit_kwargs(p), **extra)

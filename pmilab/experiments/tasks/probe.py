@@ -1,13 +1,22 @@
-"""The downstream side of T3 on a trained discrete head: features, the scikit-learn linear probe
-and the exact risks of the constructed classifiers (docs/theory.md T3).
+"""The downstream side of T3 on a discrete head: features, the scikit-learn linear probe and the
+exact risks of the constructed classifiers (docs/theory.md T3).
 
 Features F(x) a probe sees, per head:
-- linear:          the encoder output f(x) (L2-normalised when the head normalises), as CLIP;
+- linear:          the head's own embedding, the encoder output f(x) (L2-normalised when the
+                   head normalises), with d dimensions. Its scalar bias is a constant feature,
+                   which the probe's intercept already holds. The constructed classifier
+                   t⟨f(x), E_{q_c} g⟩ is linear in f(x), so the T3 bound covers the probe; T3a
+                   judges the heads with d <= n_x/4, where a probe cannot fit an arbitrary head;
 - tabular, WPSE:   the similarity profile ℓ(x, ·) (nx, ny); the constructed classifier
-                   Σ_y q_c(y) ℓ(x, y) is linear in it, so the T3 bound covers the probe;
+                   Σ_y q_c(y) ℓ(x, y) is linear in it. Its n_y dimensions are close to n_x,
+                   so T3a does not judge these heads (a profile lets the probe fit any head);
 - KME:             exp ℓ(x, ·) = ⟨μ_x, ν_·⟩, the span of the mean embedding μ_x that a linear
                    probe on μ_x can use. The T3 bound does not cover it (ℓ is log-linear in μ_x);
                    the log-linear prompt ensemble is the KME classifier the bound does cover.
+
+`t3_quantities` takes the logit table, the features and the reference weights explicitly, so a
+trained head (`head_t3_quantities`) and an untrained random head (`random_linear_head`, T3a's
+negative control) go through the same code.
 """
 
 from __future__ import annotations
@@ -18,6 +27,8 @@ import torch.nn.functional as F
 from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 
+from pmilab import metrics as M
+from pmilab.experiments.tasks.catalog import make_dist
 from pmilab.theory import excess_risk as er
 
 
@@ -94,18 +105,77 @@ def probe_excess_risk(
     return risk - er.conditional_entropy(post, px), slack
 
 
-def t3_quantities(run, n_probe: int, seed: int) -> dict:
-    """Exact ε, ε_ens, H(C|X), constructed/ensemble excess risks and the probe's excess risk."""
-    d = run.dist
-    pmi, table = d.pmi_table(), run.logit_table()
-    post, px, prompts = d.posterior_x(), d.px, d.py_given_z  # prompts q_c = p(y | c)
-    probe, slack = probe_excess_risk(probe_features(run), d, n_probe, seed, reference_weights(run))
+T3_METRICS = [
+    "cond_entropy",
+    "epsilon",
+    "epsilon_ens",
+    "constructed_excess",
+    "ensemble_excess",
+    "probe_excess",
+    "probe_slack",
+    "probe_dim",
+    "risk_bound",
+    "probe_tightness",
+]
+
+
+def t3_quantities(
+    dist, table, features: np.ndarray, w_ref: np.ndarray | None, n_probe: int, seed: int
+) -> dict:
+    """Exact ε, ε_ens, H(C|X), Δ, the constructed/ensemble excess risks, and the probe's excess
+    risk on `features` (nx, p) with its slack, for a logit table (nx, ny) of the labelled
+    latent model `dist`. risk_bound = ε + 2Δ; probe_tightness = probe excess / (ε + 2Δ)."""
+    pmi = dist.pmi_table()
+    table = torch.as_tensor(table, dtype=torch.float64)
+    post, px, prompts = dist.posterior_x(), dist.px, dist.py_given_z  # prompts q_c = p(y | c)
+    delta = float(M.pmi_delta(table, pmi, dist.px[:, None] * dist.py[None, :]))
+    eps = er.epsilon(pmi, prompts, post, px)
+    probe, slack = probe_excess_risk(features, dist, n_probe, seed, w_ref)
+    bound = er.risk_bound(eps, delta)
     return {
         "cond_entropy": er.conditional_entropy(post, px),
-        "epsilon": er.epsilon(pmi, prompts, post, px),
+        "epsilon": eps,
         "epsilon_ens": er.epsilon(pmi, prompts, post, px, ensemble=True),
         "constructed_excess": er.constructed_excess_risk(table, prompts, post, px),
         "ensemble_excess": er.constructed_excess_risk(table, prompts, post, px, ensemble=True),
+        "pmi_delta": delta,
         "probe_excess": probe,
         "probe_slack": slack,
+        "probe_dim": float(features.shape[1]),
+        "risk_bound": bound,
+        "probe_tightness": probe / bound,
     }
+
+
+def head_t3_quantities(run, n_probe: int, seed: int) -> dict:
+    """`t3_quantities` of a trained discrete run, on its own features (`probe_features`)."""
+    return t3_quantities(
+        run.dist, run.logit_table(), probe_features(run), reference_weights(run), n_probe, seed
+    )
+
+
+RANDOM_HEAD_METRICS = ["pmi_delta", *T3_METRICS]
+
+
+def random_linear_table(
+    nx: int, ny: int, dim: int, scale: float, seed: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """An untrained linear head unrelated to PMI: f (nx, dim), g (ny, dim) with N(0, 1) entries
+    from a generator seeded with `seed`, and its logit table scale · f gᵀ (float64)."""
+    gen = torch.Generator().manual_seed(int(seed))
+    f = torch.randn(nx, dim, generator=gen, dtype=torch.float64)
+    g = torch.randn(ny, dim, generator=gen, dtype=torch.float64)
+    return (scale * f @ g.T).numpy(), f.numpy(), g.numpy()
+
+
+def random_linear_head(p: dict) -> dict:
+    """T3a's negative control: a random linear head (no training) on the latent joint
+    `p["dist"]`, with d = `dim` and logit scale `logit_scale`; its features are its own
+    embedding f(x), its reference weights t·q_c g. Parameters: dist, dim, logit_scale, seed
+    (the head's), probe_seed, probe_n."""
+    d = make_dist(p["dist"])
+    t = float(p["logit_scale"])
+    table, f, g = random_linear_table(d.nx, d.ny, int(p["dim"]), t, int(p["seed"]))
+    w_ref = t * d.py_given_z.numpy() @ g
+    out = t3_quantities(d, table, f, w_ref, int(p["probe_n"]), int(p["probe_seed"]))
+    return {k: out[k] for k in RANDOM_HEAD_METRICS}

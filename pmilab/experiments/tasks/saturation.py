@@ -22,6 +22,8 @@ def saturation_metrics(sizes: list[int]) -> list[str]:
             f"mi_pmi_se_N{n}",
             f"bound_N{n}",
             f"max_head_N{n}",
+            f"mi_shuf_N{n}",
+            f"mi_shuf_se_N{n}",
         ]
     return cols
 
@@ -46,9 +48,12 @@ def mi_saturation(p: dict) -> dict:
         x, y = x.view(k, n), y.view(k, n)
         head = torch.stack([_estimates(table[x[b]][:, y[b]]) for b in range(k)])
         crit = torch.stack([_estimates(pmi[x[b]][:, y[b]]) for b in range(k)])
-        est_head, est_pmi = mean_se(head), mean_se(crit)
+        # control: the same head on broken pairs (each batch's y's rolled by one place)
+        shuf = torch.stack([_estimates(table[x[b]][:, y[b].roll(1)]) for b in range(k)])
+        est_head, est_pmi, est_shuf = mean_se(head), mean_se(crit), mean_se(shuf)
         out[f"mi_head_N{n}"], out[f"mi_head_se_N{n}"] = float(est_head), est_head.se
         out[f"mi_pmi_N{n}"], out[f"mi_pmi_se_N{n}"] = float(est_pmi), est_pmi.se
+        out[f"mi_shuf_N{n}"], out[f"mi_shuf_se_N{n}"] = float(est_shuf), est_shuf.se
         out[f"max_head_N{n}"] = float(head.max())
         out[f"bound_N{n}"] = math.log(n) - opt.infonce_loss_bound(d.table, n)
     return out
