@@ -243,3 +243,187 @@ def test_bf16_autocast_keeps_the_head_in_fp32_and_still_learns():
     # a few hundredths of the fp32 run's error (0.05 is ~10x bf16's relative resolution).
     assert abs(run.metrics["pmi_rmse_product"] - ref.metrics["pmi_rmse_product"]) < 0.05
     assert run.metrics["pmi_corr"] > 0.9
+
+
+def test_fit_takes_a_numpy_table_as_its_joint():
+    """pl.fit(ndarray) (and a nested list) trains on Discrete(ndarray): the same numbers."""
+    table = pl.dists.random_latent_class(6, 5, 2, seed=3).table.numpy()
+    kw = dict(similarity="tabular", steps=20, batch_size=64, seed=1, progress=False)
+    ref = fit(pl.dists.Discrete(table), **kw)
+    for given in (table, table.tolist(), torch.from_numpy(table)):
+        run = fit(given, **kw)
+        assert isinstance(run.dist, pl.dists.Discrete)
+        assert run.metrics == ref.metrics and run.history == ref.history
+    with pytest.raises(InputError, match="sums to 3"):
+        fit(table * 3, **kw)
+    with pytest.raises(InputError, match="dist must be a pmilab distribution.*got dict"):
+        fit({"table": table}, **kw)
+
+
+def _initial_state(dist, **kw):
+    """The parameters `fit` starts from: build_model under the same seed (the reference)."""
+    cfg = FitConfig(**kw).validated()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(cfg.seed)
+        return pl.training.build_model(dist, cfg).state_dict()
+
+
+@pytest.mark.parametrize("similarity", ["tabular", "linear", "wpse", "kme"])
+@pytest.mark.parametrize("lr", [1e38, 1e300])
+def test_an_overflow_inside_adam_stops_every_head_at_step_0(similarity, lr):
+    """lr/(1 - beta1) > float32 max: torch raises inside Adam's update. Every head stops at
+    step 0 with the step named and keeps its initial parameters (those of the one finite loss),
+    instead of raising RuntimeError and losing the run."""
+    d = pl.dists.random_latent_class(6, 5, 2, seed=0)
+    kw = dict(similarity=similarity, dim=2, points=2, lr=lr, steps=30, population=True)
+    with pytest.warns(RuntimeWarning, match="training stopped at step 0: the optimizer update"):
+        run = fit(d, progress=False, **kw)
+    assert run.stopped_at == 0 and run.metrics["stopped_at_step"] == 0
+    assert run.metrics["steps_run"] == len(run.history) == 1
+    start = _initial_state(d, **kw)
+    for name, p in run.model.state_dict().items():
+        assert torch.equal(p, start[name]), name
+    # the recorded loss is the exact population loss at the kept parameters
+    from pmilab.losses import population_loss
+
+    with torch.no_grad():
+        table = run.model.logit_matrix(torch.arange(6), torch.arange(5))
+    assert population_loss(table, d.table.float()).item() == pytest.approx(run.history[0])
+
+
+def test_inf_parameters_after_an_update_stop_training_with_the_step(monkeypatch):
+    """An update that leaves inf parameters without raising (here: an optimizer whose 4th step
+    poisons one parameter) stops training at that step and keeps the parameters before it,
+    which give the last recorded loss."""
+    import pmilab.training.loop as loop
+
+    real = loop.adamw
+
+    def poisoned(*args, **kwargs):
+        opt = real(*args, **kwargs)
+        step, calls = opt.step, []
+
+        def poisoned_step():
+            step()
+            calls.append(1)
+            if len(calls) == 4:
+                params = [p for g in opt.param_groups for p in g["params"]]
+                params[0].data.fill_(float("inf"))
+
+        opt.step = poisoned_step
+        return opt
+
+    monkeypatch.setattr(loop, "adamw", poisoned)
+    d = pl.dists.random_latent_class(6, 5, 2, seed=0)
+    with pytest.warns(RuntimeWarning, match="training stopped at step 3: the update made"):
+        run = fit(d, similarity="tabular", population=True, lr=0.1, steps=50, progress=False)
+    assert run.stopped_at == 3 and len(run.history) == 4
+    assert all(torch.isfinite(p).all() for p in run.model.parameters())
+    from pmilab.losses import population_loss
+
+    with torch.no_grad():
+        table = run.model.logit_matrix(torch.arange(6), torch.arange(5))
+    assert population_loss(table, d.table.float()).item() == pytest.approx(run.history[-1])
+
+
+def test_constant_logits_are_flagged_and_warned():
+    """Linear at lr=1e30 drives the logit scale to exp(-1e30) = 0: every logit is 0, the loss
+    stays finite (log B), and the run used to pass silently. Now it warns and is flagged."""
+    d = pl.dists.random_latent_class(6, 5, 2, seed=0)
+    with pytest.warns(RuntimeWarning, match="learned logits are constant"):
+        run = fit(d, similarity="linear", lr=1e30, steps=30, progress=False)
+    table = run.logit_table()
+    assert float(table.max() - table.min()) == 0  # independently: constant
+    assert run.metrics["constant_logits"] is True and math.isnan(run.metrics["pmi_corr"])
+    ok = fit(d, similarity="linear", steps=30, progress=False)
+    assert ok.metrics["constant_logits"] is False and not ok.message
+
+
+def test_constant_logits_on_an_independent_joint_are_not_flagged():
+    """When PMI itself is constant (X independent of Y), constant logits are the optimum."""
+    from pmilab.training.evaluate import constant_logits
+
+    px = torch.tensor([0.2, 0.3, 0.5], dtype=torch.float64)
+    py = torch.tensor([0.6, 0.4], dtype=torch.float64)
+    d = pl.dists.Discrete(px[:, None] * py[None, :])
+    assert float(d.pmi_table().abs().max()) < 1e-12
+    flat = torch.full((3, 2), 1.5)
+    assert not constant_logits(flat, d.pmi_table())
+    assert constant_logits(flat, torch.randn(3, 2))
+    # a spread of 1e-4 is not constant; one of float32 rounding at |l| ~ 100 is
+    assert not constant_logits(flat + 1e-4 * torch.randn(3, 2), torch.randn(3, 2))
+    assert constant_logits(
+        torch.full((3, 2), 100.0) + 1e-5 * torch.arange(6.0).view(3, 2), torch.randn(3, 2)
+    )
+
+
+def test_out_is_checked_before_training(tmp_path, latent):
+    """A file, or a folder holding an earlier run, is refused before the first step (steps=1e9
+    would run for days); overwrite=True replaces the earlier run."""
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(InputError, match="is an existing file"):
+        fit(latent, similarity="tabular", steps=10**9, out=tmp_path / "file", progress=False)
+    fit(latent, similarity="tabular", steps=3, out=tmp_path / "run", progress=False)
+    before = (tmp_path / "run" / "model.pt").read_bytes()
+    with pytest.raises(InputError, match=r"holds an earlier run \(config.json, metrics.json"):
+        fit(latent, similarity="tabular", steps=10**9, out=tmp_path / "run", progress=False)
+    assert (tmp_path / "run" / "model.pt").read_bytes() == before
+    fit(
+        latent,
+        similarity="tabular",
+        steps=3,
+        seed=5,
+        out=tmp_path / "run",
+        overwrite=True,
+        progress=False,
+    )
+    assert (tmp_path / "run" / "model.pt").read_bytes() != before
+
+
+@pytest.mark.parametrize(
+    "similarity, extra, outcome",
+    [
+        ("linear", dict(normalize=False), "stops"),
+        ("wpse", {}, "stops"),
+        ("kme", {}, "stops"),
+        ("linear", {}, "constant"),
+    ],
+)
+def test_a_huge_learning_rate_is_named_for_every_head(similarity, extra, outcome):
+    """At lr=1e30 every head either stops on a non-finite loss with the step named (kept
+    parameters finite) or, for the cosine linear head whose logit scale collapses to 0, ends
+    flagged with constant logits: never a silent success."""
+    d = pl.dists.random_latent_class(6, 5, 2, seed=0)
+    kw = dict(similarity=similarity, dim=2, points=2, lr=1e30, steps=30, population=True)
+    with pytest.warns(RuntimeWarning) as record:
+        run = fit(d, progress=False, **kw, **extra)
+    messages = " ".join(str(w.message) for w in record)
+    assert (run.stopped_at is not None) == (outcome == "stops")
+    if outcome == "stops":
+        assert f"training stopped at step {run.stopped_at}: the loss is nan" in messages
+        assert all(torch.isfinite(p).all() for p in run.model.parameters())
+    else:
+        assert run.metrics["constant_logits"] and "logits are constant" in messages
+
+
+@pytest.mark.parametrize("similarity", ["tabular", "linear", "kme"])
+def test_run_logits_check_state_indices_for_every_head(similarity):
+    """Run.logits / logit_matrix of a discrete run: indices in range give the entries of the
+    logit table; -1, n, fractions and 2-D inputs are an InputError naming x or y (the table
+    encoders of linear/kme used to raise a raw IndexError or RuntimeError)."""
+    d = pl.dists.random_latent_class(6, 5, 2, seed=0)
+    run = fit(d, similarity=similarity, dim=2, points=2, steps=3, progress=False)
+    table = run.logit_table()
+    x, y = [0, 5, 2], [4, 0, 1]
+    torch.testing.assert_close(run.logits(x, y), table[x, y])
+    torch.testing.assert_close(run.logit_matrix(x, y), table[x][:, y])
+    for bad_x, bad_y, says in (
+        ([-1], [0], "x indices must lie in [0, 5]"),
+        ([0], [5], "y indices must lie in [0, 4]"),
+        ([0.5], [0], "x must be a 1-D sequence of integer state indices"),
+        ([[0]], [0], "x must be a 1-D sequence of integer state indices, got shape (1, 1)"),
+    ):
+        for fn in (run.logits, run.logit_matrix):
+            with pytest.raises(InputError) as e:
+                fn(bad_x, bad_y)
+            assert says in str(e.value)

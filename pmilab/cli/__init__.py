@@ -1,7 +1,7 @@
 """`pmilab` command line: one module per subcommand, each with `add_parser(subparsers)`.
 
-Bad input (InputError, a missing file) ends with one line on stderr and exit code 2, never a
-traceback; set PMILAB_DEBUG=1 to see the traceback.
+Bad input (InputError, a missing, existing or unwritable path) ends with one line on stderr and
+exit code 2, never a traceback; set PMILAB_DEBUG=1 to see the traceback.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import importlib
 import os
 import sys
 
+from pmilab import __version__
 from pmilab.errors import InputError
 
 # Subcommands in the order `pmilab --help` lists them; a module missing here is simply skipped.
@@ -26,6 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
         ),
         epilog="Run `pmilab COMMAND --help` for the options of each command.",
     )
+    parser.add_argument("--version", action="version", version=f"pmilab {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in SUBCOMMANDS:
         try:
@@ -46,7 +48,14 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         rc = args.func(args)
-    except (InputError, FileNotFoundError, IsADirectoryError, NotADirectoryError) as e:
+    except (
+        InputError,
+        FileNotFoundError,
+        FileExistsError,
+        IsADirectoryError,
+        NotADirectoryError,
+        PermissionError,
+    ) as e:
         if os.environ.get("PMILAB_DEBUG"):
             raise
         msg = str(e).splitlines()[0] if str(e) else type(e).__name__

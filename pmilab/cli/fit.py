@@ -6,6 +6,9 @@
 Writes OUT/metrics.json (docs/theory.md names), OUT/config.json, OUT/model.pt and, for discrete
 joints, OUT/logits.npy (the learned nx×ny logit table). Numbers are parsed here, not by
 argparse, so every bad value ends in one line (pmilab.cli turns InputError into exit 2).
+OUT is checked before training: a file, or a folder holding an earlier run (without
+--overwrite), is refused. Exit 1 when training stopped early or its logits are degenerate (the
+run is still written, with `stopped_at_step` / `constant_logits` in metrics.json).
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import argparse
 import math
 import sys
 import warnings
+from pathlib import Path
 
 from pmilab.errors import InputError
 
@@ -34,8 +38,19 @@ def add_parser(subparsers) -> None:
         "--dist",
         required=True,
         metavar="SPEC",
-        help="a .npy/.csv joint table (add ?normalize to rescale it) or a named spec such as "
-        "latent:nx=32,ny=32,k=4,seed=0 or gaussian:dx=4,dy=4,rho=0.9",
+        help="a .npy/.csv joint table (options: --normalize, --drop-empty, or ?normalize, "
+        "?drop_empty after the path) or a named spec such as latent:nx=32,ny=32,k=4,seed=0 or "
+        "gaussian:dx=4,dy=4,rho=0.9",
+    )
+    p.add_argument(
+        "--normalize",
+        action="store_true",
+        help="table files: divide the table by its sum (same as ?normalize)",
+    )
+    p.add_argument(
+        "--drop-empty",
+        action="store_true",
+        help="table files: remove all-zero rows and columns (same as ?drop_empty)",
     )
     p.add_argument(
         "--similarity", default="linear", help="tabular | linear | wpse | kme (default linear)"
@@ -66,6 +81,11 @@ def add_parser(subparsers) -> None:
     p.add_argument("--sigma", default="0.5", help="initial kernel bandwidth (default 0.5)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--out", required=True, metavar="DIR", help="output directory")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an earlier run in --out (default: refuse a folder that holds one)",
+    )
     p.set_defaults(func=run)
 
 
@@ -105,18 +125,20 @@ def _config(args: argparse.Namespace):
 def run(args: argparse.Namespace) -> int:
     from pmilab.dists import parse_spec
     from pmilab.training import fit
+    from pmilab.training.run import check_out_dir
 
-    cfg = _config(args)  # validate the numbers before loading anything
-    dist = parse_spec(args.dist)
+    cfg = _config(args)  # validate the numbers and --out before loading or training anything
+    check_out_dir(args.out, args.overwrite)
+    dist = parse_spec(args.dist, normalize=args.normalize, drop_empty=args.drop_empty)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # reported below as one line
-        result = fit(dist, cfg, out=args.out, progress=not args.quiet)
+        result = fit(dist, cfg, out=args.out, overwrite=args.overwrite, progress=not args.quiet)
     m = result.metrics
     print(" ".join(f"{k}={m[k]:.4g}" for k in SUMMARY if k in m))
     written = ["metrics.json", "config.json", "model.pt"] + (
         ["logits.npy"] if dist.discrete else []
     )
-    print(f"wrote {', '.join(f'{args.out}/{f}' for f in written)}")
+    print(f"wrote {', '.join(str(Path(args.out) / f) for f in written)}")
     if result.message:
         print(f"pmilab fit: {result.message}", file=sys.stderr)
         return 1

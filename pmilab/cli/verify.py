@@ -71,7 +71,8 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--no-progress",
         action="store_true",
-        help="no progress bars (a line every 15 s instead)",
+        help="no progress bars: a progress line every 10 s instead (also when stderr is not "
+        "a terminal)",
     )
 
 

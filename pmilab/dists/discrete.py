@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -96,6 +97,8 @@ class Discrete:
 
 def validate_table(table, normalize: bool = False, drop_empty: bool = False) -> Tensor:
     """A user table as a validated float64 (nx, ny) tensor that sums to 1."""
+    if table.is_complex() if torch.is_tensor(table) else np.iscomplexobj(table):
+        raise InputError("the joint table holds complex numbers; a joint table must be real")
     try:
         t = torch.as_tensor(table, dtype=torch.float64)
     except (TypeError, ValueError, RuntimeError) as e:
@@ -118,7 +121,7 @@ def validate_table(table, normalize: bool = False, drop_empty: bool = False) -> 
         t = t / total
     elif not math.isclose(total, 1.0, abs_tol=SUM_ATOL, rel_tol=0):
         raise InputError(
-            f"the joint table sums to {total:.9g}, not 1; divide it by its sum or pass normalize=True (--normalize)"
+            f"the joint table sums to {total:.9g}, not 1; divide it by its sum, or rescale it with Discrete(table, normalize=True) (CLI: --normalize, or SPEC?normalize)"
         )
     rows, cols = t.sum(1) == 0, t.sum(0) == 0
     if rows.any() or cols.any():
@@ -129,7 +132,7 @@ def validate_table(table, normalize: bool = False, drop_empty: bool = False) -> 
                 else f"columns {cols.nonzero().flatten().tolist()}"
             )
             raise InputError(
-                f"the joint table has all-zero {what}: p(x) or p(y) = 0 leaves PMI undefined; remove them or pass drop_empty=True"
+                f"the joint table has all-zero {what}: p(x) or p(y) = 0 leaves PMI undefined; remove them, or drop them with Discrete(table, drop_empty=True) (CLI: --drop-empty, or SPEC?drop_empty)"
             )
         t = t[~rows][:, ~cols]
     return t / t.sum()

@@ -5,13 +5,17 @@
     dense:dx=5,dy=5,corr=0.5              (Gaussian with all correlations equal)
     mixture:k=4,dx=2,dy=2,sep=3,std=1,seed=0
     studentt:dx=2,dy=2,df=5
-    path/to/table.npy | path/to/table.csv (a user joint table; add ?normalize to rescale)
+    path/to/table.npy | path/to/table.csv (a user joint table)
+    path/to/table.npy?normalize&drop_empty  (table options after '?', joined by '&')
 
 Continuous specs accept `transform=asinh|halfcube|spiral|affine` (applied to both modalities).
+Every key and table option may appear once; an unknown or repeated one is an InputError that
+lists the valid ones.
 """
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +35,12 @@ _INT, _FLOAT = int, float
 
 
 def _gaussian(dx, dy, rho):
-    vals = [float(v) for v in str(rho).split("/")]
+    try:
+        vals = [float(v) for v in str(rho).split("/")]
+    except ValueError:
+        raise InputError(
+            f"rho={rho!r} must be a number, or numbers joined by '/' (rho=0.9/0.5)"
+        ) from None
     if len(vals) == 1:
         vals = vals * min(dx, dy)
     return Gaussian(dx, dy, rho=vals)
@@ -74,16 +83,40 @@ SPECS = {
 }
 
 
-def parse_spec(spec: str):
-    """A distribution from a spec string or a `.npy`/`.csv` table path (see module docstring)."""
+# Options of a table file, after '?' in its spec (`t.npy?normalize&drop_empty`); the CLI's
+# `pmilab fit --normalize / --drop-empty` set the same two.
+TABLE_OPTIONS = ("normalize", "drop_empty")
+
+
+def parse_spec(spec: str, normalize: bool = False, drop_empty: bool = False):
+    """A distribution from a spec string or a `.npy`/`.csv` table path (see module docstring).
+
+    normalize, drop_empty: options of a table file (as `?normalize`, `?drop_empty`); given for a
+    named spec they are an InputError.
+    """
     if not isinstance(spec, str) or not spec.strip():
         raise InputError(
             "a distribution spec must be a non-empty string such as 'latent:nx=32,ny=32,k=4,seed=0'"
         )
     spec = spec.strip()
-    path, _, flag = spec.partition("?")
+    path, question, query = spec.partition("?")
     if path.lower().endswith((".npy", ".csv")):
-        return load_table(path, normalize=(flag == "normalize"))
+        opts = _table_options(spec, query) if question else set()
+        return load_table(
+            path,
+            normalize=normalize or "normalize" in opts,
+            drop_empty=drop_empty or "drop_empty" in opts,
+        )
+    if question:
+        raise InputError(
+            f"?{query} in {spec!r}: ?options ({', '.join(TABLE_OPTIONS)}) apply to .npy/.csv "
+            "table files only"
+        )
+    if normalize or drop_empty:
+        flags = [f for f, on in (("normalize", normalize), ("drop_empty", drop_empty)) if on]
+        raise InputError(
+            f"{' and '.join(flags)} apply to .npy/.csv table files only, not to the spec {spec!r}"
+        )
     name, sep, rest = spec.partition(":")
     if name not in SPECS and Path(spec).exists():
         raise InputError(f"table file {spec!r} must end in .npy or .csv")
@@ -100,21 +133,39 @@ def parse_spec(spec: str):
     return _apply_transform(dist, transform) if transform else dist
 
 
+def _table_options(spec: str, query: str) -> set[str]:
+    """'normalize&drop_empty' -> {'normalize', 'drop_empty'}; unknown or repeated: InputError."""
+    valid = ", ".join(f"?{o}" for o in TABLE_OPTIONS)
+    seen: set[str] = set()
+    for opt in (o.strip() for o in query.split("&")):
+        if opt not in TABLE_OPTIONS:
+            what = "an empty option" if not opt else f"unknown table option {opt!r}"
+            raise InputError(f"{what} in {spec!r}; valid options: {valid} (join them with '&')")
+        if opt in seen:
+            raise InputError(f"table option {opt!r} is given twice in {spec!r}; give it once")
+        seen.add(opt)
+    return seen
+
+
 def _parse_params(name: str, rest: str, keys: dict) -> tuple[dict, str | None]:
     given: dict[str, str] = {}
+    allowed = sorted(keys) + ["transform"]
     for item in filter(None, (s.strip() for s in rest.split(","))):
         k, eq, v = item.partition("=")
         if not eq or not k or not v:
             raise InputError(
                 f"malformed parameter {item!r} in {name!r} spec; write key=value pairs separated by commas"
             )
-        given[k.strip()] = v.strip()
+        k = k.strip()
+        if k in given:
+            raise InputError(
+                f"parameter {k!r} is given twice in the {name!r} spec; give each key once (keys: {allowed})"
+            )
+        given[k] = v.strip()
     transform = given.pop("transform", None)
     unknown = set(given) - set(keys)
     if unknown:
-        raise InputError(
-            f"unknown parameter(s) {sorted(unknown)} for {name!r}; allowed: {sorted(keys) + ['transform']}"
-        )
+        raise InputError(f"unknown parameter(s) {sorted(unknown)} for {name!r}; allowed: {allowed}")
     kwargs = {}
     for k, (typ, default) in keys.items():
         if k not in given:
@@ -145,26 +196,45 @@ def _apply_transform(dist, transform: str):
     return Transformed(dist, ELEMENTWISE[transform](), ELEMENTWISE[transform]())
 
 
-def load_table(path: str | Path, normalize: bool = False) -> Discrete:
+NPY_MAGIC = b"\x93NUMPY"  # the first bytes of every .npy file (numpy.lib.format)
+
+
+def load_table(path: str | Path, normalize: bool = False, drop_empty: bool = False) -> Discrete:
     """A user joint table from `.npy` or `.csv` (comma-separated numbers, no header)."""
     p = Path(path)
+    name = repr(str(p))
     if not p.exists():
-        raise InputError(f"table file {str(p)!r} does not exist")
+        raise InputError(f"table file {name} does not exist")
     if p.is_dir():
-        raise InputError(f"{str(p)!r} is a directory; give a .npy or .csv table file")
+        raise InputError(f"{name} is a directory; give a .npy or .csv table file")
+    suffix = p.suffix.lower()
+    if suffix not in (".npy", ".csv"):
+        raise InputError(f"table file {name} must end in .npy or .csv")
     try:
-        if p.suffix.lower() == ".npy":
+        if suffix == ".npy":
+            with open(p, "rb") as f:
+                if f.read(len(NPY_MAGIC)) != NPY_MAGIC:
+                    raise InputError(
+                        f"cannot read table file {name}: it is not a NumPy .npy file (no .npy "
+                        "header); save the table with numpy.save, or write it as a .csv"
+                    )
             arr = np.load(p, allow_pickle=False)
-        elif p.suffix.lower() == ".csv":
-            arr = np.loadtxt(p, delimiter=",", ndmin=2)
         else:
-            raise InputError(f"table file {str(p)!r} must end in .npy or .csv")
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)  # "input contained no data": below
+                arr = np.loadtxt(p, delimiter=",", ndmin=2)
     except InputError:
         raise
     except (ValueError, OSError, EOFError) as e:
         raise InputError(
-            f"cannot read table file {str(p)!r}: {str(e).splitlines()[0] if str(e) else type(e).__name__}"
+            f"cannot read table file {name}: {str(e).splitlines()[0] if str(e) else type(e).__name__}"
         ) from None
+    if np.iscomplexobj(arr):
+        raise InputError(
+            f"table file {name} holds complex numbers (dtype {arr.dtype}); a joint table must be real"
+        )
     if not np.issubdtype(arr.dtype, np.number):
-        raise InputError(f"table file {str(p)!r} must hold numbers, got dtype {arr.dtype}")
-    return Discrete(arr, normalize=normalize)
+        raise InputError(f"table file {name} must hold numbers, got dtype {arr.dtype}")
+    if arr.size == 0:
+        raise InputError(f"table file {name} holds no numbers; a joint table needs at least one")
+    return Discrete(arr, normalize=normalize, drop_empty=drop_empty)

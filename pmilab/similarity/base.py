@@ -39,35 +39,57 @@ def check_positive(value: float, name: str) -> float:
     return v
 
 
+def _name(dtype: torch.dtype) -> str:
+    return str(dtype).removeprefix("torch.")
+
+
+def _check_tensors(named: dict[str, Tensor]) -> None:
+    """Every input is a floating tensor, and all share one dtype (naming the odd one out)."""
+    for name, t in named.items():
+        if not torch.is_tensor(t):
+            raise InputError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+        if not t.is_floating_point():
+            raise InputError(f"{name} must be a floating tensor, got dtype {_name(t.dtype)}")
+    (first, t0), *rest = named.items()
+    for name, t in rest:
+        if t.dtype != t0.dtype:
+            raise InputError(
+                f"{name} has dtype {_name(t.dtype)} but {first} has {_name(t0.dtype)}; pass every input of a "
+                "similarity head in one dtype (e.g. .double() or .float() on all of them)"
+            )
+
+
 def check_vectors(zx: Tensor, zy: Tensor, paired: bool) -> None:
-    """zx (B, d) and zy (C, d); C == B when paired."""
+    """zx (B, d) and zy (C, d) of one floating dtype; C == B when paired."""
+    _check_tensors({"zx": zx, "zy": zy})
     if zx.dim() != 2 or zy.dim() != 2:
-        raise ValueError(
+        raise InputError(
             f"expected zx (B, d) and zy (C, d), got shapes {tuple(zx.shape)} and {tuple(zy.shape)}"
         )
     if zx.shape[1] != zy.shape[1]:
-        raise ValueError(f"feature dims differ: zx has d={zx.shape[1]}, zy has d={zy.shape[1]}")
+        raise InputError(f"feature dims differ: zx has d={zx.shape[1]}, zy has d={zy.shape[1]}")
     if paired and zx.shape[0] != zy.shape[0]:
-        raise ValueError(
+        raise InputError(
             f"paired logits need equal batch sizes, got {zx.shape[0]} and {zy.shape[0]}"
         )
 
 
 def check_point_sets(px: Tensor, wx: Tensor, py: Tensor, wy: Tensor, paired: bool) -> None:
-    """px (B, M, d), wx (B, M), py (C, N, d), wy (C, N); C == B when paired."""
+    """px (B, M, d), wx (B, M), py (C, N, d), wy (C, N) of one floating dtype; C == B when paired."""
+    _check_tensors({"px": px, "wx": wx, "py": py, "wy": wy})
     if px.dim() != 3 or py.dim() != 3:
-        raise ValueError(
+        raise InputError(
             f"points must be (B, M, d) and (C, N, d), got {tuple(px.shape)} and {tuple(py.shape)}"
         )
     if wx.shape != px.shape[:2] or wy.shape != py.shape[:2]:
-        raise ValueError(
+        raise InputError(
             f"weights must be (B, M) and (C, N) matching the points; got wx {tuple(wx.shape)} for "
             f"px {tuple(px.shape)} and wy {tuple(wy.shape)} for py {tuple(py.shape)}"
         )
     if px.shape[2] != py.shape[2]:
-        raise ValueError(f"point dims differ: px has d={px.shape[2]}, py has d={py.shape[2]}")
+        raise InputError(f"point dims differ: px has d={px.shape[2]}, py has d={py.shape[2]}")
     if paired and px.shape[0] != py.shape[0]:
-        raise ValueError(
+        raise InputError(
             f"paired logits need equal batch sizes, got {px.shape[0]} and {py.shape[0]}"
         )
 

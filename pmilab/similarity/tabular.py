@@ -28,14 +28,27 @@ class Tabular(SimilarityHead):
         self.table = nn.Parameter(torch.zeros(self.nx, self.ny))
 
     def _check(self, x: Tensor, y: Tensor, paired: bool) -> None:
-        if x.dim() != 1 or y.dim() != 1:
-            raise ValueError(
-                f"tabular logits take 1-D index tensors, got {tuple(x.shape)}, {tuple(y.shape)}"
-            )
-        if x.dtype.is_floating_point or y.dtype.is_floating_point:
-            raise ValueError("tabular logits take integer state indices, not floats")
+        """x, y: 1-D integer tensors of states in [0, nx) and [0, ny) (no negative wrap-around)."""
+        for name, v, size in (("x", x, self.nx), ("y", y, self.ny)):
+            if not torch.is_tensor(v):
+                raise InputError(
+                    f"{name} must be a 1-D torch.Tensor of state indices, got {type(v).__name__}"
+                )
+            if v.dim() != 1:
+                raise InputError(
+                    f"{name} must be a 1-D tensor of state indices, got shape {tuple(v.shape)}"
+                )
+            if v.is_floating_point() or v.is_complex() or v.dtype == torch.bool:
+                raise InputError(
+                    f"{name} must hold integer state indices, got dtype {str(v.dtype).removeprefix('torch.')}; use .long()"
+                )
+            if v.numel() and (int(v.min()) < 0 or int(v.max()) >= size):
+                raise InputError(
+                    f"{name} indices must lie in [0, {size - 1}] (the head has {size} states), "
+                    f"got range [{int(v.min())}, {int(v.max())}]"
+                )
         if paired and x.shape[0] != y.shape[0]:
-            raise ValueError(f"paired logits need equal lengths, got {x.shape[0]} and {y.shape[0]}")
+            raise InputError(f"paired logits need equal lengths, got {x.shape[0]} and {y.shape[0]}")
 
     def logit_matrix(self, x: Tensor, y: Tensor) -> Tensor:
         self._check(x, y, paired=False)

@@ -17,6 +17,24 @@ from pmilab.training.run import Run
 
 # Held-out draws use seeds far from the training stream (training draws from seeds < 2**62).
 EVAL_SEED_OFFSET = 2**62
+# Logits count as constant when their range over the evaluated pairs is within this fraction
+# of their magnitude (at least 1): 8 float32 ulps (eps = 1.2e-7), i.e. equal up to rounding.
+CONSTANT_RTOL = 1e-6
+
+
+def _constant(v: torch.Tensor) -> bool:
+    return float(v.max() - v.min()) <= CONSTANT_RTOL * max(1.0, float(v.abs().max()))
+
+
+def constant_logits(logits: torch.Tensor, pmi: torch.Tensor) -> bool:
+    """True when the learned logits are constant (zero variance up to float32 rounding) on the
+    evaluated pairs while the exact PMI is not: a degenerate run (e.g. a collapsed logit scale),
+    whose pmi_corr is undefined. Pairs with PMI = -inf (p(x, y) = 0) are left out."""
+    keep = torch.isfinite(pmi)
+    lg, pm = logits[keep].to(torch.float64), pmi[keep].to(torch.float64)
+    if lg.numel() < 2 or not torch.isfinite(lg).all():
+        return False
+    return _constant(lg) and not _constant(pm)
 
 
 def _mi_infonce(run: Run, seed: int) -> M.Estimate:
@@ -50,6 +68,7 @@ def discrete_metrics(run: Run) -> dict:
         "mi_infonce_se": mi.se,
         "mutual_information": float(d.mutual_information()),
         "log_batch": math.log(run.config.batch_size),
+        "constant_logits": constant_logits(table, pmi),
     }
 
 
@@ -76,6 +95,7 @@ def continuous_metrics(run: Run) -> dict:
     out["mutual_information"] = float(mi)
     out["mutual_information_se"] = float(getattr(mi, "se", 0.0))
     out["log_batch"] = math.log(run.config.batch_size)
+    out["constant_logits"] = constant_logits(grid, pmi_grid)
     return out
 
 

@@ -12,10 +12,39 @@ import torch
 from torch import Tensor
 
 from pmilab import atomic
+from pmilab.errors import InputError
 from pmilab.training.config import FitConfig
 from pmilab.training.model import PairModel
 
 EVAL_CHUNK = 128  # rows of a logit matrix computed at once in evaluation (bounds memory)
+# What `Run.save` writes; a folder holding any of them holds an earlier run.
+RUN_FILES = ("config.json", "metrics.json", "model.pt", "logits.npy")
+
+
+def check_out_dir(out: str | Path, overwrite: bool = False, create: bool = False) -> Path:
+    """`out` as a Path, checked before any training: a folder path that is not a file, not
+    below a file, and holds no earlier run unless `overwrite` (CLI: --overwrite). With
+    `create`, the folder is made now, so an unwritable place fails before training too."""
+    if not str(out).strip():
+        raise InputError("the output folder must be a path, got an empty string")
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise InputError(f"the output folder {out} is an existing file; give a folder path")
+    base = next((p for p in out.parents if p.exists()), Path("."))
+    if not base.is_dir():
+        raise InputError(f"cannot create the output folder {out}: {base} is a file")
+    earlier = [f for f in RUN_FILES if (out / f).exists()]
+    if earlier and not overwrite:
+        raise InputError(
+            f"the output folder {out} holds an earlier run ({', '.join(earlier)}); pass "
+            "--overwrite (overwrite=True) to replace it, or choose another folder"
+        )
+    if create:
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise InputError(f"cannot create the output folder {out}: {e.strerror}") from None
+    return out
 
 
 @dataclass
@@ -28,7 +57,7 @@ class Run:
     metrics:    docs/theory.md names (`pmi_rmse_product`, ... and `<name>_se` on continuous joints).
     history:    training loss per step.
     stopped_at: the step at which training stopped on a non-finite loss (None if it finished).
-    message:    why it stopped early ("" if it finished).
+    message:    why it stopped early, or why its logits are degenerate ("" if neither).
     """
 
     config: FitConfig
@@ -43,17 +72,30 @@ class Run:
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
 
-    def _input(self, v) -> Tensor:
-        v = torch.as_tensor(v, device=self.device)
+    def _input(self, v, name: str) -> Tensor:
+        """x or y as a tensor on the model's device; state indices of a discrete joint are
+        checked here (1-D integers in range: no -1 wrap-around, no raw IndexError)."""
+        v = torch.as_tensor(v)
         if not self.dist.discrete:
-            v = v.to(next(self.model.parameters()).dtype)
-        return v
+            return v.to(self.device, next(self.model.parameters()).dtype)
+        size = self.dist.nx if name == "x" else self.dist.ny
+        if v.dim() != 1 or v.is_floating_point() or v.is_complex() or v.dtype == torch.bool:
+            raise InputError(
+                f"{name} must be a 1-D sequence of integer state indices, got shape "
+                f"{tuple(v.shape)} and dtype {str(v.dtype).removeprefix('torch.')}"
+            )
+        if v.numel() and (int(v.min()) < 0 or int(v.max()) >= size):
+            raise InputError(
+                f"{name} indices must lie in [0, {size - 1}] (the joint has {size} states), "
+                f"got range [{int(v.min())}, {int(v.max())}]"
+            )
+        return v.to(self.device)
 
     @torch.no_grad()
     def logits(self, x, y) -> Tensor:
         """(n,) float64 logits ℓ(x_i, y_i) of paired inputs, on CPU."""
         self.model.eval()
-        x, y = self._input(x), self._input(y)
+        x, y = self._input(x, "x"), self._input(y, "y")
         out = [
             self.model.paired_logits(x[i : i + EVAL_CHUNK], y[i : i + EVAL_CHUNK])
             for i in range(0, len(x), EVAL_CHUNK)
@@ -64,7 +106,7 @@ class Run:
     def logit_matrix(self, x, y) -> Tensor:
         """(n, m) float64 logits ℓ(x_i, y_j), computed in row chunks, on CPU."""
         self.model.eval()
-        x, y = self._input(x), self._input(y)
+        x, y = self._input(x, "x"), self._input(y, "y")
         rows = [
             self.model.logit_matrix(x[i : i + EVAL_CHUNK], y) for i in range(0, len(x), EVAL_CHUNK)
         ]
@@ -87,6 +129,8 @@ class Run:
         if self.dist.discrete:
             table = self.logit_table().numpy()
             atomic.write_atomic(out / "logits.npy", lambda f: np.save(f, table))
+        else:  # an overwritten earlier run's table would not belong to this run
+            (out / "logits.npy").unlink(missing_ok=True)
         return out
 
 

@@ -1,8 +1,10 @@
 """Property tests of docs/theory.md T6 with hypothesis-generated joints and bijections."""
 
 import math
+from statistics import NormalDist
 
 import numpy as np
+import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -82,28 +84,60 @@ def test_pmi_invariant_under_bijections(args, seed):
 
 
 def mc(v: torch.Tensor) -> tuple[float, float]:
+    v = v.to(torch.float64)
     return float(v.mean()), float(v.std() / math.sqrt(v.numel()))
 
 
-@settings(max_examples=6, deadline=None)
-@given(
-    st.sampled_from(
-        BASES[:3] + [pl.dists.Transformed(BASES[0], pl.dists.Spiral(0.5), pl.dists.Asinh())]
-    ),
-    st.integers(0, 99),
-)
-def test_monte_carlo_identities_on_continuous_joints(dist, seed):
-    """E_{p(x)p(y)}[exp PMI] = 1, E_p[PMI] = I, E_p[exp(-PMI)] = 1 within 5 standard errors."""
-    x, y = dist.sample(40_000, seed=seed)
-    xs, ys = dist.sample(
-        40_000, seed=seed + 1000
-    )  # independent draws: pairs (x_i, ys_i) ~ p(x)p(y)
-    m, se = mc(dist.pmi(x, ys).exp())
-    assert abs(m - 1) <= 5 * se
+# The Monte Carlo identities are checked on a fixed set of cases (no hypothesis draw), each at a
+# band corrected for the whole family: with MC_CASES x 3 comparisons and a family-wise error
+# rate of 1e-4, each comparison uses Bonferroni's z = Phi^-1(1 - 1e-4 / (2 * comparisons)) (4.7).
+MC_DISTS = [*BASES, pl.dists.Transformed(BASES[0], pl.dists.Spiral(0.5), pl.dists.Asinh())]
+MC_CASES = [(i, seed) for i in range(len(MC_DISTS)) for seed in (0, 1, 2)]
+MC_Z = NormalDist().inv_cdf(1 - 1e-4 / (2 * 3 * len(MC_CASES)))
+MC_N = 40_000
+
+
+def change_of_measure_z(dist, seed: int, shift: float = 0.0) -> tuple[float, float, float]:
+    """z-scores of three identities of the PMI r = log p(x,y) - log p(x) - log p(y) (+ shift):
+
+    (A) E_{p(x)p(y)}[e^r 1{r <= 0}] = P_p(r <= 0)   (B) E_p[e^-r 1{r > 0}] = P_{p(x)p(y)}(r > 0)
+    (C) E_p[r] = I.
+    (A) + (B) are E_{p(x)p(y)}[e^PMI] = 1 and E_p[e^-PMI] = 1 split at PMI = 0. Unsplit, those
+    two estimators are heavy-tailed: E_p[e^-PMI] has infinite variance for a Gaussian with a
+    canonical correlation >= 1/2 (it needs 2I - Sigma^-1 > 0), so its standard error is
+    meaningless and a 5-SE band failed for ~8% of seeds on Gaussian(2,2,rho=0.8). Split, every
+    estimated mean lies in [0, 1], so each z is a valid normal-theory score. The joint and the
+    product pairs are independent draws, so each difference's variance is the sum.
+    """
+    x, y = dist.sample(MC_N, seed=seed)
+    xq, _ = dist.sample(MC_N, seed=seed + 1000)  # (xq_i, yq_i) ~ p(x)p(y), independent of (x, y)
+    _, yq = dist.sample(MC_N, seed=seed + 2000)
+    joint, prod = dist.pmi(x, y) + shift, dist.pmi(xq, yq) + shift
+    zero = torch.zeros((), dtype=joint.dtype)
+    a, pa = mc(torch.where(prod <= 0, prod.exp(), zero)), mc((joint <= 0).double())
+    b, pb = mc(torch.where(joint > 0, (-joint).exp(), zero)), mc((prod > 0).double())
     m, se = mc(dist.pmi(x, y))
     # the mixture's mutual_information() is itself Monte Carlo: compare with its quadrature
     quad = getattr(dist, "mutual_information_quadrature", None)
-    mi = quad() if quad else float(dist.mutual_information())
-    assert abs(m - mi) <= 5 * se
-    m, se = mc((-dist.pmi(x, y)).exp())
-    assert abs(m - 1) <= 5 * se
+    mi = quad() if quad else dist.mutual_information()
+    return (
+        (a[0] - pa[0]) / math.hypot(a[1], pa[1]),
+        (b[0] - pb[0]) / math.hypot(b[1], pb[1]),
+        (m - float(mi)) / math.hypot(se, getattr(mi, "se", 0.0)),
+    )
+
+
+@pytest.mark.parametrize("case", MC_CASES, ids=lambda c: f"dist{c[0]}-seed{c[1]}")
+def test_monte_carlo_identities_on_continuous_joints(case):
+    """The change-of-measure identities and E_p[PMI] = I hold within the family-wise band."""
+    i, seed = case
+    z = change_of_measure_z(MC_DISTS[i], seed)
+    assert all(abs(v) <= MC_Z for v in z), (type(MC_DISTS[i]).__name__, z, MC_Z)
+
+
+def test_monte_carlo_identities_detect_a_wrong_normalisation():
+    """Negative control: a PMI off by a constant 0.1 (a mis-normalised density) fails (A) and
+    (B) at the same band (measured |z| 7-22 on every case; (C) is left unshifted)."""
+    for i, dist in enumerate(MC_DISTS):
+        za, zb, _ = change_of_measure_z(dist, seed=0, shift=0.1)
+        assert za > MC_Z and zb < -MC_Z, (i, za, zb)

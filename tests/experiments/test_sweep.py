@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -146,3 +147,40 @@ def test_run_id_changes_with_any_parameter():
     b = RunSpec.of({"lr": 0.03, "steps": 10}, "t1", "kme", "seed0")
     assert a.run_id.startswith("t1-kme-seed0-") and a.run_id != b.run_id
     assert RunSpec.of({"steps": 10, "lr": 0.01}, "t1", "kme", "seed0").run_id == a.run_id
+
+
+HEARTBEAT = re.compile(r"^toy: (\d+)/(\d+) runs done, (\d+) s elapsed$")
+
+
+def test_heartbeat_without_bars_reports_even_inside_one_long_run(tmp_path, capsys):
+    """Bars off: a line at the start and then every `heartbeat` seconds, also while a single
+    run is still in progress (the first run here sleeps 20 intervals)."""
+    sw = toy_sweep(3, sleep=1.0)
+    t0 = time.perf_counter()
+    run_sweep(sw, tmp_path / "hb", progress=False, heartbeat=0.05)
+    elapsed = time.perf_counter() - t0
+    lines = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("toy:")]
+    parsed = [HEARTBEAT.match(ln) for ln in lines]
+    assert all(parsed), lines
+    done = [int(m[1]) for m in parsed]
+    assert {int(m[2]) for m in parsed} == {3}
+    assert done[0] == 0 and done == sorted(done) and set(done) <= {0, 1, 2, 3}
+    # while the first run sleeps 1 s (20 intervals), the count stays at 0 and lines keep coming
+    assert done.count(0) >= 4, done
+    # at most one line per interval (plus the start line): no flood
+    assert len(lines) <= elapsed / 0.05 + 2
+    assert not threading_heartbeats_alive()
+
+
+def threading_heartbeats_alive() -> bool:
+    import threading
+
+    return any(t.name.startswith("heartbeat ") for t in threading.enumerate())
+
+
+def test_no_heartbeat_with_bars_or_when_nothing_is_left(tmp_path, capsys):
+    sw = toy_sweep(2, sleep=0.2)
+    run_sweep(sw, tmp_path / "a", progress=False, heartbeat=0)
+    run_sweep(sw, tmp_path / "b", progress=True, heartbeat=0.01)
+    run_sweep(sw, tmp_path / "b", progress=False, heartbeat=0.01)  # every run already done
+    assert "runs done" not in capsys.readouterr().err

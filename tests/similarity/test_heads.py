@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 import pytest
 import torch
@@ -304,3 +305,89 @@ def test_shape_errors_are_clear():
 def test_bad_parameters_raise_input_error(make):
     with pytest.raises(InputError):
         make()
+
+
+HEADS = {
+    "linear": (Linear, "vectors"),
+    "wpse": (WPSE, "sets"),
+    "wpse-rff": (lambda: WPSE(rff_features=8, dim=3), "sets"),
+    "kme": (KME, "sets"),
+}
+VECTOR_ARGS, SET_ARGS = ("zx", "zy"), ("px", "wx", "py", "wy")
+
+
+def _inputs(kind: str) -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(0)
+    if kind == "vectors":
+        return {"zx": torch.randn(4, 3, generator=g), "zy": torch.randn(4, 3, generator=g)}
+    return dict(zip(SET_ARGS, (t.float() for t in _point_sets(4, 4, 2, 2, 3)), strict=True))
+
+
+@pytest.mark.parametrize("head", HEADS)
+@pytest.mark.parametrize("paired", [False, True])
+def test_heads_name_the_argument_of_another_dtype(head, paired):
+    """Mixed float32/float64 inputs (or an integer or non-tensor input) give an InputError that
+    names the odd argument, not a raw torch RuntimeError from inside the head."""
+    make, kind = HEADS[head]
+    h = make()
+    args = _inputs(kind)
+    fn = h.paired_logits if paired else h.logit_matrix
+    ref = fn(*args.values())  # all float32: fine
+    assert ref.dtype == torch.float32
+    for name in args:
+        for bad, says in (
+            (args[name].double(), (name, "float64", "float32", "one dtype")),
+            (args[name].long(), (f"{name} must be a floating tensor, got dtype int64",)),
+            (args[name].tolist(), (f"{name} must be a torch.Tensor, got list",)),
+        ):
+            with pytest.raises(InputError) as e:
+                fn(*{**args, name: bad}.values())
+            assert all(s in str(e.value) for s in says), (says, str(e.value))
+    # all float64 together is fine, and equals the float32 result to float32 precision
+    wide = fn(*(t.double() for t in args.values()))
+    torch.testing.assert_close(wide.float(), ref, rtol=1e-4, atol=1e-5)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    nx=st.integers(1, 6),
+    ny=st.integers(1, 6),
+    x=st.lists(st.integers(-3, 8), min_size=1, max_size=6),
+    y=st.lists(st.integers(-3, 8), min_size=1, max_size=6),
+)
+def test_tabular_indexes_outside_the_table_are_named_never_wrapped(nx, ny, x, y):
+    """Indexes in [0, n) give table[x][:, y] (numpy indexing of the same table as reference);
+    any other index (-1 included, which torch would wrap to the last state) is an InputError
+    naming the argument and the valid range."""
+    h = Tabular(nx, ny)
+    with torch.no_grad():
+        h.table.copy_(torch.arange(nx * ny, dtype=torch.float32).view(nx, ny))
+    ref = h.table.detach().numpy()
+    xt, yt = torch.tensor(x), torch.tensor(y)
+    bad_x = any(not 0 <= v < nx for v in x)
+    bad_y = any(not 0 <= v < ny for v in y)
+    if bad_x or bad_y:
+        with pytest.raises(InputError) as e:
+            h.logit_matrix(xt, yt)
+        name, size = ("x", nx) if bad_x else ("y", ny)
+        assert str(e.value).startswith(f"{name} indices must lie in [0, {size - 1}]")
+    else:
+        assert h.logit_matrix(xt, yt).detach().numpy().tolist() == ref[x][:, y].tolist()
+    if len(x) == len(y) and not (bad_x or bad_y):
+        assert h.paired_logits(xt, yt).detach().numpy().tolist() == ref[x, y].tolist()
+    elif len(x) == len(y):
+        with pytest.raises(InputError):
+            h.paired_logits(xt, yt)
+
+
+def test_tabular_rejects_non_index_inputs():
+    h = Tabular(3, 3)
+    i = torch.tensor([0, 1])
+    for bad, says in (
+        ([0, 1], "x must be a 1-D torch.Tensor of state indices, got list"),
+        (torch.tensor([0.0, 1.0]), "x must hold integer state indices, got dtype float32"),
+        (torch.tensor([True, False]), "x must hold integer state indices, got dtype bool"),
+        (torch.zeros(2, 1, dtype=torch.long), "x must be a 1-D tensor of state indices"),
+    ):
+        with pytest.raises(InputError, match=re.escape(says)):
+            h.logit_matrix(bad, i)

@@ -8,6 +8,9 @@ redoes a run whose id is already there, so a killed sweep rerun completes only t
 `load_table` merges every file of a sweep. Runs are deterministic: each executes with one torch
 thread and explicit seeds, whatever `jobs` is, so the merged table does not depend on how the
 sweep was split or interrupted.
+With progress bars off (stderr not a terminal: `pmilab verify | tee log`), a heartbeat prints
+one line (sweep, runs done/total, elapsed) at the start and every `HEARTBEAT_S` seconds, even
+while one long run is in progress.
 """
 
 from __future__ import annotations
@@ -17,6 +20,8 @@ import hashlib
 import io
 import json
 import re
+import sys
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
@@ -30,6 +35,9 @@ from pmilab.errors import InputError
 from pmilab.experiments.framework import table as tbl
 
 ID_SAFE = re.compile(r"[^A-Za-z0-9.+_-]+")
+# With bars off, a progress line this often (seconds). 10, not 15: the promise is a line at
+# least every 15 s, and on a loaded machine a timer thread wakes late (measured: up to 1 s).
+HEARTBEAT_S = 10.0
 
 
 def make_id(*parts) -> str:
@@ -140,14 +148,47 @@ def execute(task: Callable[[dict], dict], params: dict) -> tuple[dict, float, fl
     return metrics, time.perf_counter() - t0, time.process_time() - c0
 
 
+class Heartbeat:
+    """A daemon thread printing `name: done/total runs done, N s elapsed` to stderr when started
+    and then every `interval` seconds, until stopped."""
+
+    def __init__(self, name: str, total: int, done: int, interval: float) -> None:
+        self.name, self.total, self.done, self.interval = name, total, done, interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, daemon=True, name=f"heartbeat {name}")
+        self._t0 = time.perf_counter()
+
+    def line(self) -> str:
+        elapsed = time.perf_counter() - self._t0
+        return f"{self.name}: {self.done}/{self.total} runs done, {elapsed:.0f} s elapsed"
+
+    def _beat(self) -> None:
+        while True:
+            print(self.line(), file=sys.stderr, flush=True)
+            if self._stop.wait(self.interval):
+                return
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
 def run_sweep(
     sweep: Sweep,
     runs_dir: Path,
     jobs: int = 1,
     shard: tuple[int, int] = (0, 1),
     progress: bool = True,
+    heartbeat: float | None = None,
 ) -> SweepStats:
-    """Execute the missing runs of this shard, appending each finished run as one row."""
+    """Execute the missing runs of this shard, appending each finished run as one row.
+
+    progress:  a tqdm bar; without it, a `Heartbeat` line every `heartbeat` seconds
+               (None: HEARTBEAT_S; 0: no heartbeat).
+    """
     from tqdm.auto import tqdm
 
     ids = [r.run_id for r in sweep.runs]
@@ -173,6 +214,12 @@ def run_sweep(
         leave=False,
     )
 
+    interval = HEARTBEAT_S if heartbeat is None else heartbeat
+    beat = None
+    if not progress and interval > 0 and todo:
+        beat = Heartbeat(sweep.name, len(mine), stats.done_before, interval)
+        beat.start()
+
     def record(spec: RunSpec, metrics: dict, seconds: float, cpu: float) -> None:
         row = {"run_id": spec.run_id, "sweep": sweep.name, **spec.params, **metrics}
         row["seconds"], row["cpu_seconds"] = round(seconds, 3), round(cpu, 3)
@@ -180,6 +227,8 @@ def run_sweep(
         stats.ran += 1
         stats.ran_ids.append(spec.run_id)
         bar.update(1)
+        if beat is not None:
+            beat.done += 1
 
     try:
         if jobs <= 1 or len(todo) <= 1:
@@ -189,6 +238,8 @@ def run_sweep(
             _run_pool(sweep.task, todo, jobs, record)
     finally:
         bar.close()
+        if beat is not None:
+            beat.stop()
     return stats
 
 
