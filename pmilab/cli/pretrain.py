@@ -128,6 +128,7 @@ def add_parser(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from pmilab.pretrain.train import TrainingFailed, train
+    from pmilab.runtime.distributed import shutdown
 
     given = {
         f.name: getattr(args, f.name)
@@ -140,6 +141,7 @@ def run(args: argparse.Namespace) -> int:
     except TrainingFailed as e:
         print(f"pmilab pretrain: stopped: {e}", file=sys.stderr)
         return 1
+    shutdown()
     if summary.get("world_size", 1) == 1 or _is_main():
         print(
             f"pmilab pretrain: {cfg.similarity}: {summary['steps']} steps, final loss "

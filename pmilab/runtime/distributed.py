@@ -73,6 +73,15 @@ def init(info: DistInfo, device: torch.device) -> None:
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
 
 
+def shutdown() -> None:
+    """Leave the process group cleanly: wait for every rank, then destroy it. Leaving it to
+    interpreter exit lets one rank tear down its gloo sockets while another still uses them,
+    which can abort the process ("terminate called without an active exception")."""
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
 class _GatherWithGrad(torch.autograd.Function):
     """all_gather in forward; backward sums the gradient over ranks and keeps the own slice."""
 

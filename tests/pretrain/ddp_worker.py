@@ -75,7 +75,7 @@ def main() -> None:
     from pmilab.cli import main as cli
 
     rc = cli(sys.argv[2:])
-    dist.destroy_process_group()
+    distributed.shutdown()  # pretrain already left the group on success; a no-op then
     sys.exit(rc)
 
 
