@@ -28,7 +28,9 @@ test: $(STAMP) lint
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 verify: $(STAMP)
-	$(VENV)/bin/pmilab verify $(VERIFY_ARGS)
+	@$(VENV)/bin/pmilab verify $(VERIFY_ARGS) || { rc=$$?; echo "make verify: exit $$rc: \
+	the report above lists every row; exit 1 means some claim FAILs or a control passes \
+	(a finding, not a crash); VERIFY_ARGS=\"--quick --allow-fail\" exits 0" >&2; exit $$rc; }
 
 # ruff's lint rules and its formatter, over the whole tree (CI enforces both through `make test`).
 # --no-cache: a cached verdict can outlive a moved module (an import that no longer resolves
