@@ -27,6 +27,15 @@ fp32 values (σ's through a separate row sum Σ V⟨p, q⟩, since it cancels be
 
 Kernel values whose expansion the error estimate of `_pairwise_chunked` does not trust are
 recomputed from direct differences (`_pairwise_exact`), as on the chunked path.
+
+The Gaussian's score is clamped at 0 before exp2, in both kernels. Exactly, z ≤ 0; but bf16
+points are used uncentred (norms ~1e4 in the tests), and at tiny σ the terms c·⟨p, q⟩, x and y
+are each ~1e10 and cancel. On a GPU the compiler may contract c·dot + x into one FMA, which
+rounds differently from x, so a duplicated pair's z can come out far above 0 and exp2(z) as
+inf. Such a pair is flagged and spliced (its value recomputed exactly, its upstream gradient
+0), but the backward's 0 · inf made NaN point gradients: seen on an H200 in
+`tests/similarity/triton` (bf16, σ = 1e-3, duplicated points). With the clamp its k is 1, the
+kernel's upper bound, and the zero upstream gradient cancels it.
 """
 
 from __future__ import annotations
@@ -111,8 +120,8 @@ def _wpse_fwd(
             z = score_tile(dot_tile(p, q, PRECISION), x, y, c)
             if IMQ:
                 k = tl.rsqrt(tl.maximum(z, 1.0))
-            else:
-                k = tl.exp2(z)
+            else:  # z = −r‖p − q‖²·log2(e)/2 ≤ 0, but rounding can push it above (module doc)
+                k = tl.exp2(tl.minimum(z, 0.0))
             t += k * wb[None, :]
         acc += t * wa[:, None]
     mask = mb[:, None] & mc[None, :]
@@ -186,7 +195,7 @@ def _wpse_bwd(
             if IMQ:
                 k = tl.rsqrt(tl.maximum(z, 1.0))
             else:
-                k = tl.exp2(z)
+                k = tl.exp2(tl.minimum(z, 0.0))  # as the forward: k ≤ 1 whatever the rounding
             u = tl.where(valid, gt * wb[None, :] * k, 0.0)  # (BR, BS): g wy k
             gw += tl.sum(u, axis=1)
             if IMQ:

@@ -161,3 +161,48 @@ def _unspliced(head, px, wx, py, wy, sigma, device):
         m, n = px.shape[1], py.shape[1]
         ref = P.wpse_logits_naive(*ref_in, sigma, 0.0, 1.0, kernel) * (m * n)
     return out.cpu().double(), ref, bound.cpu().double() + 1e-30
+
+
+def test_wpse_gaussian_kernel_value_is_at_most_one(device):
+    """k = 2^z with z = −r‖p − q‖²·log2(e)/2 ≤ 0 exactly, but the kernels get z from the
+    expansion c·⟨p, q⟩ + x + y, whose rounding can push it far above 0 (on an H200, bf16
+    duplicated points at σ = 1e-3 gave k = inf; that pair is spliced with upstream gradient 0,
+    and the backward's 0 · inf made NaN point gradients). Forced here: x of one point raised by
+    300, so its score against its duplicate is 300 and 2^300 overflows fp32. The kernels clamp
+    k at 1: the forward is the float64 sum with that k = 1, and the backward with zero upstream
+    gradient on that row gives the unforced gradients exactly (row sums and column sums)."""
+    from pmilab.similarity import _triton_wpse as W
+
+    g = torch.Generator().manual_seed(3)
+    b, c, m, n, d = 3, 4, 2, 2, 16
+    p = torch.randn(b, m, d, generator=g) * 0.3
+    q = torch.randn(c, n, d, generator=g) * 0.3
+    q[:, 0] = p[0, 0]  # every column set holds a copy of row 0's first point
+    wx, wy = torch.rand(b, m, generator=g), torch.rand(c, n, generator=g)
+    r = torch.tensor(1.0)
+    _, _, x, y, cc, _ = W._score_terms(p, q, r, False)
+    forced = x.clone()
+    forced[0, 0] += 300.0
+    t = common.tiles(device, d, torch.float32)
+    on = [v.to(device).contiguous() for v in (p, q, x, forced, y, wx, wy, cc.reshape(()))]
+    p_, q_, x_, f_, y_, wx_, wy_, c_ = on
+
+    out = W._forward(p_, q_, f_, y_, wx_, wy_, c_, False, t).cpu().double()
+    z = (p.double() @ q.double().reshape(c * n, d).T).reshape(b, m, c, n) * float(cc)
+    z = z + forced.double()[:, :, None, None] + y.double()[None, None]
+    want = torch.einsum("am,amcn,cn->ac", wx.double(), z.clamp(max=0).exp2(), wy.double())
+    assert torch.isfinite(out).all()
+    torch.testing.assert_close(out, want, rtol=1e-5, atol=1e-6)
+
+    up = torch.randn(b, c, generator=g)
+    up[0] = 0.0  # the spliced row: no gradient flows into the kernel's value there
+    up_ = up.to(device)
+    blocks = (t.block_b, t.block_c)
+    rows = [W._rows(p_, q_, xv, y_, wx_, wy_, c_, up_, False, blocks, t) for xv in (x_, f_)]
+    cols = [W._rows(q_, p_, y_, xv, wy_, wx_, c_, up_.T, False, blocks[::-1], t) for xv in (x_, f_)]
+    (gp0, gs0), (gp1, gs1) = rows
+    (gq0, sq0), (gq1, sq1) = cols
+    assert all(torch.isfinite(v).all() for v in (gp1, gs1, gq1, sq1))
+    assert gp1[0].abs().max() == 0 and gs1[0].abs().max() == 0
+    for got, unforced in ((gp1[1:], gp0[1:]), (gs1[1:], gs0[1:]), (gq1, gq0), (sq1, sq0)):
+        torch.testing.assert_close(got, unforced, rtol=0, atol=0)
