@@ -312,6 +312,13 @@ def _line(row: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.dry_run:  # before triton is first imported (by the kernels' modules)
+        from pmilab.similarity._triton_support import interpreter_problem
+
+        if (why := interpreter_problem()) is not None:
+            print(
+                f"pairwise_gpu: error: --dry-run needs Triton's interpreter: {why}", file=sys.stderr
+            )
+            return 2
         os.environ["TRITON_INTERPRET"] = "1"
     sys.path.insert(0, str(HERE))
     import pandas as pd

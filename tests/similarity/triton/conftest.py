@@ -52,7 +52,19 @@ def _import_interpreted() -> str | None:
     return None
 
 
-PROBLEM = _import_interpreted() if INSTALLED else SKIP_REASON
+def _problem() -> str | None:
+    """Why the tests here cannot run, or None."""
+    if not INSTALLED:
+        return SKIP_REASON
+    if not ON_GPU:  # the interpreter: not every Triton's can run the kernels
+        from pmilab.similarity._triton_support import interpreter_problem
+
+        if (why := interpreter_problem()) is not None:
+            return why
+    return _import_interpreted()
+
+
+PROBLEM = _problem()
 
 
 def pytest_collection_modifyitems(config, items):

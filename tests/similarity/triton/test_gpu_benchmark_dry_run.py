@@ -5,6 +5,7 @@ whole script.)"""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -36,6 +37,11 @@ def test_arguments():
 
 
 def test_dry_run_writes_the_report(tmp_path):
+    """Runs the interpreter even on a GPU machine, whose CUDA torch may ship an older Triton."""
+    from pmilab.similarity._triton_support import interpreter_problem
+
+    if (why := interpreter_problem()) is not None:
+        pytest.skip(why)
     cmd = [sys.executable, str(SCRIPT), "--dry-run", "--heads", "kme", "--out", str(tmp_path)]
     res = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr[-2000:]
@@ -45,3 +51,18 @@ def test_dry_run_writes_the_report(tmp_path):
     assert (df[df.impl == "triton"].max_rel_diff_vs_chunked < 1e-4).all()
     text = (tmp_path / "dry-run.md").read_text()
     assert "Fraction of the bf16 GEMM rate" in text and "| 20 | 2 | 20 | kme |" in text
+
+
+def test_dry_run_with_an_old_interpreter_is_one_line(tmp_path):
+    """Where the installed Triton's interpreter cannot run the kernels (3.6.0, measured), the
+    dry run says so in one line and exits 2 instead of a traceback from inside a kernel."""
+    stub = tmp_path / "site" / "triton-3.6.0.dist-info"
+    stub.mkdir(parents=True)
+    (stub / "METADATA").write_text("Metadata-Version: 2.1\nName: triton\nVersion: 3.6.0\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(stub.parent), str(ROOT)])}
+    cmd = [sys.executable, str(SCRIPT), "--dry-run", "--heads", "kme", "--out", str(tmp_path)]
+    res = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120, env=env)
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    line = res.stderr.strip()
+    assert "\n" not in line and line.startswith("pairwise_gpu: error:") and "3.6.0" in line
+    assert not any(tmp_path.glob("dry-run*"))

@@ -44,7 +44,10 @@ KINDS = ("random", "sphere", "duplicate", "far")
 )
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_ragged_shapes(head, shape, dtype, device):
-    H.check(head, H.inputs(head, "random", *shape), 0.7, dtype, device)
+    # σ = 3: the kernels' own values reach the output. At σ = 0.7 every WPSE value of these
+    # random points (~e^-40) is below what the expansion resolves and is recomputed exactly
+    # (`_splice`), so the WPSE kernel was not what this test compared.
+    H.check(head, H.inputs(head, "random", *shape), 3.0, dtype, device)
 
 
 @pytest.mark.parametrize("head", HEADS, ids=IDS)

@@ -85,9 +85,23 @@ def test_wrong_logits_are_caught(device):
     H.check(head, pts, 0.7, torch.float32, device, fn=_with_wrong_logits(head.triton, fwd_tol / 3))
 
 
-@pytest.mark.parametrize("head", [H.kme_head(), H.wpse_head("gaussian")], ids=["kme", "wpse"])
-def test_a_tiling_bug_is_caught(head, device, monkeypatch):
-    """BLOCK_D = 16 < d = 20: the kernels silently drop coordinates 16..19 of every point."""
+@pytest.mark.parametrize(
+    ("head", "kind"),
+    [(H.kme_head(), "random"), (H.wpse_head("gaussian"), "sphere")],
+    ids=["kme", "wpse"],
+)
+def test_a_tiling_bug_is_caught(head, kind, device, monkeypatch):
+    """BLOCK_D = 16 < d = 20: the kernels silently drop coordinates 16..19 of every point.
+
+    The wrong values themselves must be seen, in the forward pass. WPSE runs on "sphere"
+    points: on "random" points at σ = 0.7 every kernel value (~e^-40) is below what the
+    expansion resolves, so every pair is recomputed exactly (`_splice`) and the kernel's values
+    never reach the output. There the control used to be caught only through the backward's
+    unwritten gradient coordinates: NaN in uninitialised CPU memory, but on an H200 the caching
+    allocator's stale, finite memory, and the control passed (first GPU run).
+    """
+    pts = H.inputs(head, kind, *SHAPE)
+    right = _forward_error(head, pts, device)
     tiles = common.tiles
     monkeypatch.setattr(common, "tiles", lambda *a: dataclasses.replace(tiles(*a), block_d=16))
     import pmilab.similarity._triton_kme as K
@@ -95,5 +109,17 @@ def test_a_tiling_bug_is_caught(head, device, monkeypatch):
 
     monkeypatch.setattr(K, "tiles", common.tiles)
     monkeypatch.setattr(W, "tiles", common.tiles)
+    fwd_tol = H.FWD_TOL[torch.float32]
+    assert right <= fwd_tol < _forward_error(head, pts, device) / 100
     with pytest.raises(AssertionError):
-        H.check(head, H.inputs(head, "random", *SHAPE), 0.7, torch.float32, device)
+        H.check(head, pts, 0.7, torch.float32, device)
+
+
+def _forward_error(head, pts, device) -> float:
+    """The harness's forward metric for fp32 inputs at σ = 0.7, forward pass only."""
+    args = [*pts, torch.tensor(0.7, dtype=torch.float64)]
+    args += [torch.tensor(a, dtype=torch.float64) for a in head.alphas]
+    refs = [t.float().double() for t in args]
+    with torch.no_grad():
+        out = head.triton(*[t.float().to(device) for t in args]).cpu().double()
+        return ((out - head.reference(*refs)).abs() / head.scale(*refs)).max().item()
