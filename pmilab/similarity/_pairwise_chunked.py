@@ -140,13 +140,20 @@ def _kernel_operands(p: Tensor, q: Tensor, inv_s2: Tensor, kernel: str):
     if kernel == "gaussian":
         a = _rows(p * r, -pn * (inv_s2 / 2), torch.ones_like(pn))
         bm = _rows(q * r, torch.ones_like(qn), -qn * (inv_s2 / 2))
-        s = (pn.amax(1)[:, None] + qn.amax(1)[None, :]) * (inv_s2 / 2)
     else:
         a = _rows(p * r, 1 + pn * inv_s2, torch.ones_like(pn))
         bm = _rows(-2 * r * q, torch.ones_like(qn), qn * inv_s2)
-        s = 1 + (pn.amax(1)[:, None] + qn.amax(1)[None, :]) * inv_s2
-    s = s + (2 if kernel == "imq" else 1) * _scale_terms(pn, qn, inv_s2)
-    return a, bm, s.detach()
+    return a, bm, kernel_score_scale(pn, qn, inv_s2, kernel).detach()
+
+
+def kernel_score_scale(pn: Tensor, qn: Tensor, inv_s2: Tensor, kernel: str) -> Tensor:
+    """(B, C) the size of the terms each pair's expanded kernel score is a sum of, from the
+    squared norms pn (B, M), qn (C, N): what its rounding error is relative to (`_estimate`).
+    Shared by this path and the Triton kernels (`_triton_wpse`)."""
+    s = pn.amax(1)[:, None] + qn.amax(1)[None, :]
+    if kernel == "gaussian":
+        return s * (inv_s2 / 2) + _scale_terms(pn, qn, inv_s2)
+    return 1 + s * inv_s2 + 2 * _scale_terms(pn, qn, inv_s2)
 
 
 def wpse_chunked(

@@ -52,8 +52,8 @@ from pmilab.similarity._pairwise_chunked import (
     WPSE_TOL,
     _estimate,
     _is_zero,
-    _scale_terms,
     _splice,
+    kernel_score_scale,
 )
 from pmilab.similarity._pairwise_exact import kernel_sum_pairs
 from pmilab.similarity._triton_common import (
@@ -327,11 +327,7 @@ def wpse_logits_triton(
         ker = KernelSumFused.apply(p, q, wx, wy, r, kernel)
         with torch.no_grad():  # the expansion's error estimate, as `_pairwise_chunked`
             pn, qn = p.float().pow(2).sum(-1), q.float().pow(2).sum(-1)
-            s = pn.amax(1)[:, None] + qn.amax(1)[None, :]
-            if kernel == "imq":
-                s = 1 + s * r + 2 * _scale_terms(pn, qn, r)
-            else:
-                s = s * (r / 2) + _scale_terms(pn, qn, r)
+            s = kernel_score_scale(pn, qn, r, kernel)
             bad = _estimate(s, torch.float32) > WPSE_TOL[torch.float32]
         fn = partial(kernel_sum_pairs, kernel=kernel)
         ker = _splice(ker, bad, fn, (px.float(), wx, py.float(), wy, r), m * n * d)
