@@ -4,8 +4,15 @@
 #   benchmarks/gpu_check.sh             CUDA tests, the GPU kernel benchmark (full grid), and a
 #                                       bf16 pretraining smoke run per head with images/s
 #   benchmarks/gpu_check.sh --quick     the same with the benchmark's quick grid
+#   benchmarks/gpu_check.sh --focus     what issue 15 still needs, in about 6 minutes: the Triton
+#                                       tests, a tile sweep at its target (KME/WPSE fwd+bwd, B = 4096,
+#                                       M = 8, d = 256) with a per-kernel profile, the grid rows the
+#                                       first run did not reach (B = 16384, M = 16), and, if ncu is
+#                                       there, an ncu report of the KME kernels; each section under
+#                                       its own time limit
 #   benchmarks/gpu_check.sh --dry-run   on a CPU: checks this script and the benchmark's code path
 #                                       (Triton interpreter, tiny sizes); writes to a temp dir
+#   benchmarks/gpu_check.sh --focus --dry-run   the same for the focus sections
 #
 # Needs .venv with a CUDA build of torch and Triton (`make setup` after installing the CUDA torch;
 # see README). PY=/path/to/python overrides the interpreter.
@@ -15,6 +22,8 @@
 #   <gpu>.md, <gpu>.csv section 2's benchmark
 #   <gpu>-tiles-64x32x8.md, .csv   section 3: Triton alone on the other tile shape (README)
 #   pretrain-<gpu>.md, .json       section 4: bf16 pretraining smoke per head, heads vs GEMM
+#   --focus: <gpu>-tests-triton.txt, <gpu>-sweep.{md,csv}, <gpu>-sweep-profile.md,
+#            <gpu>-grid-rest.{md,csv}, <gpu>-ncu-kme.txt
 # Sections run in order; a failing section is reported and the next one still runs; the script
 # exits 1 if any failed. To add a section (e.g. a bf16 pretraining smoke run), add a function
 # `section_<name>` below and one `run_section <name>` line at the end.
@@ -23,12 +32,18 @@ set -uo pipefail
 cd "$(dirname "$0")/.." || exit 2
 PY="${PY:-.venv/bin/python}"
 MODE=full
-case "${1:-}" in
-  "") ;;
-  --quick) MODE=quick ;;
-  --dry-run) MODE=dry ;;
-  *) echo "usage: $0 [--quick | --dry-run]" >&2; exit 2 ;;
-esac
+FOCUS=0
+for arg in "$@"; do
+  case "$arg" in
+    --quick) MODE=quick ;;
+    --dry-run) MODE=dry ;;
+    --focus) FOCUS=1 ;;
+    *) echo "usage: $0 [--quick | --focus] [--dry-run]" >&2; exit 2 ;;
+  esac
+done
+# Tile shapes the focus sweep tries (BB,BC,warps[,stages]): the default, then the wgmma tiles
+# that compile without spills or with few (benchmarks/results/triton_compile_sm90.md).
+SWEEP_TILES=(default 64,32,8 64,32,8,2 64,32,8,4 128,32,8 64,64,8)
 
 FAILED=()
 
@@ -117,11 +132,73 @@ section_pretrain_smoke() {
   "$PY" benchmarks/gpu_pretrain.py "${args[@]}"
 }
 
+# --- focus sections (--focus) ------------------------------------------------------------------
+limit() {  # limit SECONDS CMD...: the command under a time limit (none in a dry run)
+  local s=$1
+  shift
+  if [[ $MODE == dry ]]; then "$@"; else timeout --signal=INT --kill-after=10 "$s" "$@"; fi
+}
+
+section_tests_triton() {
+  if [[ $MODE == dry ]]; then
+    "$PY" -m pytest -m cuda --collect-only -q tests/similarity/triton | tail -n 3 \
+      | tee "$OUT/$GPU-tests-triton.txt"
+    local rc=${PIPESTATUS[0]}
+    ((rc == 5)) && rc=0  # 5: nothing collected
+    return "$rc"
+  fi
+  limit 240 "$PY" -m pytest -m cuda -q -rs tests/similarity/triton 2>&1 | tee "$OUT/$GPU-tests-triton.txt"
+  return "${PIPESTATUS[0]}"
+}
+
+section_sweep() {
+  local args=(--out "$OUT" --name "$GPU-sweep" --impls triton --profile)
+  if [[ $MODE == dry ]]; then
+    args+=(--dry-run --configs 20,2,20 --tiles default 32,16,4,2)
+  else
+    args+=(--configs 4096,8,256 --tiles "${SWEEP_TILES[@]}")
+  fi
+  limit 240 "$PY" benchmarks/pairwise_gpu.py "${args[@]}"
+}
+
+section_grid_rest() {
+  local args=(--out "$OUT" --name "$GPU-grid-rest" --impls triton chunked)
+  if [[ $MODE == dry ]]; then
+    args+=(--dry-run --configs 20,3,20)
+  else
+    args+=(--configs 16384,16,64 16384,16,256 --target-seconds 0.5)
+  fi
+  limit 150 "$PY" benchmarks/pairwise_gpu.py "${args[@]}"
+}
+
+section_ncu() {
+  if ! command -v ncu >/dev/null; then
+    echo "ncu not found: no Nsight Compute report (the sweep's profile still says which kernel)"
+    return 0
+  fi
+  local args=(--out "$(mktemp -d)" --name ncu --impls triton --heads kme --max-seconds 0)
+  if [[ $MODE == dry ]]; then
+    echo "dry run: ncu would profile: $PY benchmarks/pairwise_gpu.py ${args[*]} --configs 4096,8,256"
+    return 0
+  fi
+  limit 150 ncu --kernel-name regex:_kme_ --launch-count 3 --section SpeedOfLight \
+    --section Occupancy --section LaunchStats --section WarpStateStats --section MemoryWorkloadAnalysis \
+    "$PY" benchmarks/pairwise_gpu.py "${args[@]}" --configs 4096,8,256 2>&1 | tee "$OUT/$GPU-ncu-kme.txt"
+  return "${PIPESTATUS[0]}"
+}
+
 run_section machine
-run_section tests
-run_section benchmark
-run_section benchmark_wgmma_tiles
-run_section pretrain_smoke
+if ((FOCUS)); then
+  run_section tests_triton
+  run_section sweep
+  run_section grid_rest
+  run_section ncu
+else
+  run_section tests
+  run_section benchmark
+  run_section benchmark_wgmma_tiles
+  run_section pretrain_smoke
+fi
 
 echo
 if ((${#FAILED[@]})); then

@@ -4,6 +4,9 @@
     .venv/bin/python benchmarks/pairwise_gpu.py --quick     # B ∈ {1024, 4096}, M = 8
     .venv/bin/python benchmarks/pairwise_gpu.py --dry-run   # on a CPU: the same code path at tiny
                                                             # sizes, Triton in its interpreter
+    .venv/bin/python benchmarks/pairwise_gpu.py --configs 4096,8,256 --impls triton \
+        --tiles default 64,32,8 64,32,8,2 --profile        # a tile sweep at one configuration,
+                                                            # and where its time goes
 
 Grid: B = C ∈ {1024, 4096, 16384}, M = N ∈ {4, 8, 16}, d ∈ {64, 256}, heads KME and WPSE
 (Gaussian, α₁ = 0), implementations:
@@ -58,9 +61,27 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--heads", nargs="+", choices=HEADS, default=list(HEADS))
     ap.add_argument("--impls", nargs="+", choices=IMPLS, default=list(IMPLS))
     ap.add_argument(
-        "--tiles",
+        "--configs",
+        nargs="+",
+        type=config,
         default=None,
-        help="BB,BC,WARPS for every Triton kernel instead of _triton_common.tile_shape's",
+        metavar="B,M,d",
+        help="these (B = C, M = N, d) instead of the grid, e.g. 4096,8,256",
+    )
+    ap.add_argument(
+        "--tiles",
+        nargs="+",
+        type=tile_spec,
+        default=[None],
+        metavar="BB,BC,WARPS[,STAGES]",
+        help="run the Triton kernels on each of these tiles (num_stages optional; 'default': "
+        "_triton_common.tile_shape's); the other implementations run once",
+    )
+    ap.add_argument(
+        "--profile",
+        action="store_true",
+        help="also write NAME-profile.md: per-kernel device time of one Triton fwd+bwd of each "
+        "configuration and head (torch.profiler), with each kernel's share",
     )
     ap.add_argument(
         "--target-seconds", type=float, default=1.0, help="timed reps per run fill about this"
@@ -72,6 +93,36 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="a run whose first fwd+bwd exceeds this is timed once",
     )
     return ap.parse_args(argv)
+
+
+def config(text: str) -> tuple[int, int, int]:
+    """Parse "B,M,d" into (B, M, d), positive integers."""
+    try:
+        vals = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        vals = ()
+    if len(vals) != 3 or min(vals) < 1:
+        raise argparse.ArgumentTypeError(f"expected B,M,d (positive integers), got {text!r}")
+    return vals
+
+
+def tile_spec(text: str) -> tuple[int, ...] | None:
+    """Parse "BB,BC,WARPS" or "BB,BC,WARPS,STAGES" into a tuple; "default" into None."""
+    if text == "default":
+        return None
+    try:
+        vals = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        vals = ()
+    if len(vals) not in (3, 4) or min(vals) < 1:
+        raise argparse.ArgumentTypeError(
+            f"expected BB,BC,WARPS or BB,BC,WARPS,STAGES (positive integers) or default, got {text!r}"
+        )
+    return vals
+
+
+def tiles_name(shape: tuple[int, ...] | None) -> str:
+    return "default" if shape is None else ",".join(map(str, shape))
 
 
 def slug(name: str) -> str:
@@ -275,20 +326,38 @@ def run_one(head: str, impl: str, leaves: list, device, args) -> dict:
             torch.cuda.empty_cache()
 
 
-def run_grid(args, device) -> list[dict]:
+def configurations(args) -> list[tuple[int, int, int]]:
+    """(B, M, d) to run: --configs, or the grid of the mode."""
+    if args.configs:
+        return list(args.configs)
     grid = DRY if args.dry_run else QUICK if args.quick else GRID
+    return [(b, m, d) for b in grid["B"] for m in grid["M"] for d in grid["d"]]
+
+
+def runs(args) -> list[tuple[str, tuple[int, ...] | None]]:
+    """(impl, tiles) pairs of one configuration and head: Triton once per tile shape."""
+    out = []
+    for impl in args.impls:
+        out += [(impl, t) for t in args.tiles] if impl == "triton" else [(impl, None)]
+    return out
+
+
+def run_grid(args, device) -> list[dict]:
+    from pmilab.similarity._triton_common import override_tiles
+
     n = 256 if args.dry_run else 8192
     rates = [gemm_rate(device, n)]
     rows = []
-    configs = [(b, m, d) for b in grid["B"] for m in grid["M"] for d in grid["d"]]
-    for i, (b, m, d) in enumerate(configs):
+    for i, (b, m, d) in enumerate(configurations(args)):
         leaves = inputs(b, m, d, device)
         for head in args.heads:
-            for impl in args.impls:
+            for impl, shape in runs(args):
                 row = {"B": b, "M": m, "d": d, "head": head, "impl": impl}
-                row |= {"flops": 6.0 * b * b * m * m * d} | run_one(
-                    head, impl, leaves, device, args
-                )
+                row["tiles"] = tiles_name(shape) if impl == "triton" else ""
+                with override_tiles(shape):
+                    row |= {"flops": 6.0 * b * b * m * m * d} | run_one(
+                        head, impl, leaves, device, args
+                    )
                 rows.append(row)
                 print(_line(row), flush=True)
         if i % 4 == 3:  # the GEMM rate again during the run; the best one defines the floor
@@ -306,7 +375,8 @@ def run_grid(args, device) -> list[dict]:
 
 def _line(row: dict) -> str:
     t = f"{row['time_s'] * 1e3:9.2f} ms" if "time_s" in row else " " * 12
-    return f"B={row['B']:6d} M={row['M']:3d} d={row['d']:4d} {row['head']:5s} {row['impl']:8s}{t}  {row['status']}"
+    tiles = f" [{row['tiles']}]" if row.get("tiles") else ""
+    return f"B={row['B']:6d} M={row['M']:3d} d={row['d']:4d} {row['head']:5s} {row['impl']:8s}{t}  {row['status']}{tiles}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -333,12 +403,8 @@ def main(argv: list[str] | None = None) -> int:
         print("no CUDA device: run on a GPU machine, or pass --dry-run", file=sys.stderr)
         return 2
     info = machine(device)
-    if args.tiles:  # every launch takes these tiles (the interpreter keeps its own)
-        from pmilab.similarity import _triton_common
-
-        shape = tuple(int(v) for v in args.tiles.split(","))
-        _triton_common.tile_shape = lambda dtype, block_d: shape
-        info["tiles"] = args.tiles
+    if args.tiles != [None]:  # GPU launches take these tiles (the interpreter keeps its own)
+        info["tiles"] = " ".join(tiles_name(t) for t in args.tiles)
     name = args.name or ("dry-run" if args.dry_run else slug(info["gpu"]))
     rows = run_grid(args, device)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -346,6 +412,12 @@ def main(argv: list[str] | None = None) -> int:
     df.to_csv(args.out / f"{name}.csv", index=False)
     (args.out / f"{name}.md").write_text(write_report(df, info, args))
     print(f"wrote {args.out / name}.csv and .md")
+    if args.profile:
+        from pairwise_gpu_profile import profile_report
+
+        text = profile_report(args, device, info, configurations(args))
+        (args.out / f"{name}-profile.md").write_text(text)
+        print(f"wrote {args.out / name}-profile.md")
     return 0
 
 

@@ -26,7 +26,9 @@ def summary(df: pd.DataFrame) -> list[str]:
     ]
     key = ["B", "M", "d", "head"]
     for (b, m, d, head), grp in df.groupby(key, sort=False):
-        by = {r.impl: r for r in grp.itertuples()}
+        by = {}
+        for r in grp.itertuples():  # Triton: its first tile shape (all of them: tile_sweep)
+            by.setdefault(r.impl, r)
 
         def get(impl, col, scale=1.0, spec=".3g", by=by):
             r = by.get(impl)
@@ -45,6 +47,32 @@ def summary(df: pd.DataFrame) -> list[str]:
     return lines + [""]
 
 
+def tile_sweep(df: pd.DataFrame) -> list[str]:
+    """Triton on each tile shape (when more than one ran), fastest first per configuration."""
+    tri = df[df.impl == "triton"] if "tiles" in df else df.iloc[:0]
+    if tri.empty or tri.tiles.nunique() < 2:
+        return []
+    lines = [
+        "## Tile sweep (Triton, fwd+bwd; BB,BC,warps[,stages])",
+        "",
+        "| B | M | d | head | tiles | fraction of bf16 GEMM | ms | MiB | max rel diff vs chunked |",
+        "|" + "---|" * 9,
+    ]
+    for _, grp in tri.groupby(["B", "M", "d", "head"], sort=False):
+        grp = grp.sort_values("time_s", na_position="last") if "time_s" in grp else grp
+        for r in grp.itertuples():
+            frac = _fmt(getattr(r, "frac_bf16_gemm", math.nan), ".4f")
+            ms = _fmt(getattr(r, "time_s", math.nan) * 1e3)
+            mib = _fmt(getattr(r, "peak_mib", math.nan), ".0f")
+            diff = _fmt(getattr(r, "max_rel_diff_vs_chunked", math.nan), ".2g")
+            if r.status != "ok":
+                frac = r.status
+            lines.append(
+                f"| {r.B} | {r.M} | {r.d} | {r.head} | {r.tiles} | {frac} | {ms} | {mib} | {diff} |"
+            )
+    return lines + [""]
+
+
 def table(df: pd.DataFrame) -> list[str]:
     cols = [
         "B",
@@ -52,6 +80,7 @@ def table(df: pd.DataFrame) -> list[str]:
         "d",
         "head",
         "impl",
+        "tiles",
         "time_s",
         "time_median_s",
         "reps",
@@ -66,7 +95,7 @@ def table(df: pd.DataFrame) -> list[str]:
     for r in df.itertuples():
         vals = [
             str(getattr(r, c))
-            if c in ("B", "M", "d", "head", "impl", "status", "reps")
+            if c in ("B", "M", "d", "head", "impl", "tiles", "status", "reps")
             else _fmt(getattr(r, c))
             for c in cols
         ]
@@ -87,7 +116,7 @@ def write_report(df: pd.DataFrame, info: dict, args) -> str:
         f"- torch {info['torch']}, triton {info['triton']}, python {info['python']}; "
         f"run {info['date']}",
         "- Triton tiles: "
-        + (f"--tiles {info['tiles']} (BB,BC,warps)" if "tiles" in info else "the defaults")
+        + (f"--tiles {info['tiles']} (BB,BC,warps[,stages])" if "tiles" in info else "the defaults")
         + " (`_triton_common.tile_shape`)",
         f"- bf16 GEMM rate measured in this run (best {n}² matmul, interleaved with the runs): "
         f"{rate:.1f} TFLOP/s",
@@ -101,4 +130,4 @@ def write_report(df: pd.DataFrame, info: dict, args) -> str:
         "paths on the same inputs, relative as in the tests (a sanity check at these sizes).",
         "",
     ]
-    return "\n".join(head + summary(df) + table(df))
+    return "\n".join(head + summary(df) + tile_sweep(df) + table(df))

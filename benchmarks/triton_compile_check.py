@@ -3,13 +3,23 @@
     .venv/bin/python benchmarks/triton_compile_check.py             # sm_90a (H100/H200)
     .venv/bin/python benchmarks/triton_compile_check.py --arch 100  # another architecture
     .venv/bin/python benchmarks/triton_compile_check.py --tiles 64,64,4   # try other tiles
+    .venv/bin/python benchmarks/triton_compile_check.py --tiles 64,32,8,3 # ... and num_stages
 
 For both heads, forward and both backward kernels, bf16 and fp32 points, d ∈ {64, 128, 256},
-M = N = 8, with the tiles `_triton_common.tile_shape` picks (or --tiles BB,BC,WARPS): Triton's
-front end and its NVIDIA back end lower the kernel to PTX, and the ptxas that ships with Triton
-assembles it, printing registers per thread, spilled bytes and shared memory, and whether the
-dot products use the Hopper tensor-core instructions (wgmma). It proves the kernels compile for
-that GPU and fit its register file; it measures no speed. Prints a markdown table.
+M = N = 8, with the tiles `_triton_common.tile_shape` picks (or --tiles BB,BC,WARPS[,STAGES]):
+Triton's front end and its NVIDIA back end lower the kernel to PTX, and the ptxas that ships
+with Triton assembles it, printing registers per thread, spilled bytes and shared memory,
+whether the dot products use the Hopper tensor-core instructions (wgmma), how many loads are
+asynchronous copies into shared memory (cp.async: software-pipelined) and how many are 16-byte
+vector loads. It proves the kernels compile for that GPU and fit its register file; it measures
+no speed. Prints a markdown table.
+
+The compile is specialised as Triton's launcher specialises it at run time: every pointer
+16-byte aligned, every integer argument divisible by 16 (B, C and d of the benchmark's sizes;
+`--ragged` drops the integer part, as for sizes like d = 20). Without that, the address
+arithmetic cannot be proven contiguous, every load of a point tile becomes a 2-byte scalar load,
+and registers, spills and shared memory come out unlike the kernels that run (the first version
+of this script compiled that way; its table misled the tile choice, see benchmarks/README.md).
 """
 
 from __future__ import annotations
@@ -18,6 +28,7 @@ import argparse
 import os
 import re
 import subprocess
+import sys
 import tempfile
 
 import triton
@@ -35,19 +46,33 @@ def ptxas_binary() -> str:
     raise FileNotFoundError(f"no ptxas in {here}")
 
 
-def compile_one(fn, pointer_dtype: str, constexprs: dict, warps: int, arch: int) -> dict:
-    """Lower `fn` to PTX for `arch` and assemble it; registers, spills, shared bytes, wgmma."""
+def compile_one(
+    fn,
+    pointer_dtype: str,
+    constexprs: dict,
+    warps: int,
+    arch: int,
+    stages: int | None = None,
+    ragged: bool = False,
+) -> dict:
+    """Lower `fn` to PTX for `arch` and assemble it; registers, spills, shared bytes, wgmma,
+    asynchronous and 16-byte vector loads. Specialised as the launcher does (module docstring)."""
     scalars = {"B", "C", "D", "R", "S", "l_r", "l_s", "g_r", "g_s"}
-    sig = {}
-    for name in fn.arg_names:
+    sig, attrs = {}, {}
+    for i, name in enumerate(fn.arg_names):
         if name in constexprs:
             sig[name] = "constexpr"
-        elif name in scalars:
+            continue
+        if name in scalars:
             sig[name] = "i32"
+            if ragged:
+                continue
         else:
             sig[name] = f"*{pointer_dtype}" if name in ("P", "Q") else "*fp32"
-    src = ASTSource(fn=fn, signature=sig, constexprs=constexprs)
-    k = triton_compile(src, target=GPUTarget("cuda", arch, 32), options={"num_warps": warps})
+        attrs[(i,)] = [["tt.divisibility", 16]]
+    src = ASTSource(fn=fn, signature=sig, constexprs=constexprs, attrs=attrs)
+    options = {"num_warps": warps} | ({"num_stages": stages} if stages else {})
+    k = triton_compile(src, target=GPUTarget("cuda", arch, 32), options=options)
     ptx = k.asm["ptx"]
     with tempfile.NamedTemporaryFile("w", suffix=".ptx", delete=False) as f:
         f.write(ptx)
@@ -63,10 +88,13 @@ def compile_one(fn, pointer_dtype: str, constexprs: dict, warps: int, arch: int)
         "spill_bytes": int(spills[0]) if spills else 0,
         "shared_bytes": k.metadata.shared,
         "wgmma": "wgmma" in ptx,
+        "async_copies": len(re.findall(r"cp\.async\.c[ag]\.shared\.global", ptx)),
+        "vector_loads": len(re.findall(r"ld\.global(?:\.\w+)*\.v4\.b32", ptx)),
+        "scalar_b16_loads": len(re.findall(r"ld\.global(?:\.\w+)*\.b16", ptx)),
     }
 
 
-def variants(dtype: str, d: int, tiles: tuple[int, int, int] | None):
+def variants(dtype: str, d: int, tiles: tuple[int, ...] | None):
     """(name, kernel, constexprs, warps) of every kernel launch for these points."""
     import torch
 
@@ -76,7 +104,7 @@ def variants(dtype: str, d: int, tiles: tuple[int, int, int] | None):
 
     torch_dtype = torch.bfloat16 if dtype == "bf16" else torch.float32
     bd = max(16, 1 << (d - 1).bit_length())
-    bb, bc, warps = tiles or tile_shape(torch_dtype, bd)
+    bb, bc, warps = (tiles or tile_shape(torch_dtype, bd))[:3]
     common = {"M": 8, "N": 8, "BLOCK_D": bd, "DOT_F32": False}
     common["PRECISION"] = "ieee" if dtype == "fp32" else "tf32"
     half = dtype != "fp32"
@@ -92,29 +120,55 @@ def variants(dtype: str, d: int, tiles: tuple[int, int, int] | None):
             yield f"wpse-{kernel} backward {side}", W._wpse_bwd, common | extra, warps
 
 
+def parse_tiles(text: str | None) -> tuple[int, ...] | None:
+    """Parse "BB,BC,WARPS" or "BB,BC,WARPS,STAGES" into ints (None: tile_shape's)."""
+    if text is None:
+        return None
+    try:
+        vals = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        vals = ()
+    if len(vals) not in (3, 4) or min(vals) < 1:
+        print(f"--tiles: expected BB,BC,WARPS or BB,BC,WARPS,STAGES, got {text!r}", file=sys.stderr)
+        raise SystemExit(2)
+    return vals
+
+
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TRITON_DEFAULT_FP_FUSION", "1")  # Triton 3.9's default, said quietly
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--arch", type=int, default=90, help="compute capability × 10 (90: H100)")
-    ap.add_argument("--tiles", default=None, help="BB,BC,WARPS instead of tile_shape's")
+    ap.add_argument(
+        "--tiles", default=None, help="BB,BC,WARPS[,STAGES] instead of tile_shape's (and Triton's)"
+    )
     ap.add_argument("--dims", type=int, nargs="+", default=[64, 128, 256])
     ap.add_argument("--dtypes", nargs="+", default=["bf16", "fp32"], choices=["bf16", "fp32"])
+    ap.add_argument(
+        "--ragged", action="store_true", help="sizes not divisible by 16 (no integer hints)"
+    )
     args = ap.parse_args(argv)
-    tiles = tuple(int(v) for v in args.tiles.split(",")) if args.tiles else None
-    print(f"sm_{args.arch}, Triton {triton.__version__}, M = N = 8\n")
-    print("| points | d | kernel | tile, warps | registers | spilled bytes | shared KiB | wgmma |")
-    print("|---|---|---|---|---|---|---|---|")
+    tiles = parse_tiles(args.tiles)
+    stages = tiles[3] if tiles and len(tiles) == 4 else None
+    sizes = "sizes not divisible by 16" if args.ragged else "sizes divisible by 16"
+    print(f"sm_{args.arch}, Triton {triton.__version__}, M = N = 8, {sizes}\n")
+    print(
+        "| points | d | kernel | tile, warps, stages | registers | spilled bytes | shared KiB "
+        "| wgmma | async copies | 16-byte loads | 2-byte loads |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     bad = 0
     for dtype in args.dtypes:
         for d in args.dims:
             for name, fn, consts, warps in variants(dtype, d, tiles):
-                r = compile_one(fn, dtype, consts, warps, args.arch)
+                r = compile_one(fn, dtype, consts, warps, args.arch, stages, args.ragged)
                 bb = consts.get("BLOCK_B", consts.get("BLOCK_R"))
                 bc = consts.get("BLOCK_C", consts.get("BLOCK_S"))
                 bad += r["spill_bytes"] > 0
                 print(
-                    f"| {dtype} | {d} | {name} | {bb}×{bc}, {warps} | {r['registers']} | "
-                    f"{r['spill_bytes']} | {r['shared_bytes'] / 1024:.0f} | {r['wgmma']} |",
+                    f"| {dtype} | {d} | {name} | {bb}×{bc}, {warps}, {stages or 'default'} | "
+                    f"{r['registers']} | {r['spill_bytes']} | {r['shared_bytes'] / 1024:.0f} | "
+                    f"{r['wgmma']} | {r['async_copies']} | {r['vector_loads']} | "
+                    f"{r['scalar_b16_loads']} |",
                     flush=True,
                 )
     print(f"\n{bad} kernel(s) spill registers")

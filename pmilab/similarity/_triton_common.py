@@ -19,7 +19,8 @@ them for CUDA tensors. On CPU tensors they run only under Triton's interpreter
 
 from __future__ import annotations
 
-from contextlib import nullcontext
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 
 import torch
@@ -56,13 +57,21 @@ class Tiles:
     """Launch parameters. block_b × block_c: the score tile of every kernel, forward and
     backward (the KME backward must recompute the forward's scores bit for bit, see
     `_triton_kme`); block_d: d padded to a power of two ≥ 16 (tl.dot's minimum); programs: the
-    backward grid is split along the reduced dimension until it has about this many programs."""
+    backward grid is split along the reduced dimension until it has about this many programs;
+    num_stages: Triton's software-pipelining depth, None for Triton's default."""
 
     block_b: int
     block_c: int
     block_d: int
     num_warps: int
     programs: int
+    num_stages: int | None = None
+
+    @property
+    def launch(self) -> dict:
+        """The launch options every kernel call passes (num_stages only when set)."""
+        stages = {} if self.num_stages is None else {"num_stages": self.num_stages}
+        return {"num_warps": self.num_warps} | stages
 
 
 # The interpreter runs a program's numpy ops one after another: 16-wide tiles (tl.dot's minimum)
@@ -73,17 +82,49 @@ INTERPRETER_PROGRAMS = 4
 def tile_shape(dtype: torch.dtype, block_d: int) -> tuple[int, int, int]:
     """(block_b, block_c, num_warps) on a GPU for points of this dtype and padded dimension.
 
-    Chosen so that the kernels do not spill registers when compiled for sm_90a (H100/H200),
-    checked offline with `benchmarks/triton_compile_check.py` (Triton 3.9, its ptxas 13.4); not
-    tuned for speed on hardware (`benchmarks/pairwise_gpu.py --tiles` compares others on a GPU).
     bf16/fp16: 64 × 32 with 8 warps up to d = 128 (Hopper's wgmma needs 64 rows); above, 32 × 32
-    with 4 warps (mma.sync): 64 × 32 would use wgmma but spills 44–80 bytes in the backward.
-    fp32 (IEEE dot products on the FMA units, operands in registers): 32 × 32 with 8 warps up
-    to d = 64, 16 × 16 with 4 warps above (≤ 24 bytes spilled at d = 128).
+    with 4 warps (mma.sync). fp32 (IEEE dot products on the FMA units, operands in registers):
+    32 × 32 with 8 warps up to d = 64, 16 × 16 with 4 warps above. These are the tiles the one
+    GPU run so far measured (benchmarks/results/gpu); they are not tuned for speed.
+
+    They were chosen to avoid register spills in an offline compile for sm_90a that, it turned
+    out, did not specialise the kernels as Triton's launcher does (aligned pointers, sizes
+    divisible by 16), so every point load was a 2-byte scalar load there. Compiled as they run
+    (`benchmarks/triton_compile_check.py`, results/triton_compile_sm90.md), 64 × 32 with 8 warps
+    at d = 256 uses wgmma in all but the WPSE column pass and spills 48 bytes in one kernel (KME
+    columns), not the 44–80 bytes in every backward that set d = 256 to 32 × 32. Which is faster
+    is for a GPU to say: `benchmarks/gpu_check.sh --focus` sweeps the tiles at the issue's
+    target; `override_tiles` (below) lets any caller try others.
     """
     if dtype in HALF:
         return (64, 32, 8) if block_d <= 128 else (32, 32, 4)
     return (32, 32, 8) if block_d <= 64 else (16, 16, 4)
+
+
+_override: tuple[int, ...] | None = None
+
+
+@contextmanager
+def override_tiles(shape: tuple[int, ...] | None) -> Iterator[None]:
+    """Inside the block every launch on a GPU takes (block_b, block_c, num_warps[, num_stages])
+    instead of `tile_shape`'s (benchmarks and tuning; None: no override). Launches on CPU tensors
+    (Triton's interpreter) keep their own tiles."""
+    global _override
+    if shape is not None and (len(shape) not in (3, 4) or min(shape) < 1):
+        raise ValueError(
+            f"tiles: expected (block_b, block_c, num_warps[, num_stages]), got {shape}"
+        )
+    old, _override = _override, (tuple(shape) if shape is not None else None)
+    try:
+        yield
+    finally:
+        _override = old
+
+
+def gpu_tiles(dtype: torch.dtype, block_d: int, sms: int) -> Tiles:
+    """The GPU launch parameters: `tile_shape`'s, or the active `override_tiles`."""
+    bb, bc, warps, *stages = _override or tile_shape(dtype, block_d)
+    return Tiles(bb, bc, block_d, warps, 2 * sms, stages[0] if stages else None)
 
 
 def tiles(device: torch.device, d: int, dtype: torch.dtype = torch.bfloat16) -> Tiles:
@@ -91,9 +132,7 @@ def tiles(device: torch.device, d: int, dtype: torch.dtype = torch.bfloat16) -> 
     bd = max(16, 1 << (d - 1).bit_length())
     if device.type != "cuda":
         return Tiles(16, 16, bd, 1, INTERPRETER_PROGRAMS)
-    bb, bc, warps = tile_shape(dtype, bd)
-    sms = torch.cuda.get_device_properties(device).multi_processor_count
-    return Tiles(bb, bc, bd, warps, 2 * sms)
+    return gpu_tiles(dtype, bd, torch.cuda.get_device_properties(device).multi_processor_count)
 
 
 def splits(own: int, block_own: int, other: int, block_other: int, points: int, t: Tiles) -> int:

@@ -256,7 +256,7 @@ def _forward(p: Tensor, q: Tensor, x: Tensor, y: Tensor, c: Tensor, t: Tiles) ->
             p, q, x, y, c, out, b, cc, d,
             M=m, N=n, BLOCK_B=t.block_b, BLOCK_C=t.block_c, BLOCK_D=t.block_d,
             SUM_LO=SUM_LO[torch.float32], SUM_HI=SUM_HI[torch.float32],
-            PRECISION=dot_precision(p), DOT_F32=interpreted(_kme_fwd), num_warps=t.num_warps,
+            PRECISION=dot_precision(p), DOT_F32=interpreted(_kme_fwd), **t.launch,
         )  # fmt: skip
     return out
 
@@ -278,7 +278,7 @@ def _backward(p, q, x, y, c, l2: Tensor, g: Tensor, columns: bool, t: Tiles):
             p, q, x, y, c, l2, g, go, gs, b, cc, d,
             M=m, N=n, BLOCK_B=t.block_b, BLOCK_C=t.block_c, BLOCK_D=t.block_d, COLUMNS=columns,
             HALF=p.dtype != torch.float32, PRECISION=dot_precision(p),
-            DOT_F32=interpreted(_kme_bwd), num_warps=t.num_warps,
+            DOT_F32=interpreted(_kme_bwd), **t.launch,
         )  # fmt: skip
     return go.sum(0), gs.sum(0)
 

@@ -227,7 +227,7 @@ def _forward(p, q, x, y, wx, wy, c, imq: bool, t: Tiles) -> Tensor:
         _wpse_fwd[grid](
             p, q, x, y, wx, wy, c, out, b, cc, d,
             M=m, N=n, BLOCK_B=t.block_b, BLOCK_C=t.block_c, BLOCK_D=t.block_d, IMQ=imq,
-            PRECISION=dot_precision(p), DOT_F32=interpreted(_wpse_fwd), num_warps=t.num_warps,
+            PRECISION=dot_precision(p), DOT_F32=interpreted(_wpse_fwd), **t.launch,
         )  # fmt: skip
     return out
 
@@ -245,7 +245,7 @@ def _rows(p, q, x, y, wx, wy, c, g: Tensor, imq: bool, blocks: tuple[int, int], 
             p, q, x, y, wx, wy, c, g, gp, gs, r, s, d, *g.stride(),
             M=m, N=n, BLOCK_R=blocks[0], BLOCK_S=blocks[1], BLOCK_D=t.block_d, IMQ=imq,
             HALF=p.dtype != torch.float32, PRECISION=dot_precision(p),
-            DOT_F32=interpreted(_wpse_bwd), num_warps=t.num_warps,
+            DOT_F32=interpreted(_wpse_bwd), **t.launch,
         )  # fmt: skip
     return gp.sum(0), gs.sum(0)
 

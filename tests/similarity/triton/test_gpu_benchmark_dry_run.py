@@ -34,6 +34,31 @@ def test_arguments():
         bench.parse_args(["--quick", "--dry-run"])  # one grid at a time
     assert bench.slug("NVIDIA H200 NVL") == "nvidia-h200-nvl"
     assert bench.GRID == {"B": (1024, 4096, 16384), "M": (4, 8, 16), "d": (64, 256)}
+    assert args.tiles == [None] and bench.configurations(args) == [
+        (b, 8, d) for b in (1024, 4096) for d in (64, 256)
+    ]
+
+
+def test_sweep_arguments():
+    """--configs replaces the grid; --tiles runs Triton once per shape, the others once."""
+    sys.path.insert(0, str(SCRIPT.parent))
+    try:
+        import pairwise_gpu as bench
+    finally:
+        sys.path.remove(str(SCRIPT.parent))
+    argv = ["--configs", "4096,8,256", "16384,16,64", "--impls", "triton", "chunked"]
+    args = bench.parse_args(argv + ["--tiles", "default", "64,32,8,2", "--profile"])
+    assert bench.configurations(args) == [(4096, 8, 256), (16384, 16, 64)] and args.profile
+    assert bench.runs(args) == [("triton", None), ("triton", (64, 32, 8, 2)), ("chunked", None)]
+    assert [bench.tiles_name(t) for t in args.tiles] == ["default", "64,32,8,2"]
+    for bad in (
+        ["--tiles", "64,32"],
+        ["--tiles", "64,x,8"],
+        ["--configs", "4096,8"],
+        ["--configs", "0,8,64"],
+    ):
+        with pytest.raises(SystemExit):
+            bench.parse_args(bad)
 
 
 def test_dry_run_writes_the_report(tmp_path):
@@ -66,3 +91,38 @@ def test_dry_run_with_an_old_interpreter_is_one_line(tmp_path):
     line = res.stderr.strip()
     assert "\n" not in line and line.startswith("pairwise_gpu: error:") and "3.6.0" in line
     assert not any(tmp_path.glob("dry-run*"))
+
+
+def test_focus_dry_run_runs_every_section(tmp_path):
+    """`gpu_check.sh --focus --dry-run`: the sections a GPU session runs for issue 15 (tests, tile
+    sweep with profile, missing grid rows, ncu), on CPU at tiny sizes."""
+    from pmilab.similarity._triton_support import interpreter_problem
+
+    if (why := interpreter_problem()) is not None:
+        pytest.skip(why)
+    env = {**os.environ, "PY": sys.executable, "TMPDIR": str(tmp_path)}
+    cmd = ["bash", str(ROOT / "benchmarks" / "gpu_check.sh"), "--focus", "--dry-run"]
+    res = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600, env=env)
+    assert res.returncode == 0, (res.stdout + res.stderr)[-3000:]
+    for section in ("machine", "tests_triton", "sweep", "grid_rest", "ncu"):
+        assert f"=== {section}: ok ===" in res.stdout
+    (out,) = [p for p in tmp_path.iterdir() if (p / "dry-run-sweep.md").exists()]
+    sweep = pd.read_csv(out / "dry-run-sweep.csv")
+    assert sorted(sweep.tiles) == ["32,16,4,2", "32,16,4,2", "default", "default"]
+    assert "## Tile sweep" in (out / "dry-run-sweep.md").read_text()
+    profile = (out / "dry-run-sweep-profile.md").read_text()
+    assert profile.count("### B = C = 20") == 4 and "KMEFused" in profile
+    rest = pd.read_csv(out / "dry-run-grid-rest.csv")
+    assert set(rest.impl) == {"triton", "chunked"} and (rest.status == "ok").all()
+
+
+def test_gpu_check_rejects_unknown_arguments():
+    res = subprocess.run(
+        ["bash", str(ROOT / "benchmarks" / "gpu_check.sh"), "--fast"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert res.returncode == 2 and res.stderr.strip().startswith("usage:")
+    assert "\n" not in res.stderr.strip()
