@@ -373,6 +373,28 @@ def run_grid(args, device) -> list[dict]:
     return rows
 
 
+def profile(args, device, info: dict) -> str:
+    """NAME-profile.md: per-kernel time of one Triton fwd+bwd of each configuration, head and
+    tile shape (`pairwise_gpu_profile`)."""
+    from pairwise_gpu_profile import header, kernel_times, step_lines
+
+    from pmilab.similarity._triton_common import override_tiles
+
+    unit = "device" if device.type == "cuda" else "CPU"
+    lines = header(device, info)
+    shapes = [t for impl, t in runs(args) if impl == "triton"] or [None]
+    for b, m, d in configurations(args):
+        leaves = inputs(b, m, d, device)
+        for head in args.heads:
+            for shape in shapes:
+                with override_tiles(shape):
+                    times = kernel_times(workload(head, "triton", leaves), device)
+                title = f"B = C = {b}, M = N = {m}, d = {d}, {head}, tiles {tiles_name(shape)}"
+                lines += step_lines(title, times, unit)
+                print(f"profiled {title}", flush=True)
+    return "\n".join(lines)
+
+
 def _line(row: dict) -> str:
     t = f"{row['time_s'] * 1e3:9.2f} ms" if "time_s" in row else " " * 12
     tiles = f" [{row['tiles']}]" if row.get("tiles") else ""
@@ -413,10 +435,7 @@ def main(argv: list[str] | None = None) -> int:
     (args.out / f"{name}.md").write_text(write_report(df, info, args))
     print(f"wrote {args.out / name}.csv and .md")
     if args.profile:
-        from pairwise_gpu_profile import profile_report
-
-        text = profile_report(args, device, info, configurations(args))
-        (args.out / f"{name}-profile.md").write_text(text)
+        (args.out / f"{name}-profile.md").write_text(profile(args, device, info))
         print(f"wrote {args.out / name}-profile.md")
     return 0
 

@@ -11,23 +11,24 @@ which kernel to look at.
 
 from __future__ import annotations
 
-from pairwise_gpu import inputs, runs, sync, tiles_name, workload
-
 TOP = 12  # kernels listed per step; the rest are summed in one line
 
 
 def kernel_times(run, device) -> list[tuple[str, int, float]]:
     """(name, calls, µs) of every kernel (GPU) or op (CPU) of one call of `run`, longest first."""
+    import torch
     from torch.profiler import ProfilerActivity, profile
 
     cuda = device.type == "cuda"
     acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
     run()
     run()
-    sync(device)
+    if cuda:
+        torch.cuda.synchronize(device)
     with profile(activities=acts) as prof:
         run()
-        sync(device)
+        if cuda:
+            torch.cuda.synchronize(device)
     out = []
     for e in prof.key_averages():
         us = e.self_device_time_total if cuda else e.self_cpu_time_total
@@ -62,12 +63,10 @@ def step_lines(title: str, times: list[tuple[str, int, float]], unit: str) -> li
     return lines + [""]
 
 
-def profile_report(args, device, info: dict, configs) -> str:
-    """The markdown of NAME-profile.md."""
-    from pmilab.similarity._triton_common import override_tiles
-
+def header(device, info: dict) -> list[str]:
+    """The report's first lines."""
     unit = "device" if device.type == "cuda" else "CPU"
-    lines = [
+    return [
         "# Where one Triton fwd+bwd spends its time (torch.profiler)",
         "",
         f"- GPU: {info['gpu']}; torch {info['torch']}, triton {info['triton']}; run {info['date']}",
@@ -76,14 +75,3 @@ def profile_report(args, device, info: dict, configs) -> str:
         + ("" if device.type == "cuda" else "; dry run: the interpreter's times say nothing"),
         "",
     ]
-    shapes = [t for impl, t in runs(args) if impl == "triton"] or [None]
-    for b, m, d in configs:
-        leaves = inputs(b, m, d, device)
-        for head in args.heads:
-            for shape in shapes:
-                with override_tiles(shape):
-                    times = kernel_times(workload(head, "triton", leaves), device)
-                title = f"B = C = {b}, M = N = {m}, d = {d}, {head}, tiles {tiles_name(shape)}"
-                lines += step_lines(title, times, unit)
-                print(f"profiled {title}", flush=True)
-    return "\n".join(lines)
