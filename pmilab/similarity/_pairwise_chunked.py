@@ -18,7 +18,9 @@ Cancellation: the expansion's rounding error on a score is about eps·(ROUNDING�
 with S_ij the largest sum of absolute terms of that pair's dot products. Pairs whose estimated
 error exceeds the tolerance are recomputed from direct differences (`_pairwise_exact`); on
 typical inputs there are none, at tiny σ or for nearly coincident points far from the centre
-there are some or all.
+there are some or all. WPSE's flagged fp32 pairs first get the float64 expansion, a block
+reduction at a GEMM's rate (`resolve_kernel_sums`), and only what it cannot resolve the
+differences: unnormalised points in high dimension flag every fp32 pair.
 """
 
 from __future__ import annotations
@@ -48,6 +50,14 @@ EXTRA = 8.0
 # slow path).
 KME_TOL = {torch.float32: 5e-6, torch.float64: 5e-11}
 WPSE_TOL = {torch.float32: 1e-5, torch.float64: 1e-10}
+
+# WPSE pairs the fp32 expansion cannot resolve get the float64 expansion first, one dense block
+# reduction over the rows and columns that hold them, when they are at least this fraction of
+# that block; the pairs even float64 cannot resolve (tiny σ, near-duplicates far from the centre)
+# and sparse ones go to the direct differences. Measured on the 2-core CPU (B = C = 128, M = N = 8,
+# d = 256, every pair flagged, fwd+bwd; benchmarks/results/wpse_resolution.md): direct
+# differences 75 µs per pair, the float64 block 2.3 µs (the fp32 pass included): even near 3%.
+DENSE_FP64_FRACTION = 0.03
 
 
 def _estimate(s: Tensor, dtype: torch.dtype) -> Tensor:
@@ -167,7 +177,7 @@ def wpse_chunked(
     kernel: str,
 ) -> Tensor:
     """WPSE similarities (B, C) without the logit scale, memory-bounded; see `_pairwise`."""
-    (b, m, d), (c, n) = px.shape, wy.shape
+    (b, m), (c, n) = px.shape[:2], wy.shape
     out = px.new_zeros(b, c)
     if not _is_zero(alpha_linear):  # Σ_ab wx wy ⟨u_a, v_b⟩ = ⟨Σ_a wx u_a, Σ_b wy v_b⟩
         ex, ey = torch.einsum("bm,bmd->bd", wx, px), torch.einsum("cn,cnd->cd", wy, py)
@@ -175,11 +185,33 @@ def wpse_chunked(
     if not _is_zero(alpha_kernel):
         inv_s2 = sigma.pow(-2)
         ker, err = kernel_expanded(px, wx, py, wy, inv_s2, kernel)
-        bad = err > WPSE_TOL[ker.dtype]
-        fn = partial(kernel_sum_pairs, kernel=kernel)
-        ker = _splice(ker, bad, fn, (px, wx, py, wy, inv_s2), m * n * d)
+        ker = resolve_kernel_sums(ker, err > WPSE_TOL[ker.dtype], px, wx, py, wy, inv_s2, kernel)
         out = out + alpha_kernel * ker
     return out / (m * n)
+
+
+def resolve_kernel_sums(ker: Tensor, bad: Tensor, px, wx, py, wy, inv_s2, kernel: str) -> Tensor:
+    """Replace the flagged entries of the kernel sums ker (B, C) by values within WPSE_TOL.
+
+    fp32 sums: where the flagged pairs fill at least DENSE_FP64_FRACTION of the block of their
+    rows and columns, that block is recomputed by the float64 expansion (a block reduction, at a
+    GEMM's rate; its error, eps64·S, resolves all but tiny σ or near-duplicates far from the
+    centre); what it still cannot resolve goes to direct differences (`_pairwise_exact`). On
+    unnormalised points in high dimension (N(0, 1), d = 256) every fp32 pair is flagged; this
+    turns 75 µs per pair into 2.3 µs (CPU, benchmarks/wpse_resolution.py). Shared by the chunked
+    path and the Triton kernels.
+    """
+    if ker.dtype != torch.float64 and bool(bad.any()):
+        rows, cols = bad.any(1).nonzero().squeeze(1), bad.any(0).nonzero().squeeze(1)
+        if bad.sum() >= DENSE_FP64_FRACTION * rows.numel() * cols.numel():
+            block = (px[rows].double(), wx[rows].double(), py[cols].double(), wy[cols].double())
+            k64, err64 = kernel_expanded(*block, inv_s2.double(), kernel)
+            ii, jj = (bad[rows][:, cols] & (err64 <= WPSE_TOL[ker.dtype])).nonzero(as_tuple=True)
+            ker = ker.index_put((rows[ii], cols[jj]), k64[ii, jj].to(ker.dtype))
+            bad = bad.index_put((rows[ii], cols[jj]), torch.zeros_like(ii, dtype=torch.bool))
+    (m, d), n = px.shape[1:], py.shape[1]
+    fn = partial(kernel_sum_pairs, kernel=kernel)
+    return _splice(ker, bad, fn, (px, wx, py, wy, inv_s2), m * n * d)
 
 
 def _is_zero(x) -> bool:

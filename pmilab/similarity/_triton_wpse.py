@@ -26,7 +26,8 @@ rate), and the points' gradient subtracts Σ V̂·p to match; the weights' and �
 fp32 values (σ's through a separate row sum Σ V⟨p, q⟩, since it cancels between its terms).
 
 Kernel values whose expansion the error estimate of `_pairwise_chunked` does not trust are
-recomputed from direct differences (`_pairwise_exact`), as on the chunked path.
+recomputed as on the chunked path (`_pairwise_chunked.resolve_kernel_sums`: the float64
+expansion, then direct differences for what it cannot resolve).
 
 The Gaussian's score is clamped at 0 before exp2, in both kernels. Exactly, z ≤ 0; but bf16
 points are used uncentred (norms ~1e4 in the tests), and at tiny σ the terms c·⟨p, q⟩, x and y
@@ -40,8 +41,6 @@ kernel's upper bound, and the zero upstream gradient cancels it.
 
 from __future__ import annotations
 
-from functools import partial
-
 import torch
 import triton
 import triton.language as tl
@@ -52,10 +51,9 @@ from pmilab.similarity._pairwise_chunked import (
     WPSE_TOL,
     _estimate,
     _is_zero,
-    _splice,
     kernel_score_scale,
+    resolve_kernel_sums,
 )
-from pmilab.similarity._pairwise_exact import kernel_sum_pairs
 from pmilab.similarity._triton_common import (
     Tiles,
     check_device,
@@ -314,7 +312,7 @@ def wpse_logits_triton(
 
     Same contract as `_pairwise.wpse_logits`; points in fp32, bf16 or fp16.
     """
-    (b, m, d), (c, n) = px.shape, wy.shape
+    (b, m), (c, n) = px.shape[:2], wy.shape
     wx, wy = wx.float(), wy.float()
     out = torch.zeros(b, c, device=px.device, dtype=torch.float32)
     if not _is_zero(alpha_linear):  # Σ_ab wx wy ⟨u_a, v_b⟩ = ⟨Σ_a wx u_a, Σ_b wy v_b⟩
@@ -329,7 +327,6 @@ def wpse_logits_triton(
             pn, qn = p.float().pow(2).sum(-1), q.float().pow(2).sum(-1)
             s = kernel_score_scale(pn, qn, r, kernel)
             bad = _estimate(s, torch.float32) > WPSE_TOL[torch.float32]
-        fn = partial(kernel_sum_pairs, kernel=kernel)
-        ker = _splice(ker, bad, fn, (px.float(), wx, py.float(), wy, r), m * n * d)
+        ker = resolve_kernel_sums(ker, bad, px.float(), wx, py.float(), wy, r, kernel)
         out = out + alpha_kernel * ker
     return out / (m * n)
