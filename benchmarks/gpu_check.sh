@@ -13,6 +13,10 @@
 #   benchmarks/gpu_check.sh --dry-run   on a CPU: checks this script and the benchmark's code path
 #                                       (Triton interpreter, tiny sizes); writes to a temp dir
 #   benchmarks/gpu_check.sh --focus --dry-run   the same for the focus sections
+#   SECTIONS="sweep ncu" benchmarks/gpu_check.sh --focus   only these sections (after machine):
+#                                       the focus run takes ~8-9 minutes in all (tests ~2, sweep
+#                                       ~2.5, grid rows ~2, ncu <= 2.5), so a 10-minute call may
+#                                       want it in two halves
 #
 # Needs .venv with a CUDA build of torch and Triton (`make setup` after installing the CUDA torch;
 # see README). PY=/path/to/python overrides the interpreter.
@@ -40,6 +44,14 @@ for arg in "$@"; do
     --focus) FOCUS=1 ;;
     *) echo "usage: $0 [--quick | --focus] [--dry-run]" >&2; exit 2 ;;
   esac
+done
+FOCUS_ALL="tests_triton sweep grid_rest ncu"
+read -r -a FOCUS_SECTIONS <<<"${SECTIONS:-$FOCUS_ALL}"
+for name in "${FOCUS_SECTIONS[@]}"; do
+  if [[ " $FOCUS_ALL " != *" $name "* ]]; then
+    echo "gpu_check: no focus section '$name' (SECTIONS takes: $FOCUS_ALL)" >&2
+    exit 2
+  fi
 done
 # Tile shapes the focus sweep tries (BB,BC,warps[,stages]): the default, then the wgmma tiles
 # that compile without spills or with few (benchmarks/results/triton_compile_sm90.md).
@@ -181,7 +193,7 @@ section_ncu() {
     echo "dry run: ncu would profile: $PY benchmarks/pairwise_gpu.py ${args[*]} --configs 4096,8,256"
     return 0
   fi
-  limit 150 ncu --kernel-name regex:_kme_ --launch-count 3 --section SpeedOfLight \
+  limit 150 ncu --clock-control none --kernel-name regex:_kme_ --launch-count 3 --section SpeedOfLight \
     --section Occupancy --section LaunchStats --section WarpStateStats --section MemoryWorkloadAnalysis \
     "$PY" benchmarks/pairwise_gpu.py "${args[@]}" --configs 4096,8,256 2>&1 | tee "$OUT/$GPU-ncu-kme.txt"
   return "${PIPESTATUS[0]}"
@@ -189,10 +201,7 @@ section_ncu() {
 
 run_section machine
 if ((FOCUS)); then
-  run_section tests_triton
-  run_section sweep
-  run_section grid_rest
-  run_section ncu
+  for name in "${FOCUS_SECTIONS[@]}"; do run_section "$name"; done
 else
   run_section tests
   run_section benchmark

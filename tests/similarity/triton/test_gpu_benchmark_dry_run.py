@@ -126,3 +126,15 @@ def test_gpu_check_rejects_unknown_arguments():
     )
     assert res.returncode == 2 and res.stderr.strip().startswith("usage:")
     assert "\n" not in res.stderr.strip()
+    res = subprocess.run(
+        ["bash", str(ROOT / "benchmarks" / "gpu_check.sh"), "--focus", "--dry-run"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "SECTIONS": "sweep bogus"},
+    )
+    assert res.returncode == 2 and res.stdout == ""
+    assert res.stderr.strip() == (
+        "gpu_check: no focus section 'bogus' (SECTIONS takes: tests_triton sweep grid_rest ncu)"
+    )
