@@ -107,18 +107,13 @@ def config(text: str) -> tuple[int, int, int]:
 
 
 def tile_spec(text: str) -> tuple[int, ...] | None:
-    """Parse "BB,BC,WARPS" or "BB,BC,WARPS,STAGES" into a tuple; "default" into None."""
-    if text == "default":
-        return None
+    """--tiles: `_triton_common.parse_tiles`, its error as argparse's."""
+    from pmilab.similarity._triton_common import parse_tiles
+
     try:
-        vals = tuple(int(v) for v in text.split(","))
-    except ValueError:
-        vals = ()
-    if len(vals) not in (3, 4) or min(vals) < 1:
-        raise argparse.ArgumentTypeError(
-            f"expected BB,BC,WARPS or BB,BC,WARPS,STAGES (positive integers) or default, got {text!r}"
-        )
-    return vals
+        return parse_tiles(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def tiles_name(shape: tuple[int, ...] | None) -> str:

@@ -36,6 +36,9 @@ from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
 from triton.compiler import compile as triton_compile
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from pairwise_gpu import tile_spec  # noqa: E402  (the benchmarks' --tiles parser)
+
 
 def ptxas_binary() -> str:
     """The newest ptxas bundled with Triton (its PTX may be too new for the older one)."""
@@ -120,26 +123,15 @@ def variants(dtype: str, d: int, tiles: tuple[int, ...] | None):
             yield f"wpse-{kernel} backward {side}", W._wpse_bwd, common | extra, warps
 
 
-def parse_tiles(text: str | None) -> tuple[int, ...] | None:
-    """Parse "BB,BC,WARPS" or "BB,BC,WARPS,STAGES" into ints (None: tile_shape's)."""
-    if text is None:
-        return None
-    try:
-        vals = tuple(int(v) for v in text.split(","))
-    except ValueError:
-        vals = ()
-    if len(vals) not in (3, 4) or min(vals) < 1:
-        print(f"--tiles: expected BB,BC,WARPS or BB,BC,WARPS,STAGES, got {text!r}", file=sys.stderr)
-        raise SystemExit(2)
-    return vals
-
-
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TRITON_DEFAULT_FP_FUSION", "1")  # Triton 3.9's default, said quietly
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--arch", type=int, default=90, help="compute capability × 10 (90: H100)")
     ap.add_argument(
-        "--tiles", default=None, help="BB,BC,WARPS[,STAGES] instead of tile_shape's (and Triton's)"
+        "--tiles",
+        type=tile_spec,
+        default=None,
+        help="BB,BC,WARPS[,STAGES] instead of tile_shape's (and Triton's)",
     )
     ap.add_argument("--dims", type=int, nargs="+", default=[64, 128, 256])
     ap.add_argument("--dtypes", nargs="+", default=["bf16", "fp32"], choices=["bf16", "fp32"])
@@ -147,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
         "--ragged", action="store_true", help="sizes not divisible by 16 (no integer hints)"
     )
     args = ap.parse_args(argv)
-    tiles = parse_tiles(args.tiles)
+    tiles = args.tiles
     stages = tiles[3] if tiles and len(tiles) == 4 else None
     sizes = "sizes not divisible by 16" if args.ragged else "sizes divisible by 16"
     print(f"sm_{args.arch}, Triton {triton.__version__}, M = N = 8, {sizes}\n")

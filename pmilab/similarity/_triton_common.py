@@ -104,17 +104,35 @@ def tile_shape(dtype: torch.dtype, block_d: int) -> tuple[int, int, int]:
 _override: tuple[int, ...] | None = None
 
 
+def _check_shape(shape: tuple[int, ...]) -> tuple[int, ...]:
+    if len(shape) not in (3, 4) or min(shape) < 1:
+        raise ValueError(
+            f"tiles: expected (block_b, block_c, num_warps[, num_stages]), got {shape}"
+        )
+    return tuple(shape)
+
+
+def parse_tiles(text: str) -> tuple[int, ...] | None:
+    """The benchmarks' --tiles: "BB,BC,WARPS" or "BB,BC,WARPS,STAGES" (positive integers) -> a
+    shape for `override_tiles`; "default" -> None. ValueError, saying why, otherwise."""
+    if text == "default":
+        return None
+    try:
+        return _check_shape(tuple(int(v) for v in text.split(",")))
+    except ValueError:
+        raise ValueError(
+            f"expected BB,BC,WARPS or BB,BC,WARPS,STAGES (positive integers) or default, "
+            f"got {text!r}"
+        ) from None
+
+
 @contextmanager
 def override_tiles(shape: tuple[int, ...] | None) -> Iterator[None]:
     """Inside the block every launch on a GPU takes (block_b, block_c, num_warps[, num_stages])
     instead of `tile_shape`'s (benchmarks and tuning; None: no override). Launches on CPU tensors
     (Triton's interpreter) keep their own tiles."""
     global _override
-    if shape is not None and (len(shape) not in (3, 4) or min(shape) < 1):
-        raise ValueError(
-            f"tiles: expected (block_b, block_c, num_warps[, num_stages]), got {shape}"
-        )
-    old, _override = _override, (tuple(shape) if shape is not None else None)
+    old, _override = _override, (_check_shape(shape) if shape is not None else None)
     try:
         yield
     finally:

@@ -54,3 +54,13 @@ def test_cpu_tensors_keep_the_interpreters_tiles():
     with common.override_tiles((64, 32, 8, 3)):
         t = common.tiles(torch.device("cpu"), 20, torch.float32)
     assert (t.block_b, t.block_c, t.block_d, t.num_warps, t.num_stages) == (16, 16, 32, 1, None)
+
+
+def test_parse_tiles_owns_the_benchmarks_format():
+    assert common.parse_tiles("64,32,8") == (64, 32, 8)
+    assert common.parse_tiles("64,32,8,2") == (64, 32, 8, 2)
+    assert common.parse_tiles("default") is None
+    for bad in ("64,32", "64,32,8,2,1", "64,x,8", "64,0,8", "", "default,1"):
+        with pytest.raises(ValueError, match="expected BB,BC,WARPS") as err:
+            common.parse_tiles(bad)
+        assert repr(bad) in str(err.value)
