@@ -90,11 +90,11 @@ def tile_shape(dtype: torch.dtype, block_d: int) -> tuple[int, int, int]:
     They were chosen to avoid register spills in an offline compile for sm_90a that, it turned
     out, did not specialise the kernels as Triton's launcher does (aligned pointers, sizes
     divisible by 16), so every point load was a 2-byte scalar load there. Compiled as they run
-    (`benchmarks/triton_compile_check.py`, results/triton_compile_sm90.md), 64 × 32 with 8 warps
-    at d = 256 uses wgmma in all but the WPSE column pass and spills 48 bytes in one kernel (KME
-    columns), not the 44–80 bytes in every backward that set d = 256 to 32 × 32. Which is faster
-    is for a GPU to say: `benchmarks/gpu_check.sh --focus` sweeps the tiles at the issue's
-    target; `override_tiles` (below) lets any caller try others.
+    (`benchmarks/triton_compile_check.py`; benchmarks/results/triton_compile_sm90.md), 64 × 32
+    with 8 warps at d = 256 uses wgmma in all but the WPSE column pass and spills 48 bytes in one
+    kernel (KME columns), not the 44–80 bytes in every backward that set d = 256 to 32 × 32.
+    Which is faster is for a GPU to say: `benchmarks/gpu_check.sh --focus` sweeps the tiles at
+    the issue's target; `override_tiles` (below) lets any caller try others.
     """
     if dtype in HALF:
         return (64, 32, 8) if block_d <= 128 else (32, 32, 4)
