@@ -9,6 +9,7 @@ For both heads, forward and both backward kernels, bf16 and fp32 points, d ∈ {
 M = N = 8, with the tiles `_triton_common.tile_shape` picks (or --tiles BB,BC,WARPS[,STAGES]):
 Triton's front end and its NVIDIA back end lower the kernel to PTX, and the ptxas that ships
 with Triton assembles it, printing registers per thread, spilled bytes and shared memory,
+how many warps of it one SM can hold (the occupancy that registers and shared memory allow),
 whether the dot products use the Hopper tensor-core instructions (wgmma), how many loads are
 asynchronous copies into shared memory (cp.async: software-pipelined) and how many are 16-byte
 vector loads. It proves the kernels compile for that GPU and fit its register file; it measures
@@ -123,6 +124,32 @@ def variants(dtype: str, d: int, tiles: tuple[int, ...] | None):
             yield f"wpse-{kernel} backward {side}", W._wpse_bwd, common | extra, warps
 
 
+# One Hopper SM (H100/H200, compute capability 9.0): 64K 32-bit registers, allocated per warp in
+# units of 256; 228 KiB of shared memory, 1 KiB of it reserved per resident block; at most 64
+# warps and 32 blocks (CUDA C Programming Guide, "Compute Capabilities").
+SM_REGISTERS, REG_UNIT, SM_SHARED, BLOCK_RESERVED, SM_WARPS, SM_BLOCKS = (
+    65536,
+    256,
+    228 * 1024,
+    1024,
+    64,
+    32,
+)
+
+
+def resident_warps(registers: int, warps: int, shared_bytes: int) -> int:
+    """Warps of this kernel one Hopper SM holds at once (the occupancy limit from registers,
+    shared memory and the warp and block caps): how much latency the SM can hide."""
+    per_warp = -(-registers * 32 // REG_UNIT) * REG_UNIT
+    blocks = min(
+        SM_REGISTERS // (per_warp * warps),
+        SM_SHARED // (shared_bytes + BLOCK_RESERVED),
+        SM_WARPS // warps,
+        SM_BLOCKS,
+    )
+    return blocks * warps
+
+
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TRITON_DEFAULT_FP_FUSION", "1")  # Triton 3.9's default, said quietly
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -145,9 +172,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"sm_{args.arch}, Triton {triton.__version__}, M = N = 8, {sizes}\n")
     print(
         "| points | d | kernel | tile, warps, stages | registers | spilled bytes | shared KiB "
-        "| wgmma | async copies | 16-byte loads | 2-byte loads |"
+        "| resident warps / SM | wgmma | async copies | 16-byte loads | 2-byte loads |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     bad = 0
     for dtype in args.dtypes:
         for d in args.dims:
@@ -159,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(
                     f"| {dtype} | {d} | {name} | {bb}×{bc}, {warps}, {stages or 'default'} | "
                     f"{r['registers']} | {r['spill_bytes']} | {r['shared_bytes'] / 1024:.0f} | "
-                    f"{r['wgmma']} | {r['async_copies']} | {r['vector_loads']} | "
+                    f"{resident_warps(r['registers'], warps, r['shared_bytes'])} | {r['wgmma']} | {r['async_copies']} | {r['vector_loads']} | "
                     f"{r['scalar_b16_loads']} |",
                     flush=True,
                 )

@@ -34,7 +34,7 @@ def _table(*extra: str) -> list[dict]:
     rows = [
         line.strip("|").split("|") for line in res.stdout.splitlines() if line.startswith("| bf16")
     ]
-    keys = ["points", "d", "kernel", "tiles", "registers", "spilled", "shared", "wgmma"]
+    keys = ["points", "d", "kernel", "tiles", "registers", "spilled", "shared", "resident", "wgmma"]
     keys += ["async", "vector", "scalar"]
     return [dict(zip(keys, (c.strip() for c in r), strict=True)) for r in rows]
 
@@ -54,3 +54,23 @@ def test_unspecialised_compile_is_the_control():
     rows = _table("--ragged")
     assert len(rows) == 9
     assert all(int(r["scalar"]) > 0 for r in rows)
+
+
+def test_resident_warps_by_hand():
+    """The occupancy column against hand-worked cases (64K registers allocated per warp in
+    units of 256, 228 KiB of shared memory less 1 KiB per block, 64 warps, 32 blocks)."""
+    sys.path.insert(0, str(SCRIPT.parent))
+    try:
+        from triton_compile_check import resident_warps
+    finally:
+        sys.path.remove(str(SCRIPT.parent))
+    # 232 registers: 7424 per warp (29 units); 4 warps: 29696 per block -> 2 blocks
+    assert resident_warps(232, 4, 50 * 1024) == 8
+    # 225 registers round up to 232 per thread (7424 per warp); 8 warps: 59392 -> 1 block
+    assert resident_warps(225, 8, 80 * 1024) == 8
+    # 64 registers, 8 warps: 16384 per block -> 4 by registers; 96 KiB shared -> 2 blocks
+    assert resident_warps(64, 8, 96 * 1024) == 16
+    # 32 registers, 1 warp, no shared memory: 32 blocks cap -> 32 warps
+    assert resident_warps(32, 1, 0) == 32
+    # 16 registers, 4 warps: registers allow 32 blocks, the 64-warp cap allows 16
+    assert resident_warps(16, 4, 0) == 64
