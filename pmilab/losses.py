@@ -105,8 +105,19 @@ def population_loss(
     return -pos + 0.5 * row_term + 0.5 * col_term
 
 
+def batch_log_counts(x: Tensor, y: Tensor, nx: int, ny: int, dtype) -> tuple[Tensor, Tensor]:
+    """(nx,), (ny,) log counts of each state in a batch of discrete pairs (-inf when absent)."""
+    log_cx = torch.bincount(x, minlength=nx).to(dtype).log()
+    log_cy = torch.bincount(y, minlength=ny).to(dtype).log()
+    return log_cx, log_cy
+
+
 def table_infonce(
-    logit_table: Tensor, x: Tensor, y: Tensor, objective: str = "symmetric"
+    logit_table: Tensor,
+    x: Tensor,
+    y: Tensor,
+    objective: str = "symmetric",
+    log_counts: tuple[Tensor, Tensor] | None = None,
 ) -> Tensor:
     """InfoNCE of the batch of N pairs (x_i, y_i) of discrete states whose logit matrix is
     L = logit_table[x][:, y], without forming the N×N matrix.
@@ -114,10 +125,13 @@ def table_infonce(
     Duplicate states are grouped: logsumexp_j L_ij = logsumexp_y (ℓ(x_i, y) + log c_y) with c_y
     the count of y in the batch, and the same for columns. Equal to
     `symmetric_infonce(logit_table[x][:, y])` (or one-sided) at cost O(N + nx·ny) instead of N².
-    logit_table (nx, ny); x, y (N,) int64.
+    logit_table (nx, ny); x, y (N,) int64. `log_counts` = `batch_log_counts(x, y, ...)`, when
+    the caller has them (the replicate trainer counts outside vmap: bincount has no vmap rule).
     """
     nx, ny = logit_table.shape
-    log_cy = torch.bincount(y, minlength=ny).to(logit_table).log()  # (ny,), -inf when absent
+    if log_counts is None:
+        log_counts = batch_log_counts(x, y, nx, ny, logit_table.dtype)
+    log_cx, log_cy = log_counts  # (nx,), (ny,)
     pos = logit_table[x, y]  # (N,)
     row = torch.logsumexp(logit_table + log_cy[None, :], dim=1)[x]  # (N,)
     x_to_y = (row - pos).mean()
@@ -125,7 +139,6 @@ def table_infonce(
         return x_to_y
     if objective != "symmetric":
         raise ValueError(f"objective must be 'symmetric' or 'one_sided', got {objective!r}")
-    log_cx = torch.bincount(x, minlength=nx).to(logit_table).log()  # (nx,)
     col = torch.logsumexp(logit_table + log_cx[:, None], dim=0)[y]  # (N,)
     return 0.5 * x_to_y + 0.5 * (col - pos).mean()
 

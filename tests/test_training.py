@@ -99,7 +99,14 @@ def test_capacity_ordering_at_a_small_size():
     assert w4 * 5 < w1, (w1, w4)
 
 
-def test_huge_learning_rate_stops_with_the_step_and_keeps_the_last_good_state(latent):
+@pytest.mark.parametrize("check_every", [1, 50])
+def test_huge_learning_rate_stops_with_the_step_and_keeps_the_last_good_state(
+    latent, check_every
+):
+    """The first non-finite step is named exactly whatever `check_every` is (the loss of every
+    step is recorded); the kept parameters are those of the last check with a finite loss, and
+    recomputing the loss there gives the last entry of the kept history. With checks at every
+    step that is the step just before the stop (the one-seed trainer's rule)."""
     with pytest.warns(RuntimeWarning, match=r"training stopped at step \d+"):
         run = fit(
             latent,
@@ -110,13 +117,17 @@ def test_huge_learning_rate_stops_with_the_step_and_keeps_the_last_good_state(la
             steps=50,
             population=True,
             progress=False,
+            check_every=check_every,
         )
     assert run.stopped_at is not None and run.stopped_at < 50
     assert f"step {run.stopped_at}" in run.message
     assert run.metrics["stopped_at_step"] == run.stopped_at
-    assert len(run.history) == run.stopped_at and all(math.isfinite(v) for v in run.history)
+    assert 1 <= len(run.history) <= run.stopped_at
+    assert all(math.isfinite(v) for v in run.history)
+    if check_every == 1:
+        assert len(run.history) == run.stopped_at
     assert all(torch.isfinite(p).all() for p in run.model.parameters())
-    # the kept parameters are those that produced the last finite loss: on the (deterministic)
+    # the kept parameters are those that produced the last kept loss: on the (deterministic)
     # population loss, recomputing it at the kept state gives the last recorded loss
     from pmilab.losses import population_loss
 
@@ -297,7 +308,7 @@ def test_inf_parameters_after_an_update_stop_training_with_the_step(monkeypatch)
     which give the last recorded loss."""
     import pmilab.training.loop as loop
 
-    real = loop.adamw
+    real = loop.adamw_groups
 
     def poisoned(*args, **kwargs):
         opt = real(*args, **kwargs)
@@ -313,10 +324,18 @@ def test_inf_parameters_after_an_update_stop_training_with_the_step(monkeypatch)
         opt.step = poisoned_step
         return opt
 
-    monkeypatch.setattr(loop, "adamw", poisoned)
+    monkeypatch.setattr(loop, "adamw_groups", poisoned)
     d = pl.dists.random_latent_class(6, 5, 2, seed=0)
     with pytest.warns(RuntimeWarning, match="training stopped at step 3: the update made"):
-        run = fit(d, similarity="tabular", population=True, lr=0.1, steps=50, progress=False)
+        run = fit(
+            d,
+            similarity="tabular",
+            population=True,
+            lr=0.1,
+            steps=50,
+            progress=False,
+            check_every=1,
+        )
     assert run.stopped_at == 3 and len(run.history) == 4
     assert all(torch.isfinite(p).all() for p in run.model.parameters())
     from pmilab.losses import population_loss

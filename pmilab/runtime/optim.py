@@ -17,14 +17,21 @@ import torch
 from torch import nn
 
 
+def decay_names(model: nn.Module, no_decay: Iterable[nn.Parameter]) -> set[str]:
+    """Names of the parameters of `model` that are decayed under the rule above (the one place
+    the rule is decided; the replicate trainer applies it to one replicate's parameters)."""
+    skip = {id(p) for p in no_decay}
+    return {n for n, p in model.named_parameters() if p.ndim >= 2 and id(p) not in skip}
+
+
 def decay_groups(
     model: nn.Module, no_decay: Iterable[nn.Parameter], weight_decay: float
 ) -> list[dict]:
     """Parameter groups of `model` under the rule above (parameters in model order)."""
-    skip = {id(p) for p in no_decay}
+    names = decay_names(model, no_decay)
     decay, rest = [], []
-    for p in model.parameters():
-        (decay if p.ndim >= 2 and id(p) not in skip else rest).append(p)
+    for name, p in model.named_parameters():
+        (decay if name in names else rest).append(p)
     groups = [{"params": decay, "weight_decay": weight_decay}]
     if rest:
         groups.append({"params": rest, "weight_decay": 0.0})
@@ -40,6 +47,12 @@ def adamw(
     eps: float = 1e-8,
 ) -> torch.optim.AdamW:
     """AdamW over `model` with the grouping rule of this module."""
-    return torch.optim.AdamW(
-        decay_groups(model, no_decay, weight_decay), lr=lr, betas=betas, eps=eps
-    )
+    return adamw_groups(decay_groups(model, no_decay, weight_decay), lr, betas, eps)
+
+
+def adamw_groups(
+    groups: list[dict], lr: float, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8
+) -> torch.optim.AdamW:
+    """AdamW over parameter groups already split by the rule (`decay_names`), e.g. the stacked
+    parameters of `training.replicas`."""
+    return torch.optim.AdamW(groups, lr=lr, betas=betas, eps=eps)

@@ -31,6 +31,13 @@ def use_reference(px: Tensor, py: Tensor) -> bool:
     return b * c * m * n * d <= SMALL_PAIRWISE_ELEMENTS
 
 
+def under_vmap(t: Tensor) -> bool:
+    """True for a tensor seen inside `torch.func.vmap` (the replicate trainer): its values are
+    per replica, so a check that reads them (`.item()`, `int(t.min())`) cannot run there. The
+    trainer's own inputs are valid by construction; the checks still run on every direct call."""
+    return bool(torch._C._functorch.is_batchedtensor(t))
+
+
 def check_positive(value: float, name: str) -> float:
     """`value` as a float, rejecting non-positive or non-finite numbers at the boundary."""
     v = float(value)
@@ -146,6 +153,12 @@ class SimilarityHead(nn.Module):
 
     def redraw(self, generator: torch.Generator | None = None) -> None:
         """Draw fresh random features for the next training step (default: nothing)."""
+
+    def batch_refusal(self) -> str | None:
+        """Why this head cannot train several seeds as one vmapped batch, or None if it can
+        (`training.replicas`). A head whose forward reads per-replicate state that is not a
+        parameter or buffer (e.g. random features redrawn each step) returns the reason."""
+        return None
 
     def no_decay_parameters(self) -> list[nn.Parameter]:
         """Scale, bias and bandwidth parameters, which the trainer keeps out of weight decay."""

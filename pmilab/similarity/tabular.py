@@ -10,7 +10,7 @@ import torch
 from torch import Tensor, nn
 
 from pmilab.errors import InputError
-from pmilab.similarity.base import SimilarityHead
+from pmilab.similarity.base import SimilarityHead, under_vmap
 
 
 class Tabular(SimilarityHead):
@@ -42,7 +42,7 @@ class Tabular(SimilarityHead):
                 raise InputError(
                     f"{name} must hold integer state indices, got dtype {str(v.dtype).removeprefix('torch.')}; use .long()"
                 )
-            if v.numel() and (int(v.min()) < 0 or int(v.max()) >= size):
+            if v.numel() and not under_vmap(v) and (int(v.min()) < 0 or int(v.max()) >= size):
                 raise InputError(
                     f"{name} indices must lie in [0, {size - 1}] (the head has {size} states), "
                     f"got range [{int(v.min())}, {int(v.max())}]"

@@ -146,6 +146,11 @@ class WPSE(SimilarityHead):
         s = torch.einsum("bm,bn,bmn->b", wx, wy, mix) / (m * n)
         return self.scale() * s  # (B,)
 
+    def batch_refusal(self) -> str | None:
+        if self.rff_features is None:
+            return None
+        return "WPSE with rff_features redraws its random features per seed at every step"
+
     def clamp_(self) -> None:
         self.scale.clamp_()
 

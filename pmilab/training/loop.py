@@ -1,8 +1,10 @@
 """`fit`: train a similarity head on a known-PMI distribution and score it (docs/theory.md T1, T2).
 
-One flat trainer, nanoGPT style: input (fresh samples each step, or the exact table), model
-(encoders + head), update (AdamW, warmup + cosine, log-scale clamp after the step), stop on a
-non-finite loss, gradient or update keeping the last good parameters, then evaluation.
+One flat trainer, nanoGPT style, over R >= 1 seeds at once: input (fresh samples each step per
+seed, or the exact table: `training.inputs`), model (encoders + head per seed, stacked into one
+computation: `training.replicas`), update (AdamW, warmup + cosine, log-scale clamp after the
+step), per-seed safety checks every `check_every` steps (`training.guard`), then evaluation of
+each seed. `fit(seed=s)` is the same engine with one replica.
 """
 
 from __future__ import annotations
@@ -17,13 +19,16 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from pmilab.errors import InputError
-from pmilab.losses import contrastive_loss, population_loss, table_infonce
 from pmilab.runtime.device import resolve_device
-from pmilab.runtime.optim import adamw
+from pmilab.runtime.optim import adamw_groups
 from pmilab.runtime.schedule import warmup_cosine
+from pmilab.similarity.base import SimilarityHead
 from pmilab.training.config import DEFAULT_LR_MLP, DEFAULT_LR_TABLE, FitConfig
 from pmilab.training.evaluate import evaluate
-from pmilab.training.model import PairModel, build_model
+from pmilab.training.guard import Guard, Outcome
+from pmilab.training.inputs import StepInputs, step_inputs
+from pmilab.training.model import build_model
+from pmilab.training.replicas import Replicas
 from pmilab.training.run import Run, check_out_dir
 
 # What `fit` needs of a distribution (pmilab.dists.JointDistribution).
@@ -58,172 +63,183 @@ def _resolve(dist, config: FitConfig | None, overrides: dict) -> tuple[object, F
     return dist, cfg
 
 
-class _Batches:
-    """Fresh i.i.d. pairs each step, from seeds drawn by a generator seeded with `seed`."""
-
-    def __init__(self, dist, cfg: FitConfig, device: torch.device, dtype: torch.dtype) -> None:
-        self.dist, self.n, self.device, self.dtype = dist, cfg.batch_size, device, dtype
-        self.g = torch.Generator().manual_seed(cfg.seed)
-
-    def __call__(self) -> tuple[Tensor, Tensor]:
-        seed = int(torch.randint(0, 2**62, (1,), generator=self.g))
-        x, y = self.dist.sample(self.n, seed=seed)
-        if not self.dist.discrete:
-            x, y = x.to(self.dtype), y.to(self.dtype)
-        return x.to(self.device), y.to(self.device)
-
-
-def _loss_fn(dist, model: PairModel, cfg: FitConfig, device, dtype):
-    if cfg.population:
-        joint = dist.table.to(device=device, dtype=dtype)
-        ix, iy = torch.arange(dist.nx, device=device), torch.arange(dist.ny, device=device)
-        return lambda: population_loss(model.logit_matrix(ix, iy), joint, cfg.objective)
-    batches = _Batches(dist, cfg, device, dtype)
-    if dist.discrete and dist.nx * dist.ny <= cfg.batch_size**2:
-        # same loss as on the N×N matrix, computed on the nx×ny table (losses.table_infonce)
-        ix, iy = torch.arange(dist.nx, device=device), torch.arange(dist.ny, device=device)
-
-        def table_loss() -> Tensor:
-            x, y = batches()
-            return table_infonce(model.logit_matrix(ix, iy), x, y, cfg.objective)
-
-        return table_loss
-
-    def minibatch_loss() -> Tensor:
-        x, y = batches()
-        return contrastive_loss(model.logit_matrix(x, y), cfg.objective)
-
-    return minibatch_loss
-
-
-def _stop(params, good, step: int, what: str, kept: str, lr: float) -> str:
-    """Restore the last good parameters; the message naming the step."""
-    with torch.no_grad():
-        for p, g in zip(params, good, strict=True):
-            p.copy_(g)
-    return (
-        f"training stopped at step {step}: {what}; kept {kept} (last finite loss). "
-        f"Lower the learning rate (lr={lr:g})."
-    )
-
-
-def _all_finite(tensors) -> bool:
-    return bool(torch.stack([torch.isfinite(t).all() for t in tensors]).all())
-
-
 def _train(
-    model: PairModel, loss_fn, cfg: FitConfig, progress: bool
-) -> tuple[list, int | None, str]:
-    opt = adamw(model, model.head.no_decay_parameters(), cfg.lr, cfg.weight_decay)
-    params = list(model.parameters())
-    good = [p.detach().clone() for p in params]  # parameters of the last finite loss
-    rff_gen = torch.Generator().manual_seed(cfg.seed + 1)
-    history: list[float] = []
-    model.train()
-    bar = tqdm(range(cfg.steps), desc=f"fit {cfg.similarity}", disable=not progress, leave=False)
+    rep: Replicas, inputs: StepInputs, cfg: FitConfig, seeds: list[int], progress: bool
+) -> tuple[list[list[float]], list[Outcome]]:
+    """Train every replica for `cfg.steps` steps (fewer once all have stopped or converged);
+    returns each replica's loss history (up to its kept parameters) and its outcome."""
+    model = rep.models[0]
+    groups = rep.optimizer_groups(model, model.head.no_decay_parameters(), cfg.weight_decay)
+    opt = adamw_groups(groups, cfg.lr)
+    guard = Guard(rep, cfg.check_every, cfg.lr, cfg.converge_window, cfg.converge_tol)
+    rff_gens = [torch.Generator().manual_seed(s + 1) for s in seeds]
+    clamps = [m.head.clamp_ for m in rep.models if _overrides(m.head, "clamp_")]
+    for m in rep.models:
+        m.train()
+    hist: Tensor | None = None
+    last = cfg.steps - 1
+    desc = f"fit {cfg.similarity}" + (f" x{rep.size} seeds" if rep.size > 1 else "")
+    bar = tqdm(range(cfg.steps), desc=desc, disable=not progress, leave=False)
     for step in bar:
         for group in opt.param_groups:
             group["lr"] = warmup_cosine(step, cfg.lr, cfg.warmup, cfg.steps)
-        model.head.redraw(rff_gen)
-        loss = loss_fn()
-        grads_ok = torch.isfinite(loss).item()
-        if grads_ok:
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            grads_ok = _all_finite([p.grad for p in params if p.grad is not None] or [loss])
-        if not grads_ok:
-            what = "loss" if not torch.isfinite(loss) else "gradient"
-            kept = f"the parameters before step {step}" if step else "the initial parameters"
-            msg = _stop(
-                params, good, step, f"the {what} is {loss.item()} (not finite)", kept, cfg.lr
-            )
-            return history, step, msg
-        with torch.no_grad():
-            for p, g in zip(params, good, strict=True):
-                g.copy_(p)
-        # A step size beyond the parameters' dtype overflows inside Adam: torch raises
-        # "value cannot be converted to type float without overflow", or the update leaves
-        # inf/nan parameters. Both stop here, keeping the parameters of this step's finite loss.
+        for m, g in zip(rep.models, rff_gens, strict=True):
+            m.head.redraw(g)
+        shared, per_replicate = inputs.draw()
+        losses = rep.losses(shared, per_replicate)
+        if hist is None:
+            hist = torch.empty(cfg.steps, rep.size, dtype=losses.dtype, device=losses.device)
+        hist[step] = losses.detach()
+        opt.zero_grad(set_to_none=True)
+        losses.sum().backward()
+        check = guard.is_check(step, last)
+        if check:
+            guard.before_update(step, hist)
         try:
             opt.step()
-            model.head.clamp_()
-            overflow = "" if _all_finite(params) else "the update made a parameter inf or nan"
-        except RuntimeError as e:
+        except RuntimeError as e:  # a step size beyond the dtype: torch raises inside Adam
             if "overflow" not in str(e):
                 raise
-            overflow = f"the optimizer update overflowed ({str(e).splitlines()[0]})"
-        history.append(loss.item())
-        if overflow:
-            kept = "the parameters before that update"
-            return history, step, _stop(params, good, step, overflow, kept, cfg.lr)
+            guard.update_raised(step, hist, str(e).splitlines()[0])
+        for clamp in clamps:
+            clamp()
+        if check:
+            guard.after_update(step)
+        guard.hold_frozen()
+        if not bool(guard.active.any()):
+            break
         if progress and step % 50 == 0:
-            bar.set_postfix(loss=f"{history[-1]:.4f}")
-    return history, None, ""
+            bar.set_postfix(loss=f"{float(hist[step].mean()):.4f}")
+    bar.close()
+    for r, out in enumerate(guard.outcomes):
+        if bool(guard.active[r]):
+            out.kept = min(cfg.steps, step + 1)
+    cols = hist.T.tolist() if hist is not None else [[] for _ in seeds]
+    return [c[: o.kept] for c, o in zip(cols, guard.outcomes, strict=True)], guard.outcomes
+
+
+def _overrides(head, method: str) -> bool:
+    """The head defines `method` itself (the base class's is a no-op, skipped every step)."""
+    base = getattr(SimilarityHead, method, None)
+    return getattr(type(head), method, None) is not base
 
 
 def fit(
     dist,
     config: FitConfig | None = None,
     *,
+    seeds: list[int] | None = None,
     out: str | Path | None = None,
     overwrite: bool = False,
     progress: bool = True,
     **overrides,
-) -> Run:
+) -> Run | list[Run]:
     """Train a similarity head on `dist` under InfoNCE and score it against the exact PMI.
 
     dist:      a distribution (pmilab.dists), a spec string ("latent:nx=24,ny=20,k=4") or a
                2-D joint table (numpy array) that sums to 1.
     config:    a FitConfig; keyword overrides (similarity=..., dim=..., points=..., steps=...,
                lr=..., seed=..., objective=..., population=..., logit_cap=...) replace fields.
-    out:       if given, write config.json, metrics.json, model.pt (and logits.npy for discrete).
-               Checked and created before training: a file, an uncreatable folder, or a
-               folder that holds an earlier run (unless `overwrite=True`) is an InputError.
+    seeds:     a list of seeds: train them all as one batched computation (a leading replicate
+               dimension, `training.replicas`) and return one Run per seed, in order; each
+               equals `fit(seed=s)` bit for bit on CPU. Without it, one Run for `seed`.
+    out:       if given, write config.json, metrics.json, model.pt (and logits.npy for discrete);
+               with `seeds`, one folder `out/seed<s>` per seed. Checked and created before
+               training: a file, an uncreatable folder, or a folder that holds an earlier run
+               (unless `overwrite=True`) is an InputError.
     progress:  show a tqdm bar.
 
     Same seed on CPU -> identical parameters and metrics. A non-finite loss, gradient or
-    parameter update (an overflow inside the optimizer) stops training with a RuntimeWarning
-    naming the step; the run keeps the last good parameters and records `stopped_at` /
-    `message` (also in metrics.json as `stopped_at_step`). Learned logits that are constant
-    while the PMI is not (a degenerate run) also warn, with `constant_logits` in the metrics.
+    parameter update (an overflow inside the optimizer) stops that seed with a RuntimeWarning
+    naming the step; the others go on. A stopped run keeps the parameters of the last safety
+    check with a finite loss (`check_every`) and records `stopped_at` / `message` (also in
+    metrics.json as `stopped_at_step`). Learned logits that are constant while the PMI is not
+    (a degenerate run) also warn, with `constant_logits` in the metrics.
     """
+    if seeds is not None:
+        seeds = _check_seeds(seeds, overrides)
     dist, cfg = _resolve(dist, config, overrides)
+    seed_list = [cfg.seed] if seeds is None else seeds
     device = resolve_device(cfg.device)
+    outs: list[Path | None] = [None] * len(seed_list)
     if out is not None:
-        out = check_out_dir(out, overwrite, create=True)
+        if seeds is None:
+            outs = [check_out_dir(out, overwrite, create=True)]
+        else:
+            outs = [check_out_dir(Path(out) / f"seed{s}", overwrite) for s in seed_list]
+            outs = [check_out_dir(o, overwrite, create=True) for o in outs]
     threads = torch.get_num_threads()
     if cfg.threads is not None and device.type == "cpu":
         torch.set_num_threads(cfg.threads)
     try:
-        return _fit(dist, cfg, device, out, progress)
+        runs = _fit(dist, cfg, seed_list, device, outs, progress)
     finally:
         torch.set_num_threads(threads)
+    return runs if seeds is not None else runs[0]
 
 
-def _fit(dist, cfg: FitConfig, device: torch.device, out, progress: bool) -> Run:
+def _check_seeds(seeds, overrides: dict) -> list[int]:
+    if "seed" in overrides:
+        raise InputError("pass either seed=s or seeds=[...], not both")
+    if isinstance(seeds, int | str | bytes) or not hasattr(seeds, "__iter__"):
+        raise InputError(f"seeds must be a list of integers, got {seeds!r}")
+    out = list(seeds)
+    if not out:
+        raise InputError("seeds must name at least one seed, got an empty list")
+    for s in out:
+        if isinstance(s, bool) or not isinstance(s, int | np.integer) or s < 0:
+            raise InputError(f"every seed must be a non-negative integer, got {s!r}")
+    out = [int(s) for s in out]
+    if len(set(out)) != len(out):
+        raise InputError(f"seeds must be distinct (a repeated seed trains the same run): {out}")
+    return out
+
+
+def prepare(dist, cfg: FitConfig, seeds: list[int], device) -> tuple[Replicas, StepInputs]:
+    """One model per seed (each initialised from its seed, as `fit(seed=s)` does), stacked;
+    and the inputs of every step. `benchmarks/batched_seeds.py` times `_train` on these."""
     dtype = torch.float64 if cfg.dtype == "float64" else torch.float32
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(cfg.seed)
-        model = build_model(dist, cfg).to(device=device, dtype=dtype)
-    model.amp = cfg.amp == "bf16" or (cfg.amp == "auto" and device.type == "cuda")
-    history, stopped_at, message = _train(
-        model, _loss_fn(dist, model, cfg, device, dtype), cfg, progress
-    )
+    amp = cfg.amp == "bf16" or (cfg.amp == "auto" and device.type == "cuda")
+    models = []
+    for s in seeds:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(s)
+            models.append(build_model(dist, cfg.replace(seed=s)).to(device=device, dtype=dtype))
+        models[-1].amp = amp
+    inputs = step_inputs(dist, cfg, seeds, device, dtype)
+    return Replicas(models, inputs.loss_of), inputs
+
+
+def _fit(dist, cfg: FitConfig, seeds: list[int], device, outs: list, progress: bool) -> list[Run]:
+    rep, inputs = prepare(dist, cfg, seeds, device)
+    histories, outcomes = _train(rep, inputs, cfg, seeds, progress)
+    runs = []
+    for s, model, history, outcome, out in zip(
+        seeds, rep.detach_models(), histories, outcomes, outs, strict=True
+    ):
+        runs.append(_finish(dist, cfg.replace(seed=s), model, history, outcome, out))
+    return runs
+
+
+def _finish(dist, cfg: FitConfig, model, history: list, outcome: Outcome, out) -> Run:
+    """Evaluate one trained replica, warn about what went wrong, save it if asked."""
     model.eval()
-    run = Run(cfg, model, dist, {}, history, stopped_at, message)
+    run = Run(cfg, model, dist, {}, history, outcome.stopped_at, outcome.message)
     run.metrics = evaluate(run)
     run.metrics["final_loss"] = history[-1] if history else math.nan
     run.metrics["steps_run"] = len(history)
-    if stopped_at is not None:
-        run.metrics["stopped_at_step"] = stopped_at
+    if outcome.stopped_at is not None:
+        run.metrics["stopped_at_step"] = outcome.stopped_at
+    if outcome.converged_at is not None:
+        run.metrics["converged_at_step"] = outcome.converged_at
     if run.metrics["constant_logits"]:
         constant = (
             "the learned logits are constant (zero variance) while the PMI is not, so the head "
             f"learned nothing and pmi_corr is undefined; lower the learning rate (lr={cfg.lr:g})"
         )
-        run.message = f"{message}; {constant}" if message else constant
+        run.message = f"{run.message}; {constant}" if run.message else constant
     if run.message:
-        warnings.warn(run.message, RuntimeWarning, stacklevel=3)
+        warnings.warn(run.message, RuntimeWarning, stacklevel=4)
     if out is not None:
         run.save(out)
     return run
