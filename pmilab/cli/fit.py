@@ -2,6 +2,7 @@
 
     pmilab fit --dist mytable.npy --similarity kme --points 4 --dim 4 --out runs/kme
     pmilab fit --dist latent:nx=32,ny=32,k=4,seed=0 --similarity linear --dim 8 --out runs/lin
+    pmilab fit --dist latent:nx=32,ny=32,k=4,seed=0 --similarity kme --seeds 0:32 --out runs/k32
 
 Writes OUT/metrics.json (docs/theory.md names), OUT/config.json, OUT/model.pt and, for discrete
 joints, OUT/logits.npy (the learned nx×ny logit table). Numbers are parsed here, not by
@@ -63,6 +64,14 @@ def add_parser(subparsers) -> None:
         "--lr", default=None, help="AdamW step size (default 1e-2 for tables, 1e-3 for MLPs)"
     )
     p.add_argument("--seed", default="0", help="seed of initialisation and sampling (default 0)")
+    p.add_argument(
+        "--seeds",
+        default=None,
+        metavar="LIST",
+        help="train many seeds as one batched computation: '0,1,2' or a range 'A:B' (seeds A "
+        "to B-1); writes OUT/seed<s>/ per seed and prints each seed's summary and the mean "
+        "± SE over seeds (replaces --seed)",
+    )
     p.add_argument("--device", default="auto", help="auto | cpu | cuda[:N] (default auto)")
     p.add_argument(
         "--objective", default="symmetric", help="symmetric (CLIP) | one_sided (default symmetric)"
@@ -122,16 +131,56 @@ def _config(args: argparse.Namespace):
     ).validated()
 
 
+MAX_SEEDS = 100_000  # a bigger list is a typo (every seed is a model held in memory)
+
+
+def parse_seeds(text: str) -> list[int]:
+    """'0,1,2' -> [0, 1, 2]; 'A:B' -> [A, ..., B-1]. Non-negative, distinct, at most MAX_SEEDS."""
+    text = str(text).strip()
+    try:
+        if ":" in text:
+            a, b = (int(v) for v in text.split(":"))
+        else:
+            seeds = [int(v) for v in text.split(",")]
+    except ValueError:
+        raise InputError(
+            f"--seeds must be a comma-separated list such as 0,1,2 or a range A:B, got {text!r}"
+        ) from None
+    if ":" in text:
+        if b - a > MAX_SEEDS:
+            raise InputError(f"--seeds {text!r} names {b - a} seeds; at most {MAX_SEEDS}")
+        seeds = list(range(a, b))
+    if not seeds:
+        raise InputError(f"--seeds {text!r} names no seed (a range A:B needs B > A)")
+    if len(seeds) > MAX_SEEDS:
+        raise InputError(f"--seeds names {len(seeds)} seeds; at most {MAX_SEEDS}")
+    return seeds
+
+
 def run(args: argparse.Namespace) -> int:
     from pmilab.dists import parse_spec
     from pmilab.training import fit
     from pmilab.training.run import check_out_dir
 
     cfg = _config(args)  # validate the numbers and --out before loading or training anything
+    seeds = None if args.seeds is None else parse_seeds(args.seeds)
     check_out_dir(args.out, args.overwrite)
+    if seeds is not None:
+        for s in seeds:
+            check_out_dir(Path(args.out) / f"seed{s}", args.overwrite)
     dist = parse_spec(args.dist, normalize=args.normalize, drop_empty=args.drop_empty)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # reported below as one line
+        if seeds is not None:
+            runs = fit(
+                dist,
+                cfg,
+                seeds=seeds,
+                out=args.out,
+                overwrite=args.overwrite,
+                progress=not args.quiet,
+            )
+            return _report_seeds(runs, Path(args.out))
         result = fit(dist, cfg, out=args.out, overwrite=args.overwrite, progress=not args.quiet)
     m = result.metrics
     print(" ".join(f"{k}={m[k]:.4g}" for k in SUMMARY if k in m))
@@ -143,3 +192,28 @@ def run(args: argparse.Namespace) -> int:
         print(f"pmilab fit: {result.message}", file=sys.stderr)
         return 1
     return 0
+
+
+def _report_seeds(runs, out: Path) -> int:
+    """One summary line per seed, then mean ± SE over the seeds; exit 1 if any seed stopped."""
+    import torch
+
+    from pmilab.stats import mean_se
+
+    for r in runs:
+        m = r.metrics
+        line = " ".join(f"{k}={m[k]:.4g}" for k in SUMMARY if k in m)
+        print(f"seed {r.config.seed}: {line}")
+    if len(runs) > 1:
+        parts = []
+        for k in SUMMARY:
+            vals = [float(r.metrics[k]) for r in runs if k in r.metrics]
+            if len(vals) == len(runs):
+                e = mean_se(torch.tensor(vals, dtype=torch.float64))
+                parts.append(f"{k}={float(e):.4g}±{e.se:.2g}")
+        print(f"mean ± SE over {len(runs)} seeds: " + " ".join(parts))
+    print(f"wrote {out}/seed<s>/ for {len(runs)} seeds")
+    bad = [r for r in runs if r.message]
+    for r in bad:
+        print(f"pmilab fit: seed {r.config.seed}: {r.message}", file=sys.stderr)
+    return 1 if bad else 0

@@ -55,4 +55,4 @@ def adamw_groups(
 ) -> torch.optim.AdamW:
     """AdamW over parameter groups already split by the rule (`decay_names`), e.g. the stacked
     parameters of `training.replicas`."""
-    return torch.optim.AdamW(groups, lr=lr, betas=betas, eps=eps)
+    return torch.optim.AdamW(groups, lr=lr, betas=betas, eps=eps, foreach=True)

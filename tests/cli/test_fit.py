@@ -208,3 +208,52 @@ def test_divergence_exits_nonzero_and_names_the_step(user_table, tmp_path, capsy
     assert rc == 1 and "training stopped at step" in err
     assert json.loads((out / "metrics.json").read_text())["stopped_at_step"] >= 0
     assert np.isfinite(np.load(out / "logits.npy")).all()
+
+
+def test_seeds_train_as_one_batch_and_equal_single_seed_runs(tmp_path, capsys):
+    """`--seeds 0:3` writes OUT/seed<s>/ whose metrics equal `--seed s` runs exactly, and
+    prints the mean ± SE over seeds computed from those per-seed values."""
+    import json
+
+    from pmilab.stats import mean_se
+
+    common = ["--dist", "latent:nx=6,ny=5,k=2,seed=0", "--similarity", "kme", "--dim", "2"]
+    common += ["--points", "2", "--steps", "30", "--population", "--quiet"]
+    assert main(["fit", *common, "--seeds", "0:3", "--out", str(tmp_path / "many")]) == 0
+    out = capsys.readouterr().out
+    vals = []
+    for s in range(3):
+        assert main(["fit", *common, "--seed", str(s), "--out", str(tmp_path / f"one{s}")]) == 0
+        one = json.loads((tmp_path / f"one{s}" / "metrics.json").read_text())
+        many = json.loads((tmp_path / "many" / f"seed{s}" / "metrics.json").read_text())
+        assert one == many
+        vals.append(one["pmi_rmse_product"])
+    e = mean_se(torch.tensor(vals, dtype=torch.float64))
+    assert f"pmi_rmse_product={float(e):.4g}±{e.se:.2g}" in out
+
+
+@pytest.mark.parametrize(
+    "seeds, match",
+    [
+        ("3:1", "names no seed"),
+        ("a,b", "comma-separated list"),
+        ("0:999999999", "at most 100000"),
+        ("1,1", "distinct"),
+        ("0,-2", "non-negative"),
+    ],
+)
+def test_bad_seeds_exit_2_with_one_line(seeds, match, tmp_path, capsys):
+    rc = main(
+        [
+            "fit",
+            "--dist",
+            "latent:nx=6,ny=5,k=2,seed=0",
+            "--seeds",
+            seeds,
+            "--out",
+            str(tmp_path / "o"),
+        ]
+    )
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and match in err and "\n" not in err
+    assert not (tmp_path / "o").exists() or not any((tmp_path / "o").iterdir())
