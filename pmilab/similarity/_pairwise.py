@@ -35,9 +35,111 @@ from pmilab.similarity._pairwise_chunked import kme_chunked, wpse_chunked
 
 
 def sq_dists(px: Tensor, py: Tensor) -> Tensor:
-    """(B, C, M, N) squared distances ||px[i,a] - py[j,b]||^2, materialised."""
+    """(B, C, M, N) squared distances ||px[i,a] - py[j,b]||^2 (direct differences)."""
+    return pair_sq_dists(px[:, None, :, None, :], py[None, :, None, :, :])
+
+
+def _sq_dists_materialised(px: Tensor, py: Tensor) -> Tensor:
+    """`sq_dists` as it was: materialises (B, C, M, N, d). The tests' bit-for-bit reference."""
     diff = px[:, None, :, None, :] - py[None, :, None, :, :]  # (B, C, M, N, d)
     return diff.pow(2).sum(-1)
+
+
+# Point dimensions up to SMALL_D get their squared distances coordinate by coordinate
+# (`_SmallDSqDists`), bit for bit equal to `(x - y).pow(2).sum(-1)`, values and gradients: torch's
+# CPU sum adds up to 4 elements in index order, which the coordinate loop repeats (measured,
+# fp32 and float64, tests/similarity/test_small_d.py); from d = 5 it keeps 4 interleaved partial
+# sums, so the forward values differ in the last bit. At B = 24, C = 20, M = N = 8, d = 2 a KME
+# training step is about as fast as before: the bit-identical backward must reduce the same
+# (..., d) gradient tensor (benchmarks/results/small_d_distances.md). d = 1 keeps the reference:
+# there is no sum to save, and the Function's overhead made it slower (measured 0.76x).
+SMALL_D = 4
+
+
+def pair_sq_dists(x: Tensor, y: Tensor) -> Tensor:
+    """||x - y||^2 over the last axis of two broadcastable (..., d) tensors: the one owner of the
+    direct-difference squared distances of `sq_dists` and the heads' `paired_logits`.
+
+    Equal bit for bit to `(x - y).pow(2).sum(-1)`, forward and gradients; for 2 <= d <= SMALL_D
+    and row-major operands (`_row_major`) without the (..., d) difference in the forward.
+    """
+    if 2 <= x.shape[-1] <= SMALL_D and _row_major(x) and _row_major(y):
+        return _SmallDSqDists.apply(x, y)
+    return (x - y).pow(2).sum(-1)
+
+
+def _row_major(t: Tensor) -> bool:
+    """True when t's non-broadcast dims (size > 1, stride != 0) have decreasing strides.
+
+    Then torch lays out x - y, and the gradient g[..., None] * 2 (x - y) of a row-major g,
+    contiguously (TensorIterator keeps the dims' order when no operand asks to swap them): the
+    layout `_SmallDSqDists.backward` writes, so its reductions add in the same order.
+    """
+    if torch._C._functorch.is_functorch_wrapped_tensor(t):  # strides hidden: take the reference
+        return False
+    s = [st for size, st in zip(t.shape, t.stride(), strict=True) if size > 1 and st != 0]
+    return all(a > b for a, b in zip(s, s[1:], strict=False))
+
+
+class _SmallDSqDists(torch.autograd.Function):
+    """(x (..., d), y (..., d)) -> sum_k (x_k - y_k)^2, coordinate by coordinate (see SMALL_D).
+
+    Forward: one (broadcast shape) tensor per coordinate instead of the (..., d) difference, whose
+    `pow` and `sum` over a last axis of size 2 took 42% of a KME training step. Backward: the
+    reference's own gradient, g * 2 (x - y) summed to each input's shape, written coordinate by
+    coordinate into the contiguous (..., d) tensor the reference reduces, so it is reduced in the
+    same order (a sum over the broadcast dims of each coordinate separately is not: it measured
+    different in the last bit). Under vmap the batch dims are moved to the front: the op
+    broadcasts over leading dims.
+    """
+
+    @staticmethod
+    def forward(x: Tensor, y: Tensor) -> Tensor:
+        xs, ys = _coordinates(x, y)
+        out = torch.sub(xs[0], ys[0]).square_()
+        for xk, yk in zip(xs[1:], ys[1:], strict=True):
+            out.add_(torch.sub(xk, yk).square_())  # ((0 + a0) + a1) + ...: the sum's order
+        return out
+
+    @staticmethod
+    def setup_context(ctx, inputs, output) -> None:
+        ctx.save_for_backward(*inputs)
+
+    @staticmethod
+    def backward(ctx, g: Tensor):
+        x, y = ctx.saved_tensors
+        if _row_major(g):
+            xs, ys = _coordinates(x, y)
+            grad = g.new_empty(*g.shape, x.shape[-1])  # contiguous, as the reference's
+            for k, (xk, yk) in enumerate(zip(xs, ys, strict=True)):
+                torch.mul(g, torch.sub(xk, yk).mul_(2.0), out=grad[..., k])
+        else:  # the reference's backward ops as they are (pow's: grad * (2 * self))
+            grad = g[..., None] * ((x - y) * 2.0)
+        gx = grad.sum_to_size(x.shape) if ctx.needs_input_grad[0] else None
+        gy = grad.neg().sum_to_size(y.shape) if ctx.needs_input_grad[1] else None
+        return gx, gy
+
+    @staticmethod
+    def vmap(info, in_dims, x: Tensor, y: Tensor):
+        """Batch dims to the front; an unbatched operand broadcasts against them."""
+        xb = x if in_dims[0] is None else x.movedim(in_dims[0], 0)
+        yb = y if in_dims[1] is None else y.movedim(in_dims[1], 0)
+        return _SmallDSqDists.apply(xb, yb), 0
+
+
+def _coordinates(x: Tensor, y: Tensor) -> tuple[list[Tensor], list[Tensor]]:
+    """x, y (..., d) as d contiguous tensors each, expanded over the last two dims of their
+    broadcast shape: the subtraction x_k - y_k then runs over a contiguous block of M·N (or N)
+    numbers with a vector loop; over broadcast strides of size N it ran 3x slower (measured).
+    The values are the same; only where the operands sit in memory changes."""
+    shape = torch.broadcast_shapes(x.shape, y.shape)
+    inner = len(shape) - 1 - min(2, len(shape) - 1)  # first dim of the block (d excluded)
+
+    def split(t: Tensor) -> list[Tensor]:
+        t = t.expand(*t.shape[:inner], *shape[inner:]) if t.dim() == len(shape) else t
+        return list(t.movedim(-1, 0).contiguous().unbind(0))
+
+    return split(x), split(y)
 
 
 def _kme_from_sq_dists(d2: Tensor, wx: Tensor, wy: Tensor, sigma) -> Tensor:

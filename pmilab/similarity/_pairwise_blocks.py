@@ -146,6 +146,26 @@ SUM_LO = {torch.float32: 2.0**-100, torch.float64: 2.0**-900}
 SUM_HI = {torch.float32: 2.0**100, torch.float64: 2.0**900}
 
 
+def per_replicate(fn: type[torch.autograd.Function], info, in_dims: tuple, args: tuple):
+    """The vmap rule of the block Functions: fn.apply once per replicate, outputs stacked on dim 0.
+
+    Each replicate's numbers are then exactly what it gets alone (the tiles, the exact-max test
+    and the threads see one replicate's tensors). Arguments with in_dim None (ints, the kernel
+    name, unbatched tensors) are shared. Autograd outside vmap records one Function per replicate,
+    so backward works as for separate calls; torch.func.grad inside vmap would run backward on
+    batched tensors, whose data-dependent tile tests cannot be batched, and is not supported.
+    """
+    dims = [d if isinstance(d, int) else None for d in in_dims]  # a tuple arg has a tuple of Nones
+    moved = [a if d is None else a.movedim(d, 0) for a, d in zip(args, dims, strict=True)]
+    outs = [
+        fn.apply(*(a if d is None else a[r] for a, d in zip(moved, dims, strict=True)))
+        for r in range(info.batch_size)
+    ]
+    if isinstance(outs[0], tuple):
+        return tuple(torch.stack(o) for o in zip(*outs, strict=True)), (0,) * len(outs[0])
+    return torch.stack(outs), 0
+
+
 class BlockLogSumExp(torch.autograd.Function):
     """(A (B·M, k), Bm (C·N, k), M, N) -> L (B, C) = logsumexp over each M×N block of A Bmᵀ.
 
@@ -156,7 +176,9 @@ class BlockLogSumExp(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, a: Tensor, bm: Tensor, m: int, n: int) -> Tensor:
+    def forward(a: Tensor, bm: Tensor, m: int, n: int) -> tuple[Tensor, Tensor, Tensor]:
+        """-> (L (B, C), L in base 2, which tiles took the exact max): the last two are for
+        backward only (setup_context sees inputs and outputs, nothing else)."""
         b, c = a.shape[0] // m, bm.shape[0] // n
         out2 = a.new_empty(b, c)  # log2 Σ 2^(z log2 e), kept for backward in the same base
         exact = torch.zeros(b, c, dtype=torch.bool, device=a.device)  # tiles done with the max
@@ -178,12 +200,22 @@ class BlockLogSumExp(torch.autograd.Function):
                 exact[i0:i1, j0:j1] = True
 
         _run_rows(b, c, m, n, a.device, work, lambda: _buffer(a, b, c, m, n))
-        ctx.save_for_backward(a, bm, out2, exact)
-        ctx.mn = (m, n)
-        return out2 * LN2
+        return out2 * LN2, out2, exact
 
     @staticmethod
-    def backward(ctx, g: Tensor):
+    def setup_context(ctx, inputs, output) -> None:
+        a, bm, m, n = inputs
+        _, out2, exact = output
+        ctx.mark_non_differentiable(out2, exact)
+        ctx.save_for_backward(a, bm, out2, exact)
+        ctx.mn = (m, n)
+
+    @staticmethod
+    def vmap(info, in_dims, *args):
+        return per_replicate(BlockLogSumExp, info, in_dims, args)
+
+    @staticmethod
+    def backward(ctx, g: Tensor, _g2=None, _ge=None):
         a, bm, out, exact = ctx.saved_tensors
         with torch.autocast(a.device.type, enabled=False):  # backward(), if called under autocast
             return BlockLogSumExp._backward(ctx, g.contiguous(), a, bm, out, exact)
@@ -233,7 +265,7 @@ class BlockWeightedKernelSum(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, a, bm, wx, wy, kernel: str, ones: tuple[int, int]) -> Tensor:
+    def forward(a, bm, wx, wy, kernel: str, ones: tuple[int, int]) -> Tensor:
         (b, m), (c, n) = wx.shape, wy.shape
         out = a.new_empty(b, c)
         az = _base2(a) if kernel == "gaussian" else a
@@ -245,9 +277,17 @@ class BlockWeightedKernelSum(torch.autograd.Function):
                 out[i0:i1, j0:j1] = (kw * wy[None, j0:j1]).sum(dim=2)
 
         _run_rows(b, c, m, n, a.device, work, lambda: _buffer(a, b, c, m, n))
+        return out
+
+    @staticmethod
+    def setup_context(ctx, inputs, output) -> None:
+        a, bm, wx, wy, kernel, ones = inputs
         ctx.save_for_backward(a, bm, wx, wy)
         ctx.kernel, ctx.ones = kernel, ones
-        return out
+
+    @staticmethod
+    def vmap(info, in_dims, *args):
+        return per_replicate(BlockWeightedKernelSum, info, in_dims, args)
 
     @staticmethod
     def backward(ctx, g: Tensor):

@@ -30,6 +30,7 @@ from functools import partial
 import torch
 from torch import Tensor
 
+from pmilab.errors import InputError
 from pmilab.similarity._pairwise_blocks import BlockLogSumExp, BlockWeightedKernelSum
 from pmilab.similarity._pairwise_exact import chunked_pairs, kernel_sum_pairs, kme_pairs
 
@@ -84,8 +85,61 @@ def _rows(p: Tensor, first: Tensor, second: Tensor) -> Tensor:
     return torch.cat(cols, dim=-1).flatten(0, 1)
 
 
+class _PerReplicate(torch.autograd.Function):
+    """fn(*tensors) under vmap, run once per replicate with autograd outside vmap recording it:
+    for the steps whose control flow depends on the values (which pairs are flagged), which vmap
+    cannot batch. Outside vmap `unbatched` calls fn directly; forward/backward exist only because
+    torch requires them (a transform below vmap, e.g. torch.func.grad inside vmap, is refused)."""
+
+    @staticmethod
+    def forward(fn, *tensors):
+        return fn(*tensors)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output) -> None:
+        pass
+
+    @staticmethod
+    def backward(ctx, *grads):
+        raise InputError(
+            "torch.func.grad inside vmap is not supported by the point-set heads' memory-bounded"
+            " path; use vmap with autograd outside it (vmap(loss)(params).sum().backward())"
+        )
+
+    @staticmethod
+    def vmap(info, in_dims, fn, *tensors):
+        dims = in_dims[1:]
+        outs = [
+            fn(*(t if d is None else t.select(d, r) for t, d in zip(tensors, dims, strict=True)))
+            for r in range(info.batch_size)
+        ]
+        return torch.stack(outs), 0
+
+
+def unbatched(fn, *tensors: Tensor) -> Tensor:
+    """fn(*tensors) -> Tensor, once per replicate when vmap batches any of the tensors."""
+    if any(torch._C._functorch.is_batchedtensor(t) for t in tensors):
+        return _PerReplicate.apply(fn, *tensors)
+    return fn(*tensors)
+
+
+def refuse_functorch() -> None:
+    """The fused Triton Functions have no vmap rule (they are not runnable here to check one):
+    under torch.func transforms say so in one sentence instead of torch's generic error."""
+    if torch._C._are_functorch_transforms_active():
+        raise InputError(
+            "the fused Triton point-set kernels do not support torch.func transforms (vmap, grad);"
+            " run the heads on CPU or in float64, which take the chunked path, to vmap them"
+        )
+
+
 def _splice(out: Tensor, bad: Tensor, fn, args: tuple, per_pair: int) -> Tensor:
-    """Replace the flagged entries of out (B, C) by fn evaluated on those pairs."""
+    """Replace the flagged entries of out (B, C) by fn evaluated on those pairs (per replicate
+    under vmap: which pairs are flagged decides the shapes)."""
+    return unbatched(partial(_splice_one, fn=fn, per_pair=per_pair), out, bad, *args)
+
+
+def _splice_one(out: Tensor, bad: Tensor, *args: Tensor, fn, per_pair: int) -> Tensor:
     if not bool(bad.any()):
         return out
     ii, jj = bad.nonzero(as_tuple=True)
@@ -114,7 +168,7 @@ def kme_expanded(px: Tensor, wx: Tensor, py: Tensor, wy: Tensor, inv_s2: Tensor)
     if m * n == 1:  # one score per pair: it is the logit; (B, C) memory is within the bound
         out = a @ bm.T + ux[:, None] + uy[None, :]
     else:
-        out = BlockLogSumExp.apply(a, bm, m, n) + ux[:, None] + uy[None, :]  # (B, C)
+        out = BlockLogSumExp.apply(a, bm, m, n)[0] + ux[:, None] + uy[None, :]  # (B, C)
     with torch.no_grad():
         s = ax.abs().amax(1)[:, None] + ay.abs().amax(1)[None, :] + _scale_terms(pn, qn, inv_s2)
     return out, _estimate(s, out.dtype)
@@ -201,6 +255,11 @@ def resolve_kernel_sums(ker: Tensor, bad: Tensor, px, wx, py, wy, inv_s2, kernel
     turns 75 µs per pair into 2.3 µs (CPU, benchmarks/wpse_resolution.py). Shared by the chunked
     path and the Triton kernels.
     """
+    fn = partial(_resolve_one, kernel=kernel)
+    return unbatched(fn, ker, bad, px, wx, py, wy, inv_s2)
+
+
+def _resolve_one(ker: Tensor, bad: Tensor, px, wx, py, wy, inv_s2, kernel: str) -> Tensor:
     if ker.dtype != torch.float64 and bool(bad.any()):
         rows, cols = bad.any(1).nonzero().squeeze(1), bad.any(0).nonzero().squeeze(1)
         if bad.sum() >= DENSE_FP64_FRACTION * rows.numel() * cols.numel():

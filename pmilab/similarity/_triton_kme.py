@@ -42,7 +42,13 @@ import triton.language as tl
 from torch import Tensor
 
 from pmilab.similarity._pairwise_blocks import LN2, LOG2E, SUM_HI, SUM_LO
-from pmilab.similarity._pairwise_chunked import KME_TOL, _estimate, _scale_terms, _splice
+from pmilab.similarity._pairwise_chunked import (
+    KME_TOL,
+    _estimate,
+    _scale_terms,
+    _splice,
+    refuse_functorch,
+)
 from pmilab.similarity._pairwise_exact import kme_pairs
 from pmilab.similarity._triton_common import (
     Tiles,
@@ -335,6 +341,7 @@ def kme_logits_triton(px: Tensor, wx: Tensor, py: Tensor, wy: Tensor, sigma: Ten
     Points in fp32, bf16 or fp16 (fp32 accumulation either way); weights and σ in any float
     dtype. Same contract as `_pairwise.kme_logits`.
     """
+    refuse_functorch()
     (_, m, d), n = px.shape, py.shape[1]
     p, q = point_operands(px, py)
     wx, wy, r = wx.float(), wy.float(), sigma.float().pow(-2)

@@ -52,6 +52,7 @@ from pmilab.similarity._pairwise_chunked import (
     _estimate,
     _is_zero,
     kernel_score_scale,
+    refuse_functorch,
     resolve_kernel_sums,
 )
 from pmilab.similarity._triton_common import (
@@ -312,6 +313,7 @@ def wpse_logits_triton(
 
     Same contract as `_pairwise.wpse_logits`; points in fp32, bf16 or fp16.
     """
+    refuse_functorch()
     (b, m), (c, n) = px.shape[:2], wy.shape
     wx, wy = wx.float(), wy.float()
     out = torch.zeros(b, c, device=px.device, dtype=torch.float32)

@@ -52,7 +52,7 @@ class KME(SimilarityHead):
 
     def paired_logits(self, px: Tensor, wx: Tensor, py: Tensor, wy: Tensor) -> Tensor:
         check_point_sets(px, wx, py, wy, paired=True)
-        d2 = (px[:, :, None, :] - py[:, None, :, :]).pow(2).sum(-1)  # (B, M, N)
+        d2 = _pairwise.pair_sq_dists(px[:, :, None, :], py[:, None, :, :])  # (B, M, N)
         z = wx[:, :, None] + wy[:, None, :] - d2 / (2 * self.sigma**2)
         return torch.logsumexp(z.flatten(1), dim=-1)  # (B,)
 

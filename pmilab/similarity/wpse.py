@@ -139,7 +139,7 @@ class WPSE(SimilarityHead):
             ex, ey = self._rff_embed(px, wx), self._rff_embed(py, wy)
             return self.scale() * (self._rff_signs(ex) * ey).sum(-1)
         m, n = px.shape[1], py.shape[1]
-        d2 = (px[:, :, None, :] - py[:, None, :, :]).pow(2).sum(-1)  # (B, M, N)
+        d2 = _pairwise.pair_sq_dists(px[:, :, None, :], py[:, None, :, :])  # (B, M, N)
         k = _pairwise.kernel_values(d2, self.sigma, self.kernel)
         lin = torch.einsum("bmd,bnd->bmn", px, py)
         mix = self.alpha_linear * lin + self.alpha_kernel * k
