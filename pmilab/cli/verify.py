@@ -38,6 +38,7 @@ def add_parser(subparsers) -> None:
         "--seeds", type=int, default=None, help="seeds per point (default: the preset's)"
     )
     add_run_options(p)
+    add_executor_options(p)
     p.add_argument(
         "--shard",
         default=None,
@@ -76,6 +77,25 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     )
 
 
+def add_executor_options(p: argparse.ArgumentParser) -> None:
+    from pmilab.experiments.framework.executors import EXECUTORS
+
+    p.add_argument(
+        "--executor",
+        choices=EXECUTORS,
+        default="local",
+        help="where runs execute: local worker processes (--jobs of them), or an existing Ray "
+        "cluster (--address; start one with `ray start --head`; needs pip install 'pmilab[ray]') "
+        "(default: %(default)s)",
+    )
+    p.add_argument(
+        "--address",
+        default=None,
+        metavar="HOST:PORT",
+        help="the Ray cluster of --executor ray (default: the RAY_ADDRESS environment variable)",
+    )
+
+
 def preset_of(args: argparse.Namespace) -> str:
     return "quick" if args.quick else (args.preset or "full")
 
@@ -93,6 +113,7 @@ def log(msg: str) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from pmilab.experiments import verify
+    from pmilab.experiments.framework.executors import open_executor
     from pmilab.experiments.framework.report import counts, summary_table
     from pmilab.experiments.framework.sweep import parse_shard
     from pmilab.figures.redraw import redraw
@@ -106,9 +127,23 @@ def run(args: argparse.Namespace) -> int:
     if out.exists() and not out.is_dir():
         raise InputError(f"--out {out} exists and is not a directory; pick another path")
     progress = not args.no_progress and sys.stderr.isatty()
+    # Opened before anything is written or run: an unreachable cluster fails in seconds, with
+    # --out untouched. run_claims opens the same executor again (open_executor caches it).
+    open_executor(args.executor, jobs, args.address)
     verify.write_meta(out, preset, args.seeds)
     t0 = time.perf_counter()
-    runs = verify.run_claims(claims, preset, out, args.seeds, progress, jobs, shard, log=log)
+    runs = verify.run_claims(
+        claims,
+        preset,
+        out,
+        args.seeds,
+        progress,
+        jobs,
+        shard,
+        log=log,
+        executor=args.executor,
+        address=args.address,
+    )
     missing = sum(cr.missing for cr in runs)
     if missing:
         log(
@@ -118,6 +153,11 @@ def run(args: argparse.Namespace) -> int:
         )
         return 0
     ran = sum(cr.ran for cr in runs)
+    where = (
+        f"{jobs} worker process(es)"
+        if args.executor == "local"
+        else f"the Ray cluster at {args.address or os.environ.get('RAY_ADDRESS')}"
+    )
     total = len({r.run_id for cr in runs for sw in cr.sweeps for r in sw.runs})
     header = {
         "command": "pmilab " + " ".join(sys.argv[1:])
@@ -125,8 +165,8 @@ def run(args: argparse.Namespace) -> int:
         else "pmilab verify" + (" --quick" if preset == "quick" else ""),
         "preset": preset,
         "claims": ",".join(claims),
-        "this invocation": f"{time.perf_counter() - t0:.0f} s wall with {jobs} worker "
-        f"process(es); {ran} runs trained, {total - ran} reused from earlier invocations",
+        "this invocation": f"{time.perf_counter() - t0:.0f} s wall with {where}; "
+        f"{ran} runs trained, {total - ran} reused from earlier invocations",
     }
     path = verify.write(out, runs, header)
     redraw(out, claims, log=log)

@@ -1,9 +1,12 @@
 """Run claims: their sweeps (resumable, shardable), then their verdicts; and the report.
 
-This is what `pmilab verify` and `pmilab figures --run-missing` call. For each claim module of
-the registry (`claims.CLAIMS`): build its config for the preset, run the missing runs of its
-sweeps into DIR/runs/ (finished runs are never redone), and, once every run of every shard is
-there, evaluate its verdicts. `write` then writes report.md, claims.csv and results.csv.
+This is what `pmilab verify` and `pmilab figures --run-missing` call. `run_claims` builds the
+config of each requested claim module of the registry (`claims.CLAIMS`) for the preset, and
+runs the missing cells of all their sweeps (a sweep shared by two claims once: T3 reads T2's
+"heads" sweep) into DIR/runs/ as one longest-first schedule on one executor (finished runs are
+never redone). Each claim is evaluated as soon as its own sweeps are complete, while other
+claims' cells still run, provided no run of another shard is missing. `write` then writes
+report.md, claims.csv and results.csv.
 """
 
 from __future__ import annotations
@@ -19,7 +22,14 @@ from pmilab.errors import InputError
 from pmilab.experiments.claims import CLAIMS
 from pmilab.experiments.framework.claim import ClaimModule, ClaimResult, check_preset
 from pmilab.experiments.framework.report import write_report
-from pmilab.experiments.framework.sweep import Sweep, load_table, missing, raw_rows, run_sweep
+from pmilab.experiments.framework.sweep import (
+    Sweep,
+    SweepStats,
+    load_table,
+    missing,
+    raw_rows,
+    run_sweeps,
+)
 
 
 @dataclass
@@ -62,21 +72,8 @@ def run_claim(
     jobs: int = 1,
     shard: tuple[int, int] = (0, 1),
 ) -> ClaimRun:
-    """Run the missing runs of a claim's sweeps, then (if none is missing) its verdicts."""
-    t0 = time.perf_counter()
-    runs_dir = Path(out_dir) / "runs"
-    cfg = mod.config(check_preset(preset), seeds)
-    out = ClaimRun(mod.CLAIM, mod.sweeps(cfg))
-    for sw in out.sweeps:
-        st = run_sweep(sw, runs_dir, jobs=jobs, shard=shard, progress=progress)
-        out.ran += st.ran
-        out.reused += st.done_before
-    out.missing = sum(len(missing(sw, runs_dir)) for sw in out.sweeps)
-    if not out.missing:
-        tables = {sw.name: load_table(sw, runs_dir) for sw in out.sweeps}
-        out.results = list(mod.evaluate(tables, cfg))
-    out.seconds = time.perf_counter() - t0
-    return out
+    """Run the missing runs of one claim's sweeps, then (if none is missing) its verdicts."""
+    return run_modules([mod], preset, out_dir, seeds, progress, jobs, shard)[0]
 
 
 def run_claims(
@@ -88,13 +85,96 @@ def run_claims(
     jobs: int = 1,
     shard: tuple[int, int] = (0, 1),
     log: Callable[[str], None] = print,
+    *,
+    executor: str = "local",
+    address: str | None = None,
 ) -> list[ClaimRun]:
-    """`run_claim` for each claim ID, logging one line per claim."""
-    out = []
-    for claim in claims:
-        cr = run_claim(CLAIMS[claim], preset, out_dir, seeds, progress, jobs, shard)
-        log(f"{claim}: {cr.note} ({cr.seconds:.0f} s)")
-        out.append(cr)
+    """`run_modules` for these claim IDs, logging one line per claim as it is evaluated.
+
+    executor, address: where the cells run (`framework.executors.open_executor`); with the
+    local executor and jobs <= 1, in this process.
+    """
+    mods = [CLAIMS[c] for c in claims]
+    return run_modules(
+        mods, preset, out_dir, seeds, progress, jobs, shard, log, executor=executor, address=address
+    )
+
+
+def shared_sweeps(runs: list[ClaimRun]) -> dict[str, Sweep]:
+    """Each sweep of these claims once, by name (first listed wins); a name that two claims
+    build with different runs is a bug in a claim module."""
+    out: dict[str, Sweep] = {}
+    for cr in runs:
+        for sw in cr.sweeps:
+            first = out.setdefault(sw.name, sw)
+            if [r.run_id for r in first.runs] != [r.run_id for r in sw.runs]:
+                raise ValueError(f"claims build sweep {sw.name!r} with different runs")
+    return out
+
+
+def run_modules(
+    mods: list[ClaimModule],
+    preset: str,
+    out_dir: Path,
+    seeds: int | None = None,
+    progress: bool = True,
+    jobs: int = 1,
+    shard: tuple[int, int] = (0, 1),
+    log: Callable[[str], None] = lambda line: None,
+    *,
+    executor: str = "local",
+    address: str | None = None,
+) -> list[ClaimRun]:
+    """Run the missing cells of every sweep of these claims as one schedule (`run_sweeps`),
+    and evaluate each claim once its sweeps are complete (in this shard; with no run of
+    another shard missing). A shared sweep's runs count as `ran` for the first claim listed
+    that reads it and as reused for the others. `seconds`: from the start to the claim's
+    verdict."""
+    t0 = time.perf_counter()
+    runs_dir = Path(out_dir) / "runs"
+    cfgs = [mod.config(check_preset(preset), seeds) for mod in mods]
+    out = [ClaimRun(mod.CLAIM, mod.sweeps(cfg)) for mod, cfg in zip(mods, cfgs, strict=True)]
+    sweeps = shared_sweeps(out)
+    owner = {
+        name: next(cr for cr in out if name in {sw.name for sw in cr.sweeps}) for name in sweeps
+    }
+    stats: dict[str, SweepStats] = {}
+    waiting = list(range(len(out)))
+
+    def finish(k: int) -> None:
+        cr = out[k]
+        for sw in cr.sweeps:
+            st = stats[sw.name]
+            first = owner[sw.name] is cr
+            cr.ran += st.ran if first else 0
+            cr.reused += st.done_before + (0 if first else st.ran)
+        cr.missing = sum(len(missing(sw, runs_dir)) for sw in cr.sweeps)
+        if not cr.missing:
+            tables = {sw.name: load_table(sw, runs_dir) for sw in cr.sweeps}
+            cr.results = list(mods[k].evaluate(tables, cfgs[k]))
+        cr.seconds = time.perf_counter() - t0
+        log(f"{cr.claim}: {cr.note} ({cr.seconds:.0f} s)")
+
+    def sweep_complete(st: SweepStats) -> None:
+        stats[st.name] = st
+        for k in list(waiting):
+            if all(sw.name in stats for sw in out[k].sweeps):
+                waiting.remove(k)
+                finish(k)
+
+    run_sweeps(
+        list(sweeps.values()),
+        runs_dir,
+        jobs,
+        shard,
+        progress,
+        on_complete=sweep_complete,
+        executor=executor,
+        address=address,
+        desc=",".join(cr.claim for cr in out),
+    )
+    for k in list(waiting):  # a claim without sweeps
+        finish(k)
     return out
 
 

@@ -255,7 +255,7 @@ def _cli_options() -> set[str]:
 
 
 # Options of other programs that pmilab's help texts name on purpose.
-OTHER_PROGRAMS = {"--nproc_per_node": "torchrun"}
+OTHER_PROGRAMS = {"--nproc_per_node": "torchrun", "--head": "ray start"}
 
 
 def _strings(tree: ast.AST):

@@ -11,7 +11,7 @@ from dataclasses import dataclass, replace
 
 from pmilab.experiments.framework.claim import check_preset
 from pmilab.experiments.framework.sweep import RunSpec, Sweep, dist_id, seed_list
-from pmilab.experiments.tasks.discrete import DISCRETE_METRICS, discrete_head
+from pmilab.experiments.tasks.discrete import DISCRETE_METRICS, discrete_head, discrete_heads
 
 
 @dataclass(frozen=True)
@@ -120,4 +120,4 @@ def heads_sweep(cfg: HeadsConfig) -> Sweep:
                     f"seed{seed}",
                 )
                 runs.append(RunSpec.of(p, *rid))
-    return Sweep("heads", discrete_head, runs, DISCRETE_METRICS, "T2")
+    return Sweep("heads", discrete_head, runs, DISCRETE_METRICS, "T2", cell_task=discrete_heads)

@@ -34,8 +34,12 @@ from pmilab.experiments.framework.claim import (
     implementation,
 )
 from pmilab.experiments.framework.sweep import RunSpec, Sweep, dist_id, seed_list
-from pmilab.experiments.tasks.continuous import CONTINUOUS_METRICS, continuous_head
-from pmilab.experiments.tasks.discrete import DISCRETE_METRICS, discrete_head
+from pmilab.experiments.tasks.continuous import (
+    CONTINUOUS_METRICS,
+    continuous_head,
+    continuous_heads,
+)
+from pmilab.experiments.tasks.discrete import DISCRETE_METRICS, discrete_head, discrete_heads
 from pmilab.experiments.tasks.saturation import mi_saturation, saturation_metrics
 
 CLAIM = "T1"
@@ -109,7 +113,9 @@ def _discrete(cfg: T1Config) -> Sweep:
             }
             rid = ("t1", dist_id(cfg.discrete), sim, f"M{m}", obj, f"s{cfg.steps}", f"seed{seed}")
             runs.append(RunSpec.of(p, *rid))
-    return Sweep("t1-discrete", discrete_head, runs, DISCRETE_METRICS, "T1")
+    return Sweep(
+        "t1-discrete", discrete_head, runs, DISCRETE_METRICS, "T1", cell_task=discrete_heads
+    )
 
 
 def _continuous(cfg: T1Config) -> Sweep:
@@ -145,7 +151,14 @@ def _continuous(cfg: T1Config) -> Sweep:
                 f"seed{seed}",
             )
             runs.append(RunSpec.of(p, *rid))
-    return Sweep("t1-continuous", continuous_head, runs, CONTINUOUS_METRICS, "T1")
+    return Sweep(
+        "t1-continuous",
+        continuous_head,
+        runs,
+        CONTINUOUS_METRICS,
+        "T1",
+        cell_task=continuous_heads,
+    )
 
 
 def _saturation(cfg: T1Config) -> Sweep:

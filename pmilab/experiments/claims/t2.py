@@ -37,8 +37,12 @@ from pmilab.experiments.framework.claim import (
     implementation,
 )
 from pmilab.experiments.framework.sweep import RunSpec, Sweep, seed_list
-from pmilab.experiments.tasks.continuous import CONTINUOUS_METRICS, continuous_head
-from pmilab.experiments.tasks.discrete import DISCRETE_METRICS, discrete_head
+from pmilab.experiments.tasks.continuous import (
+    CONTINUOUS_METRICS,
+    continuous_head,
+    continuous_heads,
+)
+from pmilab.experiments.tasks.discrete import DISCRETE_METRICS, discrete_head, discrete_heads
 from pmilab.stats import group_mean_se
 
 CLAIM = "T2"
@@ -114,7 +118,9 @@ def gauss_sweep(g: GaussConfig) -> Sweep:
                 f"seed{seed}",
             )
             runs.append(RunSpec.of(p, *rid))
-    return Sweep("t2-gauss", continuous_head, runs, CONTINUOUS_METRICS, "T2")
+    return Sweep(
+        "t2-gauss", continuous_head, runs, CONTINUOUS_METRICS, "T2", cell_task=continuous_heads
+    )
 
 
 def control_sweep(h: HeadsConfig) -> Sweep:
@@ -126,7 +132,9 @@ def control_sweep(h: HeadsConfig) -> Sweep:
         for seed in seed_list(h.seeds):
             p = {**run_params(h, k, "linear", 2, m, seed), "probe_n": 0}
             runs.append(RunSpec.of(p, "t2ctl", f"k{k}", "linear", "d2", f"M{m}", f"seed{seed}"))
-    return Sweep("t2-control", discrete_head, runs, DISCRETE_METRICS, "T2")
+    return Sweep(
+        "t2-control", discrete_head, runs, DISCRETE_METRICS, "T2", cell_task=discrete_heads
+    )
 
 
 def sweeps(cfg: T2Config) -> list[Sweep]:

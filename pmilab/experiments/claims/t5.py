@@ -39,7 +39,9 @@ from pmilab.experiments.tasks.discrete import (
     BATCH_METRICS,
     DISCRETE_METRICS,
     batch_head,
+    batch_heads,
     discrete_head,
+    discrete_heads,
 )
 from pmilab.stats import group_mean_se
 
@@ -115,7 +117,7 @@ def _cap_sweep(cfg: T5Config) -> Sweep:
                 f"seed{seed}",
             )
             runs.append(RunSpec.of(p, *rid))
-    return Sweep("t5-cap", discrete_head, runs, DISCRETE_METRICS, "T5")
+    return Sweep("t5-cap", discrete_head, runs, DISCRETE_METRICS, "T5", cell_task=discrete_heads)
 
 
 def _batch_sweep(cfg: T5Config) -> Sweep:
@@ -141,7 +143,7 @@ def _batch_sweep(cfg: T5Config) -> Sweep:
             }
             rid = ("t5batch", dist_id(cfg.spec), f"N{n}", f"s{cfg.batch_steps}", f"seed{seed}")
             runs.append(RunSpec.of(p, *rid))
-    return Sweep("t5-batch", batch_head, runs, BATCH_METRICS, "T5")
+    return Sweep("t5-batch", batch_head, runs, BATCH_METRICS, "T5", cell_task=batch_heads)
 
 
 def sweeps(cfg: T5Config) -> list[Sweep]:

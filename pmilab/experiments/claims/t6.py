@@ -39,7 +39,11 @@ from pmilab.experiments.framework.claim import (
     fmt,
 )
 from pmilab.experiments.framework.sweep import RunSpec, Sweep, dist_id, seed_list
-from pmilab.experiments.tasks.continuous import INVARIANCE_METRICS, invariance_head
+from pmilab.experiments.tasks.continuous import (
+    INVARIANCE_METRICS,
+    invariance_head,
+    invariance_heads,
+)
 from pmilab.experiments.tasks.montecarlo import MC_METRICS, mc_check
 
 CLAIM = "T6"
@@ -148,7 +152,9 @@ def _invariance(cfg: T6Config) -> Sweep:
                 f"seed{seed}",
             )
             runs.append(RunSpec.of(p, *rid))
-    return Sweep("t6-invariance", invariance_head, runs, INVARIANCE_METRICS, "T6")
+    return Sweep(
+        "t6-invariance", invariance_head, runs, INVARIANCE_METRICS, "T6", cell_task=invariance_heads
+    )
 
 
 def sweeps(cfg: T6Config) -> list[Sweep]:

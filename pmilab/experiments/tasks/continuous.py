@@ -7,7 +7,7 @@ import math
 from pmilab import metrics as M
 from pmilab.dists import Gaussian, Transformed
 from pmilab.experiments.tasks.catalog import ShuffledPairs, make_dist
-from pmilab.experiments.tasks.fitting import NAN, PROBE_SEED_OFFSET, fit_run
+from pmilab.experiments.tasks.fitting import NAN, PROBE_SEED_OFFSET, fit_run, fit_runs
 from pmilab.theory import optimum as opt
 
 CONTINUOUS_METRICS = [
@@ -45,10 +45,40 @@ def canonical_gaussian(d):
 def continuous_head(p: dict, metrics: list[str] = CONTINUOUS_METRICS) -> dict:
     """Train a head on a continuous joint; Monte Carlo PMI errors with standard errors."""
     d = make_dist(p["dist"])
+    return _continuous_metrics(fit_run(d, p, **_encoder_kwargs(p)), d, p, metrics)
+
+
+def continuous_heads(ps: list[dict], metrics: list[str] = CONTINUOUS_METRICS) -> list[dict]:
+    """`continuous_head` for each seed of a cell, trained as one batched computation."""
+    d = make_dist(ps[0]["dist"])
+    runs = fit_runs(d, ps, **_encoder_kwargs(ps[0]))
+    return [_continuous_metrics(run, d, p, metrics) for run, p in zip(runs, ps, strict=True)]
+
+
+def invariance_head(p: dict) -> dict:
+    """`continuous_head` plus `pmi_rmse_product_above` (T6)."""
+    return continuous_head(p, INVARIANCE_METRICS)
+
+
+def invariance_heads(ps: list[dict]) -> list[dict]:
+    """`invariance_head` for each seed of a cell, trained as one batched computation."""
+    return continuous_heads(ps, INVARIANCE_METRICS)
+
+
+def _encoder_kwargs(p: dict) -> dict:
+    """The `fit` arguments of a continuous run beyond `fit_kwargs`: its encoder and its
+    evaluation sample size."""
     hidden = tuple(int(h) for h in str(p.get("hidden", "")).split("x") if h)
-    run = fit_run(
-        d, p, hidden=hidden, features=p.get("features", "raw"), eval_samples=int(p["eval_samples"])
-    )
+    return {
+        "hidden": hidden,
+        "features": p.get("features", "raw"),
+        "eval_samples": int(p["eval_samples"]),
+    }
+
+
+def _continuous_metrics(run, d, p: dict, metrics: list[str]) -> dict:
+    """One run's metrics: `d` is the distribution as the task built it (`run.dist` may be
+    its resolved form)."""
     m = run.metrics
     out = {k: float(m[k]) for k in metrics if k in m}
     gauss = canonical_gaussian(d)
@@ -62,11 +92,6 @@ def continuous_head(p: dict, metrics: list[str] = CONTINUOUS_METRICS) -> dict:
             out["joint_std"], out["joint_std_se"] = _mc_joint_std(d, int(p["seed"]))
     out["stopped_at"] = NAN if run.stopped_at is None else float(run.stopped_at)
     return {k: out.get(k, NAN) for k in metrics}
-
-
-def invariance_head(p: dict) -> dict:
-    """`continuous_head` plus `pmi_rmse_product_above` (T6)."""
-    return continuous_head(p, INVARIANCE_METRICS)
 
 
 def _mc_joint_std(d, seed: int, n: int = 100_000) -> tuple[float, float]:

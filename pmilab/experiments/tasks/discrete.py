@@ -6,7 +6,7 @@ import numpy as np
 import torch
 
 from pmilab.experiments.tasks.catalog import make_dist
-from pmilab.experiments.tasks.fitting import NAN, PROBE_SEED_OFFSET, fit_run
+from pmilab.experiments.tasks.fitting import NAN, PROBE_SEED_OFFSET, fit_run, fit_runs
 from pmilab.experiments.tasks.probe import head_t3_quantities
 from pmilab.losses import symmetric_infonce
 from pmilab.stats import mean_se
@@ -49,6 +49,12 @@ def discrete_head(p: dict) -> dict:
     return _discrete_metrics(fit_run(make_dist(p["dist"]), p), p)
 
 
+def discrete_heads(ps: list[dict]) -> list[dict]:
+    """`discrete_head` for each seed of a cell, trained as one batched computation."""
+    runs = fit_runs(make_dist(ps[0]["dist"]), ps)
+    return [_discrete_metrics(run, p) for run, p in zip(runs, ps, strict=True)]
+
+
 BATCH_METRICS = DISCRETE_METRICS + [
     "lossn_head",
     "lossn_pmi",
@@ -71,7 +77,17 @@ def batch_head(p: dict) -> dict:
     + C minimises E[loss_N], so neither can beat PMI beyond Monte Carlo noise, and the
     perturbed logit must lose to it."""
     d = make_dist(p["dist"])
-    run = fit_run(d, p)
+    return _batch_metrics(fit_run(d, p), d, p)
+
+
+def batch_heads(ps: list[dict]) -> list[dict]:
+    """`batch_head` for each seed of a cell, trained as one batched computation."""
+    d = make_dist(ps[0]["dist"])
+    return [_batch_metrics(run, d, p) for run, p in zip(fit_runs(d, ps), ps, strict=True)]
+
+
+def _batch_metrics(run, d, p: dict) -> dict:
+    """One run's metrics; `d`: the distribution as the task built it."""
     out = _discrete_metrics(run, p)
     n = int(p["batch_size"])
     k = max(64, int(p["eval_pairs"]) // n)

@@ -31,11 +31,32 @@ def fit_kwargs(p: dict) -> dict:
     return kw
 
 
-def fit_run(dist, p: dict, **extra):
-    """Train with `pmilab.fit` on CPU, one thread, no progress bar (a sweep run)."""
+def _check_trainable(dist, p: dict) -> None:
     from pmilab.experiments.tasks.catalog import ShuffledPairs
-    from pmilab.training import fit
 
     if isinstance(dist, ShuffledPairs) and int(p.get("population") or 0):
         raise ValueError("a |shuffled control trains on samples; population=1 reads the joint")
+
+
+def fit_run(dist, p: dict, **extra):
+    """Train with `pmilab.fit` on CPU, one thread, no progress bar (a sweep run)."""
+    from pmilab.training import fit
+
+    _check_trainable(dist, p)
     return fit(dist, progress=False, device="cpu", threads=1, **fit_kwargs(p), **extra)
+
+
+def fit_runs(dist, ps: list[dict], **extra) -> list:
+    """`fit_run` for each of a cell's runs (parameters equal but for "seed") as one batched
+    computation, `pmilab.fit(seeds=[...])`: one Run per seed, in the order of `ps`, each
+    identical to `fit_run(dist, p, **extra)`."""
+    from pmilab.experiments.framework.sweep import cell_key
+    from pmilab.training import fit
+
+    if not ps or len({cell_key(p) for p in ps}) != 1:
+        raise ValueError("a cell's runs must have equal parameters but for 'seed'")
+    _check_trainable(dist, ps[0])
+    kw = fit_kwargs(ps[0])
+    kw.pop("seed", None)
+    seeds = [int(p["seed"]) for p in ps]
+    return fit(dist, seeds=seeds, progress=False, device="cpu", threads=1, **kw, **extra)
