@@ -12,7 +12,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # docs/architecture.md, "Layers": a module imports only lower layers, or its own unit.
 LAYERS = [
-    ["pmilab.errors", "pmilab.stats", "pmilab.atomic"],
+    ["pmilab.errors", "pmilab.stats", "pmilab.atomic", "pmilab.verdicts"],
     ["pmilab.dists", "pmilab.theory", "pmilab.losses"],
     ["pmilab.similarity", "pmilab.encoders", "pmilab.metrics"],
     ["pmilab.runtime"],
@@ -25,7 +25,7 @@ LAYERS = [
     ["pmilab.cli", "pmilab"],
     ["pmilab.__main__"],
 ]
-FOUNDATION = {"pmilab.errors", "pmilab.stats", "pmilab.atomic"}
+FOUNDATION = {"pmilab.errors", "pmilab.stats", "pmilab.atomic", "pmilab.verdicts"}
 
 
 @pytest.fixture(scope="module")
