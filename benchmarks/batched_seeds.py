@@ -133,7 +133,7 @@ def main(argv=None) -> int:
                 flush=True,
             )
     meta = dict(
-        machine=f"{platform.machine()}, {os.cpu_count()} cores, {platform.processor() or '?'}",
+        machine=f"{platform.machine()}, {os.cpu_count()} cores",
         torch=torch.__version__,
         python=sys.version.split()[0],
         threads=1,

@@ -72,7 +72,11 @@ def _train(
     groups = rep.optimizer_groups(model, model.head.no_decay_parameters(), cfg.weight_decay)
     opt = adamw_groups(groups, cfg.lr)
     guard = Guard(rep, cfg.check_every, cfg.lr, cfg.converge_window, cfg.converge_tol)
-    rff_gens = [torch.Generator().manual_seed(s + 1) for s in seeds]
+    redraws = [
+        (m.head.redraw, torch.Generator().manual_seed(s + 1))
+        for m, s in zip(rep.models, seeds, strict=True)
+        if _overrides(m.head, "redraw")
+    ]
     clamps = [m.head.clamp_ for m in rep.models if _overrides(m.head, "clamp_")]
     for m in rep.models:
         m.train()
@@ -83,8 +87,8 @@ def _train(
     for step in bar:
         for group in opt.param_groups:
             group["lr"] = warmup_cosine(step, cfg.lr, cfg.warmup, cfg.steps)
-        for m, g in zip(rep.models, rff_gens, strict=True):
-            m.head.redraw(g)
+        for redraw, generator in redraws:
+            redraw(generator)
         shared, per_replicate = inputs.draw()
         losses = rep.losses(shared, per_replicate)
         if hist is None:

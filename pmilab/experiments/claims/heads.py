@@ -49,7 +49,7 @@ class HeadsConfig:
 
 PRESETS = {
     "full": HeadsConfig(),
-    "quick": HeadsConfig(curve_ks=(4,), seeds=1, probe_n=100_000),
+    "quick": HeadsConfig(curve_ks=(4,), seeds=5, probe_n=100_000),
     # seconds-long sizes for tests and notebooks (numbers are meaningless at this size)
     "smoke": HeadsConfig(
         ks=(2,),

@@ -72,7 +72,7 @@ class T1Config:
 
 PRESETS = {
     "full": T1Config(),
-    "quick": T1Config(steps=1000, c_steps=1500, eval_samples=1024, pairs=20_000, seeds=1),
+    "quick": T1Config(steps=1000, c_steps=1500, eval_samples=1024, pairs=20_000, seeds=5),
     # seconds-long sizes for tests and notebooks (numbers are meaningless at this size)
     "smoke": T1Config(
         steps=300, c_steps=10, hidden="8", eval_samples=64, pairs=500, sizes="2/8/64", seeds=1

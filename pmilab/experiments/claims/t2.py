@@ -75,7 +75,7 @@ class T2Config:
 
 GAUSS_PRESETS = {
     "full": GaussConfig(),
-    "quick": GaussConfig(steps=1500, eval_samples=1024, seeds=1),
+    "quick": GaussConfig(steps=1500, eval_samples=1024, seeds=5),
     "smoke": GaussConfig(steps=10, eval_samples=64, seeds=1),
 }
 

@@ -69,7 +69,7 @@ class T5Config:
 
 PRESETS = {
     "full": T5Config(),
-    "quick": T5Config(steps=1000, batch_steps=2000, seeds=1),
+    "quick": T5Config(steps=1000, batch_steps=2000, seeds=5),
     # seconds-long sizes for tests and notebooks (numbers are meaningless at this size)
     "smoke": T5Config(
         caps=(0.5, 8.0),

@@ -74,7 +74,7 @@ class T6Config:
 
 PRESETS = {
     "full": T6Config(),
-    "quick": T6Config(mc_n=50_000, steps=1500, eval_samples=1024, seeds=1),
+    "quick": T6Config(mc_n=50_000, steps=1500, eval_samples=1024, seeds=5),
     # seconds-long sizes for tests and notebooks (numbers are meaningless at this size); 100
     # steps so that the base head has moved well away from the shuffled-pairs control
     "smoke": T6Config(
