@@ -100,9 +100,7 @@ def test_capacity_ordering_at_a_small_size():
 
 
 @pytest.mark.parametrize("check_every", [1, 50])
-def test_huge_learning_rate_stops_with_the_step_and_keeps_the_last_good_state(
-    latent, check_every
-):
+def test_huge_learning_rate_stops_with_the_step_and_keeps_the_last_good_state(latent, check_every):
     """The first non-finite step is named exactly whatever `check_every` is (the loss of every
     step is recorded); the kept parameters are those of the last check with a finite loss, and
     recomputing the loss there gives the last entry of the kept history. With checks at every
