@@ -3,6 +3,10 @@
 A file is written to a temporary name in its own directory, flushed to disk and renamed into
 place (`os.replace` is atomic on POSIX). A process killed at any moment leaves either the old
 file or the new one, never a torn file, and never a stray temporary file on a Python error.
+
+Modes follow the user's umask, as a plain `open()` or `mkdir` would: `tempfile` creates its
+files 0600 and folders 0700, which would hide report.md or ckpt.pt from colleagues sharing the
+folder, so the temporary is chmod-ed to 0666 (folders 0777) less the umask before it is renamed.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ def write_atomic(path: str | Path, write: Callable[[BinaryIO], object]) -> Path:
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.tmp-")
     try:
+        os.chmod(tmp, 0o666 & ~umask())
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
@@ -31,6 +36,22 @@ def write_atomic(path: str | Path, write: Callable[[BinaryIO], object]) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def umask() -> int:
+    """The process umask. Linux shows it in /proc/self/status, read without changing it;
+    elsewhere it can only be read by setting it (`os.umask`) and setting it back, which another
+    thread creating a file in between would see, so that is the fallback only."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    old = os.umask(0o077)
+    os.umask(old)
+    return old
 
 
 def write_text(path: str | Path, text: str) -> Path:
@@ -59,6 +80,7 @@ def directory(final: str | Path) -> Iterator[Path]:
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
     try:
+        tmp.chmod(0o777 & ~umask())
         yield tmp
         try:
             os.replace(tmp, final)

@@ -13,6 +13,8 @@ ROOT = Path(__file__).resolve().parents[1]
 # docs/architecture.md, "Layers": a module imports only lower layers, or its own unit.
 LAYERS = [
     ["pmilab.errors", "pmilab.stats", "pmilab.atomic", "pmilab.verdicts"],
+    # import pmilab.errors: the memory limit (the dists use it) and the outputs of every command
+    ["pmilab.limits", "pmilab.outputs"],
     ["pmilab.dists", "pmilab.theory", "pmilab.losses"],
     ["pmilab.similarity", "pmilab.encoders", "pmilab.metrics"],
     ["pmilab.runtime"],
@@ -25,7 +27,14 @@ LAYERS = [
     ["pmilab.cli", "pmilab"],
     ["pmilab.__main__"],
 ]
-FOUNDATION = {"pmilab.errors", "pmilab.stats", "pmilab.atomic", "pmilab.verdicts"}
+FOUNDATION = {
+    "pmilab.errors",
+    "pmilab.stats",
+    "pmilab.atomic",
+    "pmilab.verdicts",
+    "pmilab.outputs",
+    "pmilab.limits",
+}
 
 
 @pytest.fixture(scope="module")

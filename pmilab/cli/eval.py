@@ -5,6 +5,9 @@ from __future__ import annotations
 import argparse
 import json
 
+from pmilab.errors import InputError
+from pmilab.outputs import check_out
+
 
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser(
@@ -23,6 +26,12 @@ def add_parser(subparsers) -> None:
         "first 2 x --n samples are streamed) (default: shapes)",
     )
     p.add_argument("--out", required=True, help="directory for eval.json")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an earlier eval.json (or write beside another command's output) in --out "
+        "(default: refuse a folder that holds one)",
+    )
     p.add_argument(
         "--n",
         type=int,
@@ -62,9 +71,9 @@ def add_parser(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    check_out(args.out, args.overwrite)  # before torch, the checkpoint and the data are loaded
     import torch
 
-    from pmilab.errors import InputError
     from pmilab.pretrain.evaluate import evaluate
     from pmilab.pretrain.readers import CsvKeys
 

@@ -63,6 +63,7 @@ def _claims_to_run(results: Path, asked: list[str] | None) -> list[str]:
 
 def run(args: argparse.Namespace) -> int:
     from pmilab.experiments import verify
+    from pmilab.experiments.framework.executors import shutdown_pools
     from pmilab.figures.redraw import redraw
 
     results: Path = args.results
@@ -80,7 +81,10 @@ def run(args: argparse.Namespace) -> int:
         verify.write_meta(results, preset, seeds)
         todo = _claims_to_run(results, claims)
         progress = not args.no_progress and sys.stderr.isatty()
-        runs = verify.run_claims(todo, preset, results, seeds, progress, jobs_of(args), log=log)
+        try:
+            runs = verify.run_claims(todo, preset, results, seeds, progress, jobs_of(args), log=log)
+        finally:  # end the workers now, not at exit (their own exit takes seconds each)
+            shutdown_pools()
         verify.write(results, runs, {"command": "pmilab figures --run-missing", "preset": preset})
     written = redraw(results, claims, args.out, log=log)
     for p in written:

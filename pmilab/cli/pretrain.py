@@ -4,10 +4,11 @@ and SLURM (srun). Flags follow open_clip's names where the feature is the same."
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import sys
 from dataclasses import fields
-
-from pmilab.pretrain.config import PRESETS, PretrainConfig
+from pathlib import Path
+from types import ModuleType
 
 HELP = {
     "data": "shapes (known-PMI, generated once into $PMILAB_CACHE or ~/.cache/pmilab), digits "
@@ -21,8 +22,8 @@ HELP = {
     "shapes_train": "training images of the shapes dataset",
     "shapes_test": "held-out images of the shapes dataset",
     "workers": "DataLoader worker processes (shards are split over ranks, then workers)",
-    "model": f"a named preset ({', '.join(PRESETS)}: ViT-B/16 at 224 px, 12-layer text "
-    "transformer of width 512, d=512, BPE); flags given explicitly override it",
+    "model": "a named preset ({presets}: ViT-B/16 at 224 px, 12-layer text transformer of width "
+    "512, d=512, BPE); flags given explicitly override it",
     "similarity": "similarity head: linear (CLIP), wpse or kme (M points and weights per input)",
     "tower": "image tower: cnn, vit (small, built in), hf-vit (transformers ViT) or clip "
     "(transformers CLIP vision)",
@@ -73,7 +74,7 @@ CHOICES = {
     "tower": ["cnn", "vit", "hf-vit", "clip"],
     "text_tower": ["transformer", "clip"],
     "precision": ["auto", "fp32", "bf16", "fp64"],
-    "model": list(PRESETS),
+    "model": None,  # the names of PRESETS, filled in by add_parser
 }
 # Second names: the flag's earlier name (--accum), and open_clip's where it differs from ours.
 FLAGS = {
@@ -83,6 +84,29 @@ FLAGS = {
     "log_every": ["--log-every", "--log-every-n-steps"],
 }
 SWITCHES = ("dataset_resampled", "grad_checkpointing")
+# PretrainConfig fields with a hand-written option below (or none).
+OWN_OPTIONS = ("resume", "overwrite", "progress")
+CONFIG_PY = Path(__file__).resolve().parents[1] / "pretrain" / "config.py"
+
+
+def config_module() -> ModuleType:
+    """pmilab/pretrain/config.py (PretrainConfig, PRESETS) without importing its package.
+
+    Why: the pmilab.pretrain package imports its evaluation code on import (torch,
+    transformers: seconds of CPU), while `pmilab --help` and `pmilab pretrain --help` need only
+    the config's fields, defaults and presets, and config.py itself imports nothing heavy. Once
+    the package is imported (a run, a test), its own module is used; before, the file is loaded
+    once under a private name, so the copy never stands in for the real module elsewhere."""
+    real = sys.modules.get("pmilab.pretrain.config")
+    if real is not None:
+        return real
+    name = "pmilab.cli._pretrain_config"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, CONFIG_PY)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module  # dataclasses looks its module up while building the class
+        spec.loader.exec_module(module)
+    return sys.modules[name]
 
 
 def add_parser(subparsers) -> None:
@@ -94,13 +118,17 @@ def add_parser(subparsers) -> None:
         "gloo on CPU, nccl on CUDA. Exit codes: 0 done, 1 stopped (non-finite loss; the last "
         "checkpoint is kept), 2 bad input (one line on stderr).",
     )
-    defaults = PretrainConfig()
-    for f in fields(PretrainConfig):
-        if f.name in ("resume", "progress"):
+    config = config_module()
+    presets = list(config.PRESETS)
+    choices = {**CHOICES, "model": presets}
+    defaults = config.PretrainConfig()
+    for f in fields(config.PretrainConfig):
+        if f.name in OWN_OPTIONS:
             continue
         default = getattr(defaults, f.name)
         shown = "none" if default == "" else repr(default)
-        help_text = f"{HELP[f.name]} (default: {shown})"
+        text = HELP[f.name].replace("{presets}", ", ".join(presets))  # data's {000..009} stays
+        help_text = f"{text} (default: {shown})"
         names = FLAGS.get(f.name, ["--" + f.name.replace("_", "-")])
         if f.name in SWITCHES:
             p.add_argument(*names, dest=f.name, action="store_const", const=True, help=HELP[f.name])
@@ -110,8 +138,8 @@ def add_parser(subparsers) -> None:
             type=type(default),
             dest=f.name,
             default=None,
-            choices=CHOICES.get(f.name),
-            metavar=None if f.name in CHOICES else f.name.upper(),
+            choices=choices.get(f.name),
+            metavar=None if f.name in choices else f.name.upper(),
             help=help_text,
         )
     p.add_argument(
@@ -121,12 +149,19 @@ def add_parser(subparsers) -> None:
         "data, seed, batch, head, tower or schedule settings",
     )
     p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="start afresh in an --out that holds an earlier run or another command's output "
+        "(default: refuse it; --resume continues a pretrain run instead)",
+    )
+    p.add_argument(
         "--no-progress", dest="progress", action="store_false", help="hide the progress bar"
     )
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from pmilab.pretrain.config import PretrainConfig
     from pmilab.pretrain.train import TrainingFailed, train
     from pmilab.runtime.distributed import shutdown
 

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 from pmilab.errors import InputError
+from pmilab.outputs import check_out
 
 
 def add_parser(subparsers) -> None:
@@ -46,6 +47,12 @@ def add_parser(subparsers) -> None:
         "rerun without --shard on the same --out to write the report",
     )
     p.add_argument("--allow-fail", action="store_true", help="exit 0 even when a claim fails")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="write into an --out that holds another command's output (default: refuse it; an "
+        "earlier verify run there is always continued)",
+    )
     p.set_defaults(func=run)
 
 
@@ -113,7 +120,7 @@ def log(msg: str) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from pmilab.experiments import verify
-    from pmilab.experiments.framework.executors import open_executor
+    from pmilab.experiments.framework.executors import open_executor, shutdown_pools
     from pmilab.experiments.framework.report import counts, summary_table
     from pmilab.experiments.framework.sweep import parse_shard
     from pmilab.figures.redraw import redraw
@@ -126,24 +133,28 @@ def run(args: argparse.Namespace) -> int:
     out: Path = args.out
     if out.exists() and not out.is_dir():
         raise InputError(f"--out {out} exists and is not a directory; pick another path")
+    check_out(out, args.overwrite, own="verify")  # its own earlier runs are continued
     progress = not args.no_progress and sys.stderr.isatty()
     # Opened before anything is written or run: an unreachable cluster fails in seconds, with
     # --out untouched. run_claims opens the same executor again (open_executor caches it).
     open_executor(args.executor, jobs, args.address)
     verify.write_meta(out, preset, args.seeds)
     t0 = time.perf_counter()
-    runs = verify.run_claims(
-        claims,
-        preset,
-        out,
-        args.seeds,
-        progress,
-        jobs,
-        shard,
-        log=log,
-        executor=args.executor,
-        address=args.address,
-    )
+    try:
+        runs = verify.run_claims(
+            claims,
+            preset,
+            out,
+            args.seeds,
+            progress,
+            jobs,
+            shard,
+            log=log,
+            executor=args.executor,
+            address=args.address,
+        )
+    finally:  # the workers' work is over: end them now, not after the report (seconds each)
+        shutdown_pools()
     missing = sum(cr.missing for cr in runs)
     if missing:
         log(

@@ -19,7 +19,15 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from pmilab.dists.base import Estimate, check_n, generator
+from pmilab.dists.base import (
+    F64,
+    TABLE_COPIES,
+    Estimate,
+    check_n,
+    check_pmi_matrix,
+    check_table,
+    generator,
+)
 from pmilab.errors import InputError
 
 SUM_ATOL = 1e-6  # tolerance on sum(table) == 1; float32 tables saved by users sum to ~1e-7
@@ -29,6 +37,8 @@ class Discrete:
     """Any finite joint distribution over (x, y) given by an (nx, ny) table."""
 
     discrete = True
+    # What one draw of `sample` holds: the flat index multinomial draws, x, y and a quotient.
+    draw_bytes = 4 * F64
 
     def __init__(self, table, normalize: bool = False, drop_empty: bool = False) -> None:
         t = validate_table(table, normalize=normalize, drop_empty=drop_empty)
@@ -58,6 +68,9 @@ class Discrete:
 
     def pmi_matrix(self, x: Tensor, y: Tensor) -> Tensor:
         x, y = self._index(x, "x", self.nx), self._index(y, "y", self.ny)
+        # the (n, m) result, the (n, ny) rows it is cut from, and the PMI table's temporaries
+        table = F64 * (x.numel() * self.ny + TABLE_COPIES * self.nx * self.ny)
+        check_pmi_matrix(x.numel(), y.numel(), F64, fixed=table)
         return self.pmi_table()[x][:, y]
 
     def mutual_information(self) -> Estimate:
@@ -77,7 +90,7 @@ class Discrete:
         return flat // self.ny, flat % self.ny
 
     def _sample_flat(self, n: int, seed: int | None) -> Tensor:
-        n = check_n(n)
+        n = check_n(n, self.draw_bytes)
         return torch.multinomial(
             self.table.flatten(), n, replacement=True, generator=generator(seed)
         )
@@ -105,6 +118,7 @@ def validate_table(table, normalize: bool = False, drop_empty: bool = False) -> 
         raise InputError(f"the joint table must be a 2-D array of numbers ({e})") from None
     if t.ndim != 2 or t.shape[0] < 1 or t.shape[1] < 1:
         raise InputError(f"the joint table must be 2-D (nx, ny), got shape {tuple(t.shape)}")
+    check_table(*t.shape)
     if not torch.isfinite(t).all():
         raise InputError(
             "the joint table contains NaN or inf; every entry must be a finite probability"

@@ -10,12 +10,23 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from pmilab.dists.base import Estimate, as_float64, check_dims, check_n, check_xy, generator
+from pmilab.dists.base import (
+    F64,
+    Estimate,
+    as_float64,
+    check_dims,
+    check_n,
+    check_pmi_matrix,
+    check_xy,
+    generator,
+)
 from pmilab.errors import InputError
 
 
 class Gaussian:
     discrete = False
+    # What one (x, y) pair of `pmi_matrix` holds: the (n, m) cross term, the broadcast sums.
+    pair_bytes = 5 * F64
 
     def __init__(self, dim_x: int, dim_y: int, rho=None, cov=None) -> None:
         check_dims(dim_x=dim_x, dim_y=dim_y)
@@ -65,6 +76,8 @@ class Gaussian:
         logdet = torch.linalg.slogdet
         self._mi = 0.5 * float(logdet(cov[:dx, :dx])[1] + logdet(cov[dx:, dx:])[1] - logdet(cov)[1])
         self._c = self._mi  # -1/2 (logdet S - logdet Sxx - logdet Syy) = +I(X;Y)
+        # What one draw of `sample` holds: the standard normals z and xy = z L^T.
+        self.draw_bytes = 3 * F64 * d
 
     @classmethod
     def dense(cls, dim_x: int, dim_y: int, corr: float) -> Gaussian:
@@ -82,7 +95,7 @@ class Gaussian:
         return f"Gaussian(dim_x={self.dim_x}, dim_y={self.dim_y}, I={self._mi:.4f})"
 
     def sample(self, n: int, seed: int | None = 0) -> tuple[Tensor, Tensor]:
-        n = check_n(n)
+        n = check_n(n, self.draw_bytes)
         z = torch.randn(n, self.dim_x + self.dim_y, generator=generator(seed), dtype=torch.float64)
         xy = z @ self._chol.T
         return xy[:, : self.dim_x], xy[:, self.dim_x :]
@@ -98,6 +111,7 @@ class Gaussian:
 
     def pmi_matrix(self, x: Tensor, y: Tensor) -> Tensor:
         x, y = check_xy(x, y, self.dim_x, self.dim_y, paired=False)
+        check_pmi_matrix(x.shape[0], y.shape[0], self.pair_bytes)
         qx = ((x @ self._qx) * x).sum(1)  # (n,)
         qy = ((y @ self._qy) * y).sum(1)  # (m,)
         return -0.5 * (qx[:, None] + 2 * x @ self._b @ y.T + qy[None, :]) + self._c

@@ -12,7 +12,15 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from pmilab.dists.base import as_float64, check_dims, check_n, check_probability_vector, generator
+from pmilab.dists.base import (
+    F64,
+    as_float64,
+    check_dims,
+    check_n,
+    check_probability_vector,
+    check_table,
+    generator,
+)
 from pmilab.dists.discrete import Discrete
 from pmilab.errors import InputError
 
@@ -41,6 +49,7 @@ class LatentClass(Discrete):
         if (self.prior == 0).any():
             raise InputError("every latent class needs prior > 0; drop classes with zero prior")
         self.k = k
+        check_table(pxz.shape[1], pyz.shape[1])  # before the einsum allocates it
         table = torch.einsum("z,zx,zy->xy", self.prior, self.px_given_z, self.py_given_z)
         super().__init__(table, drop_empty=False)
 
@@ -62,7 +71,8 @@ class LatentClass(Discrete):
 
     def sample_with_latent(self, n: int, seed: int | None = 0) -> tuple[Tensor, Tensor, Tensor]:
         """n draws (x, y, z): z ~ prior, then x ~ p(x|z), y ~ p(y|z)."""
-        n = check_n(n)
+        # one draw holds z, u, x, y and a row of p(x|z) and of p(y|z) with their cumsums
+        n = check_n(n, F64 * (2 * (self.nx + self.ny) + 6))
         g = generator(seed)
         z = torch.multinomial(self.prior, n, replacement=True, generator=g)
         # Inverse-CDF draws keep one uniform per coordinate, so results are reproducible by seed.

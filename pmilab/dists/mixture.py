@@ -16,10 +16,13 @@ import torch
 from torch import Tensor
 
 from pmilab.dists.base import (
+    F64,
     Estimate,
     as_float64,
     check_dims,
+    check_finite,
     check_n,
+    check_pmi_matrix,
     check_probability_vector,
     generator,
     monte_carlo,
@@ -53,6 +56,11 @@ class LatentMixture:
         self.std_x, self.std_y = float(std_x), float(std_y)
         self.k, self.dim_x, self.dim_y = prior.shape[0], mx.shape[1], my.shape[1]
         self._mi: Estimate | None = None
+        # What one draw of `sample_with_latent` holds: z, the means gathered, the noise, sums.
+        self.draw_bytes = F64 * (3 * (self.dim_x + self.dim_y) + 1)
+        # What one (x, y) pair of `pmi_matrix` holds: the (n, m, K) log terms, their broadcast
+        # sum and logsumexp's exp and max.
+        self.pair_bytes = F64 * (4 * self.k + 2)
 
     def __repr__(self) -> str:
         return f"LatentMixture(k={self.k}, dim_x={self.dim_x}, dim_y={self.dim_y})"
@@ -61,7 +69,7 @@ class LatentMixture:
         v = torch.as_tensor(v, dtype=torch.float64)
         if v.ndim != 2 or v.shape[1] != dim:
             raise InputError(f"{name} must have shape (n, {dim}), got {tuple(v.shape)}")
-        return v
+        return check_finite(v, name)
 
     @staticmethod
     def _log_post(v: Tensor, means: Tensor, std: float, log_prior: Tensor) -> Tensor:
@@ -82,6 +90,7 @@ class LatentMixture:
 
     def pmi_matrix(self, x: Tensor, y: Tensor) -> Tensor:
         lx, ly = self.log_posterior_x(x), self.log_posterior_y(y)  # (n, K), (m, K)
+        check_pmi_matrix(lx.shape[0], ly.shape[0], self.pair_bytes)
         z = lx[:, None, :] + ly[None, :, :] - self.prior.log()[None, None, :]
         return torch.logsumexp(z, -1)
 
@@ -92,7 +101,7 @@ class LatentMixture:
         return torch.logsumexp(lx + ly - self.prior.log()[None, :], -1)
 
     def sample_with_latent(self, n: int, seed: int | None = 0) -> tuple[Tensor, Tensor, Tensor]:
-        n = check_n(n)
+        n = check_n(n, self.draw_bytes)
         g = generator(seed)
         z = torch.multinomial(self.prior, n, replacement=True, generator=g)
         x = self.means_x[z] + self.std_x * torch.randn(

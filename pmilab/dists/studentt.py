@@ -15,7 +15,15 @@ from scipy.special import digamma, gammaln
 from scipy.stats import gamma
 from torch import Tensor
 
-from pmilab.dists.base import Estimate, check_dims, check_n, check_xy, generator
+from pmilab.dists.base import (
+    F64,
+    Estimate,
+    check_dims,
+    check_n,
+    check_pmi_matrix,
+    check_xy,
+    generator,
+)
 from pmilab.errors import InputError
 
 
@@ -37,18 +45,22 @@ def _entropy(d: int, df: float) -> float:
 
 class StudentT:
     discrete = False
+    # What one (x, y) pair of `pmi_matrix` holds: r2, its log1p, the joint term and the sums.
+    pair_bytes = 6 * F64
 
     def __init__(self, dim_x: int, dim_y: int, df: float) -> None:
         check_dims(dim_x=dim_x, dim_y=dim_y)
         if not (math.isfinite(df) and df > 0):
             raise InputError(f"degrees of freedom df must be a positive finite number, got {df!r}")
         self.dim_x, self.dim_y, self.df = int(dim_x), int(dim_y), float(df)
+        # What one draw of `sample` holds: z and xy (d numbers each), u, w and scipy's copies.
+        self.draw_bytes = F64 * (3 * (self.dim_x + self.dim_y) + 6)
 
     def __repr__(self) -> str:
         return f"StudentT(dim_x={self.dim_x}, dim_y={self.dim_y}, df={self.df:g})"
 
     def sample(self, n: int, seed: int | None = 0) -> tuple[Tensor, Tensor]:
-        n = check_n(n)
+        n = check_n(n, self.draw_bytes)
         g = generator(seed)
         z = torch.randn(n, self.dim_x + self.dim_y, generator=g, dtype=torch.float64)
         # chi2_df / df ~ Gamma(df/2, scale=2/df), drawn by inverse CDF from a seeded uniform
@@ -67,6 +79,7 @@ class StudentT:
 
     def pmi_matrix(self, x: Tensor, y: Tensor) -> Tensor:
         x, y = check_xy(x, y, self.dim_x, self.dim_y, paired=False)
+        check_pmi_matrix(x.shape[0], y.shape[0], self.pair_bytes)
         df, d = self.df, self.dim_x + self.dim_y
         c = gammaln((df + d) / 2) - gammaln(df / 2) - d / 2 * math.log(df * math.pi)
         r2 = x.pow(2).sum(1)[:, None] + y.pow(2).sum(1)[None, :]

@@ -9,11 +9,17 @@ schedule is refused (one line naming the fields); only an extension of `--steps`
 from __future__ import annotations
 
 import math
+import numbers
+import typing
 import warnings
 from dataclasses import asdict, dataclass, fields
+from functools import cache
+from typing import TYPE_CHECKING
 
 from pmilab.errors import InputError
-from pmilab.pretrain.model import ModelConfig
+
+if TYPE_CHECKING:  # imported where used: `pmilab pretrain --help` reads this file without torch
+    from pmilab.pretrain.model import ModelConfig
 
 # open_clip's ViT-B-16: a ViT-B/16 image tower at 224 px, a 12-layer text transformer of width
 # 512 (8 heads, 77 tokens), d = 512, and a BPE vocabulary of CLIP's size.
@@ -88,6 +94,7 @@ class PretrainConfig:
     precision: str = "auto"  # auto (bf16 autocast on CUDA, fp32 on CPU) | fp32 | bf16 | fp64
     threads: int = 0  # torch CPU threads; 0 keeps torch's default
     resume: bool = False
+    overwrite: bool = False  # write into an --out holding another run (not with resume)
     progress: bool = True
 
     def __post_init__(self) -> None:
@@ -117,10 +124,22 @@ class PretrainConfig:
             "shapes_test": 2,
         }
         for name, low in minimum.items():
-            if getattr(self, name) < low:
-                raise InputError(f"{flag(name)} must be >= {low}, got {getattr(self, name)}")
-        if not (math.isfinite(self.lr) and self.lr > 0):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+                raise InputError(f"{flag(name)} must be an integer, got {value!r}")
+            if value < low:
+                raise InputError(f"{flag(name)} must be >= {low}, got {value}")
+        check_finite_floats(self)
+        if self.lr <= 0:
             raise InputError(f"--lr must be a positive finite number, got {self.lr}")
+        if self.sigma <= 0:
+            raise InputError(f"--sigma must be a positive finite number, got {self.sigma}")
+        if self.weight_decay < 0:
+            raise InputError(f"--weight-decay must be >= 0, got {self.weight_decay}")
+        if self.resume and self.overwrite:
+            raise InputError(
+                "--resume continues the run in --out and --overwrite replaces it; pass one of them"
+            )
         if self.model and self.model not in PRESETS:
             raise InputError(f"--model must be one of {', '.join(PRESETS)}, got {self.model!r}")
         if self.report_to not in ("", "tensorboard"):
@@ -139,6 +158,8 @@ class PretrainConfig:
         return cls(**{**preset, **given})
 
     def model_config(self, vocab: int) -> ModelConfig:
+        from pmilab.pretrain.model import ModelConfig
+
         return ModelConfig(
             similarity=self.similarity,
             tower=self.tower,
@@ -176,6 +197,30 @@ class PretrainConfig:
 
 def flag(name: str) -> str:
     return "--" + name.replace("_", "-")
+
+
+def check_finite_floats(cfg: PretrainConfig) -> None:
+    """Every float field is a finite number (NaN and inf pass every `<` test, so the bounds
+    above would let them through to the optimizer); one sentence naming the flag otherwise."""
+    for name, optional in float_fields(type(cfg)).items():
+        value = getattr(cfg, name)
+        if value is None and optional:
+            continue
+        ok = isinstance(value, numbers.Real) and not isinstance(value, bool)
+        if not (ok and math.isfinite(value)):
+            raise InputError(f"{flag(name)} must be a finite number, got {value!r}")
+
+
+@cache
+def float_fields(cls: type) -> dict[str, bool]:
+    """The fields declared `float` or `float | None` (name -> None allowed), read from the
+    annotations so that a new float field is checked without a new line."""
+    hints = typing.get_type_hints(cls)
+    return {
+        f.name: type(None) in typing.get_args(hints[f.name])
+        for f in fields(cls)
+        if hints[f.name] is float or float in typing.get_args(hints[f.name])
+    }
 
 
 # What --resume compares, by group (the fields not listed may change: out, workers, threads,

@@ -4,7 +4,8 @@ Every map-style reader (shapes, CSV/TSV, digits; shards for evaluation) produces
 `ImageText`: one image source and one caption per sample (plus optional class labels and, for
 shapes, the latents z, y whose PMI is exact). Images are decoded lazily; a file that fails to
 decode is skipped in its batch and recorded in a `SkipLog` by its identity (its path), so it is
-warned about and counted once however often it is drawn. Training shards are streamed instead
+warned about and counted once however often it is drawn; a file that does not exist is counted
+as `missing_image`, one that exists but does not decode as `corrupt_image` (`undecodable`). Training shards are streamed instead
 (stream.py).
 
 The batch order is a pure function of (seed, step): `batch_indices`. A resumed run therefore
@@ -14,6 +15,7 @@ sees exactly the batches an uninterrupted run would have seen.
 from __future__ import annotations
 
 import io
+import os
 import warnings
 from collections import Counter
 from dataclasses import dataclass, field
@@ -71,10 +73,16 @@ class ImageText:
 
 
 def nonempty_captions(captions: list, where: str) -> tuple[list[int], Counter]:
-    """Indices of the samples whose caption is not empty or whitespace; warn and count the rest."""
+    """Indices of the samples whose caption is not empty or whitespace; warn and count the rest.
+
+    When every caption is empty there is nothing to train on: that is one InputError saying so
+    here, instead of an empty dataset failing later under another name.
+    """
     keep = [i for i, c in enumerate(captions) if c is not None and str(c).strip()]
     n_bad = len(captions) - len(keep)
     counts = Counter()
+    if n_bad and not keep:
+        raise InputError(f"{where}: all {n_bad} caption(s) are empty; there is nothing to train on")
     if n_bad:
         counts["empty_caption"] = n_bad
         warnings.warn(f"{where}: skipped {n_bad} sample(s) with an empty caption", stacklevel=3)
@@ -107,20 +115,48 @@ def identity(data: ImageText, i: int) -> str:
     return data.ids[i] if data.ids is not None else f"{data.name}[{i}]"
 
 
+def undecodable(data: ImageText, i: int) -> str:
+    """Why sample i's image did not decode: `missing_image` (no such file) or `corrupt_image`."""
+    src = data.sources[i]
+    return "missing_image" if isinstance(src, str) and not os.path.exists(src) else "corrupt_image"
+
+
+def skip_undecodable(skips: SkipLog, data: ImageText, bad: list[int]) -> None:
+    """Record the samples whose image did not decode, each under its reason (`undecodable`)."""
+    for i in bad:
+        skips.add(undecodable(data, i), identity(data, i))
+
+
 def first_decodable(data: ImageText, size: int) -> int:
     """Index of the first sample whose image decodes; one-line InputError if none does.
 
     Stops at the first good image, so a healthy dataset costs one decode; a dataset whose every
     image is missing or corrupt fails here, before training, instead of training on nothing.
+    The error tells missing files from unreadable ones, with counts and the first few names.
     """
     for i in range(len(data)):
         if decode(data.sources[i], size) is not None:
             return i
-    first = identity(data, 0) if len(data) else "-"
-    raise InputError(
-        f"no decodable image in {data.name}: all {len(data)} image(s) are missing or corrupt "
-        f"(the first is {first})"
-    )
+    if not len(data):
+        raise InputError(f"{data.name} has no samples")
+    reasons = {"missing_image": [], "corrupt_image": []}
+    for i in range(len(data)):
+        reasons[undecodable(data, i)].append(identity(data, i))
+    missing, corrupt = reasons["missing_image"], reasons["corrupt_image"]
+    parts = []
+    if missing:
+        parts.append(f"{len(missing)} image file(s) are missing ({first_few(missing)})")
+    if corrupt:
+        parts.append(
+            f"{len(corrupt)} image(s) are corrupt, unreadable as images ({first_few(corrupt)})"
+        )
+    raise InputError(f"no decodable image in {data.name}: {' and '.join(parts)}")
+
+
+def first_few(names: list[str], k: int = 3) -> str:
+    """`a, b, c and 7 more`: enough names to find the problem, on one line."""
+    shown = ", ".join(names[:k])
+    return f"{shown} and {len(names) - k} more" if len(names) > k else shown
 
 
 class SkipLog:

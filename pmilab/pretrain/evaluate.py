@@ -35,7 +35,8 @@ from tqdm import tqdm
 from pmilab import metrics
 from pmilab.errors import InputError
 from pmilab.pretrain.checkpoint import load_checkpoint
-from pmilab.pretrain.data import ImageText, ImageTextDataset, SkipLog, collate, identity
+from pmilab.pretrain.data import ImageText, ImageTextDataset, SkipLog, collate, skip_undecodable
+from pmilab.pretrain.logs import one_line_warnings
 from pmilab.pretrain.model import ImageTextModel, build_model
 from pmilab.pretrain.readers import LABEL_TEMPLATES, CsvKeys, load_data
 from pmilab.pretrain.tokenizer import encode, from_string, load_tokenizer
@@ -76,8 +77,7 @@ def embed_images(
     )
     parts, kept = [], []
     for images, idx, bad in tqdm(loader, desc="images", disable=not progress, leave=False):
-        for i in bad:
-            skips.add("corrupt_image", identity(data, i))
+        skip_undecodable(skips, data, bad)
         if len(idx):
             parts.append(model.encode_image(images))
             kept += idx
@@ -262,6 +262,7 @@ def zeroshot_from_files(data: ImageText, names: list[str] | None, templates: lis
     data.prompts = [[fill(t, n) for t in tmpl] for n in data.class_names]
 
 
+@one_line_warnings("pmilab eval")
 def evaluate(
     checkpoint: Path,
     spec: str,
@@ -273,7 +274,10 @@ def evaluate(
     templates_file: str | None = None,
     keys: CsvKeys | None = None,
 ) -> dict:
-    """All metrics of one checkpoint on `spec`'s held-out split; writes OUT/eval.json."""
+    """All metrics of one checkpoint on `spec`'s held-out split; writes OUT/eval.json.
+
+    Warnings (skipped samples, a skipped probe) print as one line each (logs.one_line_warnings).
+    """
     if n_max < 2:
         raise InputError(f"--n must be at least 2 (held-out pairs to evaluate), got {n_max}")
     names = read_json_list(labels_file, "labels") if labels_file else None

@@ -12,6 +12,7 @@
 - The tower's config is stored in the checkpoint (`ModelConfig.image_hf` / `text_hf`), so a
   checkpoint rebuilds without the pretrained folder. Dropout is 0 in the configs built here:
   exact gradient accumulation recomputes each micro-batch and needs the same features twice.
+- The flags are checked before a tower is built, by `towers.check_towers` (via ModelConfig).
 """
 
 from __future__ import annotations
@@ -74,11 +75,6 @@ def text_config(vocab: int, context: int, width: int, layers: int, heads: int):
         bos_token_id=2,
         eos_token_id=2,  # our [CLS]; the tower pools by the mask, never by this id
     )
-
-
-def _check_heads(width: int, heads: int, which: str) -> None:
-    if width % heads:
-        raise InputError(f"the {which} tower's width {width} is not divisible by its {heads} heads")
 
 
 def pretrained_kind(directory: str, text: bool) -> str:
@@ -172,7 +168,6 @@ def build_image(cfg) -> HFImageTower:
     if cfg.pretrained_image:
         kind = pretrained_kind(cfg.pretrained_image, text=False)
         return HFImageTower(kind, _load(kind, cfg.pretrained_image, text=False))
-    _check_heads(cfg.width, cfg.image_heads, "image")
     conf = image_config(
         cfg.tower, cfg.width, cfg.image_layers, cfg.image_heads, cfg.patch_size, cfg.image_size
     )
@@ -192,6 +187,5 @@ def build_text(cfg) -> HFTextTower:
                 f"--context {cfg.context}; pass its tokenizer.json with --tokenizer"
             )
         return tower
-    _check_heads(cfg.text_width, cfg.text_heads, "text")
     conf = text_config(cfg.vocab, cfg.context, cfg.text_width, cfg.text_layers, cfg.text_heads)
     return HFTextTower(_from_config("clip-text", conf.to_dict()))

@@ -5,11 +5,18 @@ throughput of the steps since the previous row: samples/s (global, all ranks), d
 (seconds per step spent waiting for batches) and step time. TensorBoard gets the same scalars
 under `train/` in OUT/tensorboard (open_clip's names: `samples_per_second`, `data_time`, ...).
 A resumed run first drops the rows written after its checkpoint.
+
+Warnings (a skipped sample, a clamped warmup, a collapsed run) are printed while `pretrain` and
+`eval` run as one line, `pmilab pretrain: warning: MESSAGE` (`one_line_warnings`), never with
+the Python source line that the default format puts under each warning.
 """
 
 from __future__ import annotations
 
 import csv
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 FIELDS = [
@@ -24,6 +31,7 @@ FIELDS = [
     "step_s",
     "elapsed_s",
 ]
+PACKAGE = Path(__file__).resolve().parents[1]  # pmilab/: its own warnings need no location
 TB_SCALARS = ("loss", "lr", "logit_scale", "samples_per_s", "data_s", "step_s")
 
 
@@ -72,3 +80,26 @@ def truncate_log(path: Path, step: int) -> None:
         w = csv.DictWriter(f, FIELDS, extrasaction="ignore")
         w.writeheader()
         w.writerows(r for r in rows if int(r["step"]) <= step)
+
+
+@contextmanager
+def one_line_warnings(prog: str) -> Iterator[None]:
+    """Within the block, print each warning as one line `PROG: warning: MESSAGE` on stderr.
+
+    Python's default format adds the file, line and source text of the `warnings.warn` call:
+    noise to someone reading about their data. Only the format changes: the filters, and tests
+    that record warnings (`catch_warnings(record=True)` never formats), behave as before. A
+    warning from another library keeps its category and location, without the source line.
+    """
+    previous = warnings.formatwarning
+
+    def one_line(message, category, filename, lineno, line=None) -> str:
+        if PACKAGE in Path(filename).resolve().parents:
+            return f"{prog}: warning: {message}\n"
+        return f"{prog}: warning: {category.__name__}: {message} ({filename}:{lineno})\n"
+
+    warnings.formatwarning = one_line
+    try:
+        yield
+    finally:
+        warnings.formatwarning = previous

@@ -24,7 +24,13 @@ from torch import Tensor, nn
 
 from pmilab.errors import InputError
 from pmilab.pretrain import hf_towers
-from pmilab.pretrain.towers import PointHead, PointSetHead, TextTower, image_tower
+from pmilab.pretrain.towers import (
+    PointHead,
+    PointSetHead,
+    TextTower,
+    check_towers,
+    image_tower,
+)
 from pmilab.runtime.distributed import local_infonce
 from pmilab.runtime.precision import encoder_autocast
 from pmilab.similarity import KME, WPSE, Linear
@@ -77,6 +83,7 @@ class ModelConfig:
                 f"--text-tower must be one of {', '.join(TEXT_TOWERS)}, got {self.text_tower!r}"
             )
         self.text_width = self.text_width or self.width
+        check_towers(self)
 
 
 def similarity_head(cfg: ModelConfig) -> nn.Module:

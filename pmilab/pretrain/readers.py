@@ -6,6 +6,7 @@
 - webdataset shards (a .tar file, a brace pattern `data-{000..009}.tar`, a glob, or a directory
   of .tar files): training streams them (stream.py); `load_data` reads them in order, at most
   `limit` samples, for evaluation and for the tokenizer's corpus. `.cls` members are labels.
+  A brace pattern is counted from its numbers and expanded lazily (`brace_shards`).
 - `shapes`: the known-PMI dataset (T7), generated into the cache on first use.
 - `digits`: scikit-learn's bundled 8x8 digits with templated captions (offline).
 """
@@ -16,6 +17,7 @@ import glob
 import json
 import re
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +31,8 @@ from pmilab.pretrain.shapes import ShapesJoint, zeroshot_prompts
 DIGIT_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 DIGIT_TEMPLATES = ("a handwritten digit {}", "the number {}", "a scan of a {}")
 LABEL_TEMPLATES = ("a photo of a {}", "a picture of a {}")
+BRACE = re.compile(r"\{(\d+)\.\.(\d+)\}")  # a numbered range of shards, data-{000..009}.tar
+MAX_SHARDS = 10_000_000  # a brace pattern naming more is refused before one name is made
 
 
 @dataclass(frozen=True)
@@ -89,8 +93,10 @@ def read_csv(path: str, keys: CsvKeys | None = None) -> ImageText:
             f"{path} lacks the column(s) {missing} (found {list(df.columns)}, separator "
             f"{sep!r}); name them with --csv-img-key / --csv-caption-key / --csv-separator"
         )
+    if df.empty:
+        raise InputError(f"{path} has a header ({', '.join(df.columns)}) but no rows of data")
     files = [str(f if Path(f).is_absolute() else p.parent / f) for f in df[img_key]]
-    keep, counts = nonempty_captions(df[cap_key].tolist(), path)
+    keep, counts = nonempty_captions(df[cap_key].tolist(), f"{path} (column {cap_key!r})")
     captions = [str(df[cap_key].iloc[i]).strip() for i in keep]
     data = ImageText([files[i] for i in keep], captions, name=p.stem, skipped=counts)
     if "label" in df.columns:
@@ -114,21 +120,66 @@ def expand_shards(spec: str) -> list[str]:
     p = Path(spec)
     if p.is_dir():
         return sorted(str(s) for s in p.glob("*.tar"))
-    m = re.search(r"\{(\d+)\.\.(\d+)\}", spec)
-    if m:
-        a, b = m.group(1), m.group(2)
-        width = len(a)
-        names = [
-            spec[: m.start()] + str(i).zfill(width) + spec[m.end() :]
-            for i in range(int(a), int(b) + 1)
-        ]
-        missing = [n for n in names if not Path(n).is_file()]
-        if missing:
-            raise FileNotFoundError(f"shard {missing[0]} of {spec} does not exist")
-        return names
+    if BRACE.search(spec):
+        return brace_shards(spec)
     if any(ch in spec for ch in "*?["):
         return sorted(glob.glob(spec))
     return [spec] if p.is_file() and spec.endswith(".tar") else []
+
+
+def brace_shards(spec: str) -> list[str]:
+    """The shards of a brace pattern, each checked as its name is made.
+
+    The count comes from the numbers alone, so an absurd pattern (`x-{0..999999999}.tar`) is
+    refused before one name is built; the names are then made one at a time and the first
+    missing one stops the expansion, so a mistyped pattern fails at its first name, not after
+    building (and exhausting memory on) every name.
+    """
+    count = brace_count(spec)
+    if count > MAX_SHARDS:
+        raise InputError(
+            f"--data {spec!r} names {count:,} shards, more than {MAX_SHARDS:,}; "
+            "check the brace ranges {a..b}"
+        )
+    names = []
+    for name in brace_names(spec):
+        if not Path(name).is_file():
+            raise FileNotFoundError(
+                f"shard {name} ({len(names) + 1} of the {count:,} that {spec} names) does not exist"
+            )
+        names.append(name)
+    return names
+
+
+def brace_count(spec: str) -> int:
+    """How many names the {a..b} ranges of `spec` make (their product), without making them."""
+    count = 1
+    for m in BRACE.finditer(spec):
+        a, b = int(m.group(1)), int(m.group(2))
+        if b < a:
+            raise InputError(f"--data {spec!r}: the range {m.group(0)} is empty (it counts down)")
+        count *= b - a + 1
+    return count
+
+
+def brace_names(spec: str) -> Iterator[str]:
+    """The names of a brace pattern, lazily, in order (the last range varies fastest).
+
+    Each number is zero-padded to the width of its range's first number, `{000..009}` -> 000.
+    """
+    yield from _names(BRACE.split(spec))
+
+
+def _names(parts: list[str]) -> Iterator[str]:
+    """parts = [text, a, b, text, a, b, ..., text], as `BRACE.split` cuts a pattern."""
+    if len(parts) == 1:
+        yield parts[0]
+        return
+    head, a, b, rest = parts[0], parts[1], parts[2], parts[3:]
+    for n in range(int(a), int(b) + 1):
+        number = str(n).zfill(len(a))
+        for tail in _names(rest):
+            yield head + number + tail
 
 
 def read_shards(shards: list[str], limit: int | None = None) -> ImageText:

@@ -7,12 +7,20 @@ feature (B, w). A head turns that into what the similarity needs (docs/theory.md
   M learned queries (WPSE: signed weights; KME: log-weights).
 No batch norm anywhere: a sample's output never depends on the rest of its batch, which is
 what lets the DDP run equal the single-process run on the concatenated batch.
+
+`check_towers` is the one owner of what a tower's flags must satisfy (for these towers and the
+transformers ones of hf_towers.py): a configuration torch or transformers cannot build would
+otherwise end in an AssertionError deep inside them, or train on silently cropped images.
 """
 
 from __future__ import annotations
 
 import torch
 from torch import Tensor, nn
+
+from pmilab.errors import InputError
+
+PATCHED = ("vit", "hf-vit", "clip")  # image towers cut into patches by a transformer
 
 
 class ConvTower(nn.Module):
@@ -147,3 +155,55 @@ def image_tower(
     if kind == "vit":
         return ViTTower(width, layers, heads, patch, image_size)
     raise ValueError(f"unknown image tower {kind!r}; use 'cnn' or 'vit'")
+
+
+def check_towers(cfg) -> None:
+    """One-line InputError naming the flags of every tower that cannot be built from `cfg`.
+
+    `cfg` is a ModelConfig (model.py) or a PretrainConfig (train.py checks it before reading
+    any data; its `text_width` 0 means `width`). A tower read from a checkpoint's or a
+    pretrained folder's transformers config is not checked: that config was built once already.
+    """
+    problems = []
+    if not (getattr(cfg, "image_hf", None) or cfg.pretrained_image):
+        problems += image_problems(cfg)
+    if not (getattr(cfg, "text_hf", None) or cfg.pretrained_text):
+        width = cfg.text_width or cfg.width
+        problems += attention_problems(
+            "text", width, "--text-width (or --width)", cfg.text_layers, cfg.text_heads
+        )
+    if problems:
+        raise InputError(f"the towers cannot be built: {'; '.join(problems)}")
+
+
+def image_problems(cfg) -> list[str]:
+    """What is wrong with the image tower's flags (cnn: GroupNorm groups; ViTs: heads, patches)."""
+    if cfg.tower == "cnn":
+        if cfg.width % 16:  # GroupNorm(8, width / 2) in the first block
+            return [f"--tower cnn needs a --width divisible by 16, got {cfg.width}"]
+        return []
+    if cfg.tower not in PATCHED:
+        return []
+    problems = attention_problems("image", cfg.width, "--width", cfg.image_layers, cfg.image_heads)
+    if cfg.patch_size > cfg.image_size or cfg.image_size % cfg.patch_size:
+        problems.append(
+            f"--patch-size {cfg.patch_size} does not divide --image-size {cfg.image_size} "
+            "(the patches must tile the image)"
+        )
+    return problems
+
+
+def attention_problems(
+    which: str, width: int, width_flag: str, layers: int, heads: int
+) -> list[str]:
+    """A transformer needs layers >= 1, heads >= 1 and a width that splits evenly into heads."""
+    prefix, problems = f"--{which}-", []
+    if layers < 1:
+        problems.append(f"{prefix}layers must be >= 1, got {layers}")
+    if heads < 1:
+        problems.append(f"{prefix}heads must be >= 1, got {heads}")
+    elif width % heads:
+        problems.append(
+            f"the {which} tower's {width_flag} {width} is not divisible by {prefix}heads {heads}"
+        )
+    return problems

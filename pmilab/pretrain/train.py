@@ -11,7 +11,9 @@ loss (`runtime.distributed`); DDP averages the gradients.
 
 No silent failures: a non-finite loss (or weights) stops the run with `TrainingFailed`, naming
 the step, before anything is written, so the last good checkpoint stays byte-identical; a
-dataset with no decodable image fails before training; `--resume` refuses changed settings.
+dataset with no decodable image fails before training; `--resume` refuses changed settings; a
+run stuck at the loss of constant logits is warned about once and marked in summary.json
+(`CollapseWatch`). Ctrl-C ends the step under way, checkpoints it and exits 130 (`Interrupt`).
 
 Determinism (CPU, map-style data): the model is initialised from `seed`, the batch of step s is
 a function of (seed, s), and the checkpoint stores optimizer, RNG states and step, so a run
@@ -21,6 +23,9 @@ killed and resumed ends with exactly the parameters of an uninterrupted run.
 from __future__ import annotations
 
 import math
+import signal
+import sys
+import threading
 import time
 import warnings
 from collections import Counter
@@ -48,9 +53,9 @@ from pmilab.pretrain.data import (
     StepBatches,
     collate,
     first_decodable,
-    identity,
+    skip_undecodable,
 )
-from pmilab.pretrain.logs import RunLog
+from pmilab.pretrain.logs import RunLog, one_line_warnings
 from pmilab.pretrain.model import ImageTextModel, build_model
 from pmilab.pretrain.readers import CsvKeys, expand_shards, is_table, load_data
 from pmilab.pretrain.stream import ShardStream, StreamBatches, read_stream, stream_captions
@@ -62,6 +67,7 @@ from pmilab.pretrain.tokenizer import (
     save_tokenizer,
     train_tokenizer,
 )
+from pmilab.pretrain.towers import check_towers
 from pmilab.runtime import distributed
 from pmilab.runtime.device import resolve_device
 from pmilab.runtime.optim import adamw
@@ -94,13 +100,20 @@ def optimizer_for(model: ImageTextModel, cfg: PretrainConfig) -> torch.optim.Ada
 
 
 def prepare_out(cfg: PretrainConfig, info: distributed.DistInfo) -> tuple[Path, dict | None]:
-    """The output directory and the checkpoint to resume from (None: fresh start)."""
+    """The output directory and the checkpoint to resume from (None: fresh start). An --out
+    holding another run or another command's output is refused unless --overwrite (fresh start)
+    or, for this command's own run, --resume (`pmilab.outputs` owns the rule)."""
+    from pmilab.outputs import check_out
+
     out = Path(cfg.out)
-    has_ckpt = (out / CKPT).is_file()
+    has_ckpt = (out / CKPT).is_file() and not cfg.overwrite
     if has_ckpt and not cfg.resume:
         raise InputError(
-            f"{out} already holds a checkpoint; pass --resume to continue it or choose another --out"
+            f"{out} already holds a checkpoint; pass --resume to continue it, --overwrite to "
+            "start afresh, or choose another --out"
         )
+    # The other ranks let this command's own files pass: rank 0 may have written them already.
+    check_out(out, cfg.overwrite, own="pretrain" if cfg.resume or not info.main else None)
     if cfg.resume and not has_ckpt and info.main:
         print(f"pmilab pretrain: no checkpoint in {out} yet; starting from step 0")
     if not has_ckpt:
@@ -204,8 +217,14 @@ def setup_model(cfg: PretrainConfig, vocab: int, device, precision, ckpt=None) -
     return model.to(device=device, dtype=param_dtype(precision))
 
 
+@one_line_warnings("pmilab pretrain")
 def train(cfg: PretrainConfig) -> dict:
-    """Run (or resume) training; returns the summary written to OUT/summary.json."""
+    """Run (or resume) training; returns the summary written to OUT/summary.json.
+
+    Warnings print as one line each (logs.one_line_warnings); the towers' flags are checked
+    before anything is read, so a tower that cannot be built costs no data loading.
+    """
+    check_towers(cfg)
     info = distributed.detect()
     device = setup_device(cfg, info)
     distributed.init(info, device)
@@ -236,6 +255,7 @@ def train(cfg: PretrainConfig) -> dict:
         start, elapsed = ckpt["step"], ckpt["elapsed_s"]
         skips, events = SkipLog(ckpt["skips"]), Counter(ckpt["events"])
         set_rng_state(ckpt["rng"])
+    collapse = CollapseWatch(warmup, cfg.steps, ckpt.get("collapse") if ckpt else None)
     if info.main:
         atomic.write_json(
             out / "config.json",
@@ -243,7 +263,7 @@ def train(cfg: PretrainConfig) -> dict:
         )
     ddp = torch.nn.parallel.DistributedDataParallel(model) if info.world > 1 else model
     loop = Loop(cfg, info, device, precision, tok, model, ddp, opt, out, warmup)
-    loop.skips, loop.events = skips, events
+    loop.skips, loop.events, loop.collapse = skips, events, collapse
     loop.reader_skips = Counter(data.skipped) if data is not None else Counter()
     loop.source = micro_batches(cfg, info, data, shards, model.cfg.image_size, start, skips)
     return loop.run(start, elapsed)
@@ -280,9 +300,96 @@ def micro_batches(cfg, info, data, shards, image_size, start, skips):
         persistent_workers=False,
     )
     for images, idx, bad in loader:
-        for i in bad:
-            skips.add("corrupt_image", identity(data, i))
+        skip_undecodable(skips, data, bad)
         yield images, [data.captions[i] for i in idx]
+
+
+# ---------------------------------------------------------------------------------------------
+# collapse detection and Ctrl-C
+
+# A collapsed run: its loss sits at ln N, the InfoNCE loss of constant logits over N pairs, and
+# its logits are (nearly) constant. Logits with a standard deviation of at most 0.1 nats keep
+# typical softmax probabilities within about 10% of uniform: the model prefers no partner over
+# another. A learning model's logits spread by nats (measured on 32 coloured squares, batch 16:
+# standard deviation 2.5 to 6 after 60 steps; near 0.03 in a WPSE run stuck at ln 16).
+COLLAPSE_LOSS_TOL = 0.01  # nats: |loss - ln N|
+COLLAPSE_LOGIT_STD = 0.1  # nats: standard deviation of the step's logit matrix
+COLLAPSE_PATIENCE = 20  # consecutive post-warmup steps at ln N before the logits are looked at
+
+
+class CollapseWatch:
+    """The collapse rule (`fit` has its constant-logits check; this is pretraining's).
+
+    After warmup, once the loss has stayed within COLLAPSE_LOSS_TOL of ln N (N pairs in the
+    step) for COLLAPSE_PATIENCE consecutive steps (every step after warmup when the run has
+    fewer), the logits of that step's last micro-batch are computed once more: if their standard
+    deviation is at most COLLAPSE_LOGIT_STD, the run has collapsed. It is warned about once and
+    recorded in summary.json (`collapsed`, `collapsed_at_step`); the run goes on (a run that
+    leaves the plateau later keeps the record: its final loss tells). If the logits are not
+    near-constant the count starts again, so a healthy run pays that extra forward rarely. The
+    state is checkpointed, so a resumed run keeps the verdict.
+    """
+
+    def __init__(self, warmup: int, steps: int, state: dict | None = None) -> None:
+        self.warmup, self.steps = warmup, steps
+        state = state or {}
+        self.streak, self.step = state.get("streak", 0), state.get("step")
+
+    def needed(self) -> int:
+        return max(1, min(COLLAPSE_PATIENCE, self.steps - self.warmup))
+
+    def update(self, step: int, loss: float, n: int, logits) -> bool:
+        """Step `step` (1-based) ended with `loss` over `n` pairs; `logits()` gives its logits.
+        True the one time the run is found collapsed."""
+        if self.step is not None or step <= self.warmup or n < 2:
+            return False
+        if abs(loss - math.log(n)) > COLLAPSE_LOSS_TOL:
+            self.streak = 0
+            return False
+        self.streak += 1
+        if self.streak < self.needed():
+            return False
+        self.streak = 0
+        if float(logits().detach().double().std()) > COLLAPSE_LOGIT_STD:
+            return False
+        self.step = step
+        return True
+
+    def state(self) -> dict:
+        return {"streak": self.streak, "step": self.step}
+
+    def summary(self) -> dict:
+        if self.step is None:
+            return {"collapsed": False}
+        return {"collapsed": True, "collapsed_at_step": self.step}
+
+
+class Interrupt:
+    """Ctrl-C (SIGINT) while the loop runs: a flag, read between two steps (Loop.steps).
+
+    The handler only sets the flag, so the step under way ends whole: AdamW updates its parameter
+    groups one after another, and a KeyboardInterrupt between two of them would checkpoint a
+    torn step. A second Ctrl-C stops at once (a plain KeyboardInterrupt, no checkpoint). Outside
+    the main thread, or where SIGINT is ignored (a background job), nothing is installed.
+    """
+
+    def __init__(self) -> None:
+        self.requested, self.previous = False, None
+
+    def __enter__(self) -> Interrupt:
+        main = threading.current_thread() is threading.main_thread()
+        if main and signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
+            self.previous = signal.signal(signal.SIGINT, self.handle)
+        return self
+
+    def handle(self, signum, frame) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __exit__(self, *exc) -> None:
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -298,6 +405,8 @@ class Loop:
         self.warmup = warmup
         self.skips, self.events, self.reader_skips = SkipLog(), Counter(), Counter()
         self.source = iter(())
+        self.collapse = CollapseWatch(warmup, cfg.steps)
+        self.t0, self.saved = time.perf_counter(), None
 
     def next_step_batches(self) -> list[tuple]:
         """The k micro-batches of one step, moved to the device; equal sizes on every rank."""
@@ -343,24 +452,45 @@ class Loop:
             disable=not (cfg.progress and self.info.main),
             dynamic_ncols=True,
         )
-        t0 = time.perf_counter() - elapsed
+        self.t0 = time.perf_counter() - elapsed
+        self.saved = start if start > 0 else None  # the step of the checkpoint on disk
+        try:
+            with Interrupt() as interrupt:
+                loss, images_seen = self.steps(start, log, bar, interrupt)
+        finally:
+            bar.close()
+            if log is not None:
+                log.close()
+        return self.summary(loss, time.perf_counter() - self.t0, elapsed, images_seen)
+
+    def steps(self, start: int, log, bar, interrupt: Interrupt) -> tuple[float, int]:
+        """Steps start..steps; (the last loss, images seen). Ctrl-C stops between two steps."""
+        cfg = self.cfg
         images_seen, loss, window = 0, math.nan, Counter()
         for step in range(start, cfg.steps):
+            if self.stop_requested(interrupt):
+                self.interrupted(step)
             lr = warmup_cosine(step, cfg.lr, self.warmup, cfg.steps)
             for g in self.opt.param_groups:
                 g["lr"] = lr
             self.opt.zero_grad(set_to_none=True)
             t_start = time.perf_counter()
-            micro = self.next_step_batches()
+            try:
+                micro = self.next_step_batches()
+            except Exception:
+                if interrupt.requested:  # a loader worker stopped by the same Ctrl-C
+                    self.interrupted(step)
+                raise
             t_data = time.perf_counter()
             step_loss = self.step_grads(micro)
             if step_loss is not None and not math.isfinite(step_loss):
                 self.fail(step + 1, f"the loss is {step_loss}")
+            n = sum(len(m[0]) for m in micro) * self.info.world
             if step_loss is not None:
                 self.opt.step()
                 self.model.similarity.clamp_()
                 loss = step_loss
-            n = sum(len(m[0]) for m in micro) * self.info.world
+                self.watch_collapse(step + 1, loss, n, micro)
             images_seen += n
             now = time.perf_counter()
             window.update(steps=1, samples=n, data_s=t_data - t_start, step_s=now - t_start)
@@ -368,14 +498,66 @@ class Loop:
             bar.set_postfix(loss=f"{loss:.3f}")
             done = step + 1
             if done % cfg.log_every == 0 or done == cfg.steps:
-                self.log_row(log, done, loss, lr, window, now - t0)
+                self.log_row(log, done, loss, lr, window, now - self.t0)
                 window = Counter()
             if done % cfg.ckpt_every == 0 or done == cfg.steps:
-                self.checkpoint(done, time.perf_counter() - t0)
-        bar.close()
-        if log is not None:
-            log.close()
-        return self.summary(loss, time.perf_counter() - t0, elapsed, images_seen)
+                self.checkpoint(done, time.perf_counter() - self.t0)
+        if interrupt.requested:  # during the last step: its checkpoint is written
+            self.interrupted(cfg.steps)
+        return loss, images_seen
+
+    # -----------------------------------------------------------------------------------------
+    # Ctrl-C
+
+    def stop_requested(self, interrupt: Interrupt) -> bool:
+        """Whether any rank was interrupted; under DDP every rank learns it at the same step,
+        so all of them write (and wait for) the same checkpoint."""
+        flag = interrupt.requested
+        if self.info.world > 1:
+            t = torch.tensor([int(flag)], device=self.device)
+            dist.all_reduce(t, op=dist.ReduceOp.MAX)
+            flag = bool(t.item())
+        return flag
+
+    def interrupted(self, step: int) -> None:
+        """Checkpoint the `step` steps done (unless that checkpoint is on disk), then stop with
+        KeyboardInterrupt, which the CLI turns into exit code 130."""
+        if self.saved != step:
+            self.checkpoint(step, time.perf_counter() - self.t0)
+        if self.info.main:
+            print(
+                f"pmilab pretrain: interrupted at step {step} of {self.cfg.steps}; its checkpoint "
+                f"is in {self.out}: continue with --resume",
+                file=sys.stderr,
+                flush=True,
+            )
+        raise KeyboardInterrupt
+
+    # -----------------------------------------------------------------------------------------
+    # collapse
+
+    def watch_collapse(self, step: int, loss: float, n: int, micro: list[tuple]) -> None:
+        """Feed the collapse rule (main rank: it writes the summary); warn once, when it fires."""
+        if not self.info.main or not self.collapse.update(
+            step, loss, n, lambda: self.logits(micro)
+        ):
+            return
+        warnings.warn(
+            f"the run has collapsed at step {step}: after warmup the loss stayed within "
+            f"{COLLAPSE_LOSS_TOL} of ln {n} = {math.log(n):.4f} (the loss of constant logits) "
+            f"for {self.collapse.needed()} step(s) and the logits are near-constant (standard "
+            f"deviation <= {COLLAPSE_LOGIT_STD}); the towers are learning nothing. Lower --lr "
+            f"(now {self.cfg.lr:g}) or check the data",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+
+    @torch.no_grad()
+    def logits(self, micro: list[tuple]) -> torch.Tensor:
+        """The logit matrix of the step's last micro-batch, with the updated weights."""
+        images, ids, mask = micro[-1]
+        img, txt = self.model.encode_pair(images, ids, mask, self.precision == "bf16")
+        return self.model.logit_matrix(*img, *txt)
 
     def fail(self, step: int, what: str) -> None:
         last = load_step(self.out)
@@ -433,9 +615,11 @@ class Loop:
                     "skips": skips,
                     "events": dict(self.events),
                     "elapsed_s": elapsed,
+                    "collapse": self.collapse.state(),
                 },
                 keep=self.cfg.keep_checkpoints,
             )
+        self.saved = step
         if self.info.world > 1:
             dist.barrier()
 
@@ -451,6 +635,7 @@ class Loop:
             "world_size": self.info.world,
             "skipped": self.skipped(),
             "logit_scale": self.model.logit_scale(),
+            **self.collapse.summary(),
         }
         if self.info.main:
             atomic.write_json(self.out / "summary.json", summary)

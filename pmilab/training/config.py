@@ -6,7 +6,10 @@ Defaults run on a typical 10–50 state table in well under a minute on a laptop
 from __future__ import annotations
 
 import math
+import numbers
+import typing
 from dataclasses import asdict, dataclass, field, fields, replace
+from functools import cache
 
 from pmilab.errors import InputError
 
@@ -116,6 +119,7 @@ class FitConfig:
             _positive_int(getattr(self, name), name)
         if self.batch_size < 2:
             raise InputError("batch_size must be >= 2 (InfoNCE needs negatives)")
+        _finite_floats(self)
         for name in ("temperature", "sigma"):
             _positive_float(getattr(self, name), name)
         if self.lr is not None:
@@ -124,8 +128,14 @@ class FitConfig:
             _positive_float(self.logit_cap, "logit_cap")
         if self.rff_features is not None:
             _positive_int(self.rff_features, "rff_features")
-        if self.weight_decay < 0 or self.warmup < 0:
-            raise InputError("weight_decay and warmup must be >= 0")
+        if self.weight_decay < 0:
+            raise InputError(f"weight_decay must be >= 0, got {self.weight_decay!r}")
+        if (
+            isinstance(self.warmup, bool)
+            or not isinstance(self.warmup, numbers.Integral)
+            or self.warmup < 0
+        ):
+            raise InputError(f"warmup must be an integer >= 0 (steps), got {self.warmup!r}")
         if self.dtype not in ("float32", "float64"):
             raise InputError(f"dtype must be 'float32' or 'float64', got {self.dtype!r}")
         if self.amp not in ("auto", "bf16", "off"):
@@ -142,6 +152,29 @@ class FitConfig:
             _positive_int(h, "hidden width")
         self.hidden = tuple(int(h) for h in self.hidden)
         return self
+
+
+@cache
+def float_fields() -> dict[str, bool]:
+    """FitConfig's fields declared `float` or `float | None` (name -> None allowed), read from
+    the annotations so that a new float field is checked for NaN and inf without a new line."""
+    hints = typing.get_type_hints(FitConfig)
+    return {
+        f.name: type(None) in typing.get_args(hints[f.name])
+        for f in fields(FitConfig)
+        if hints[f.name] is float or float in typing.get_args(hints[f.name])
+    }
+
+
+def _finite_floats(cfg: FitConfig) -> None:
+    """NaN and inf pass every `<` test of the bounds, so they are refused here, first: a NaN
+    weight decay would otherwise stop the run later and blame the learning rate."""
+    for name, optional in float_fields().items():
+        v = getattr(cfg, name)
+        if v is None and optional:
+            continue
+        if isinstance(v, bool) or not isinstance(v, numbers.Real) or not math.isfinite(v):
+            raise InputError(f"{name} must be a finite number, got {v!r}")
 
 
 def _positive_int(v, name: str) -> None:

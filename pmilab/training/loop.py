@@ -27,6 +27,7 @@ from pmilab.training.config import DEFAULT_LR_MLP, DEFAULT_LR_TABLE, FitConfig
 from pmilab.training.evaluate import evaluate
 from pmilab.training.guard import Guard, Outcome
 from pmilab.training.inputs import StepInputs, step_inputs
+from pmilab.training.memory import check_fit
 from pmilab.training.model import build_model
 from pmilab.training.replicas import Replicas
 from pmilab.training.run import Run, check_out_dir
@@ -164,6 +165,7 @@ def fit(
         seeds = _check_seeds(seeds, overrides)
     dist, cfg = _resolve(dist, config, overrides)
     seed_list = [cfg.seed] if seeds is None else seeds
+    check_fit(dist, cfg, len(seed_list))  # sizes against their memory estimate, before building
     device = resolve_device(cfg.device)
     outs: list[Path | None] = [None] * len(seed_list)
     if out is not None:

@@ -11,20 +11,19 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from pmilab import atomic
+from pmilab import atomic, outputs
 from pmilab.errors import InputError
 from pmilab.training.config import FitConfig
 from pmilab.training.model import PairModel
 
 EVAL_CHUNK = 128  # rows of a logit matrix computed at once in evaluation (bounds memory)
-# What `Run.save` writes; a folder holding any of them holds an earlier run.
-RUN_FILES = ("config.json", "metrics.json", "model.pt", "logits.npy")
 
 
 def check_out_dir(out: str | Path, overwrite: bool = False, create: bool = False) -> Path:
     """`out` as a Path, checked before any training: a folder path that is not a file, not
-    below a file, and holds no earlier run unless `overwrite` (CLI: --overwrite). With
-    `create`, the folder is made now, so an unwritable place fails before training too."""
+    below a file, and holds no earlier output of any pmilab command unless `overwrite` (CLI:
+    --overwrite; `pmilab.outputs` owns that rule). With `create`, the folder is made now, so an
+    unwritable place fails before training too."""
     if not str(out).strip():
         raise InputError("the output folder must be a path, got an empty string")
     out = Path(out)
@@ -33,12 +32,7 @@ def check_out_dir(out: str | Path, overwrite: bool = False, create: bool = False
     base = next((p for p in out.parents if p.exists()), Path("."))
     if not base.is_dir():
         raise InputError(f"cannot create the output folder {out}: {base} is a file")
-    earlier = [f for f in RUN_FILES if (out / f).exists()]
-    if earlier and not overwrite:
-        raise InputError(
-            f"the output folder {out} holds an earlier run ({', '.join(earlier)}); pass "
-            "--overwrite (overwrite=True) to replace it, or choose another folder"
-        )
+    outputs.check_out(out, overwrite, flag="--overwrite (overwrite=True)")
     if create:
         try:
             out.mkdir(parents=True, exist_ok=True)

@@ -66,9 +66,11 @@ def test_no_decodable_image_fails_before_training(tmp_path, capsys):
     out = tmp_path / "run"
     rc, err, _ = run(capsys, *BASE, "--data", str(csv), "--batch-size", "2", "--out", str(out))
     assert rc == 2
+    img = tmp_path / "img"
     assert err == [
-        "pmilab pretrain: error: no decodable image in data: all 6 image(s) are missing or "
-        f"corrupt (the first is {tmp_path / 'img' / '0.png'})"
+        f"pmilab pretrain: error: no decodable image in data: 1 image file(s) are missing "
+        f"({img / '5.png'}) and 5 image(s) are corrupt, unreadable as images ({img / '0.png'}, "
+        f"{img / '1.png'}, {img / '2.png'} and 2 more)"
     ]
     assert not out.exists()
 

@@ -6,7 +6,8 @@ The sweep runner only needs a `concurrent.futures.Executor`: it submits module-l
 answers, so the runner is the same code for one machine and for a cluster.
 
 - "local": a spawn-context `ProcessPoolExecutor` of `jobs` workers, reused by every sweep of
-  this process (starting a worker imports torch: seconds each) and shut down at exit.
+  this process (starting a worker imports torch: seconds each) until `shutdown_pools`, which
+  terminates them (their graceful exit would cost seconds each; see there).
 - "ray": a connection to a cluster someone already started (`ray start --head`); this module
   never starts one, so a typo in the address fails at once instead of silently running on a
   one-machine "cluster". Each run asks Ray for one CPU; the cluster's CPUs, not `jobs`, set the
@@ -69,7 +70,7 @@ def _die_with_parent() -> None:
 
 def worker_pool(jobs: int) -> ProcessPoolExecutor:
     """One pool of `jobs` worker processes, reused by every sweep of this process (starting a
-    worker imports torch: seconds each) and shut down at exit."""
+    worker imports torch: seconds each) until `shutdown_pools`."""
     if jobs not in _POOLS:
         # spawn, not fork: forking a process whose torch already started threads can deadlock.
         _POOLS[jobs] = ProcessPoolExecutor(
@@ -79,8 +80,22 @@ def worker_pool(jobs: int) -> ProcessPoolExecutor:
 
 
 def shutdown_pools() -> None:
+    """Stop every pool's workers now, without waiting for them to exit by themselves.
+
+    Why: a worker holds nothing worth keeping (each finished run is recorded by the parent as
+    its result arrives), but its own exit tears down its torch import, 2-4 s per worker
+    measured on a busy 2-core machine and far more under load, all of it between `pmilab
+    verify`'s last line and its exit (a running cell, after Ctrl-C, would even be finished
+    first). Callers stop the pools as soon as their sweeps end (`pmilab verify`, `pmilab
+    figures --run-missing`); the atexit hook is the fallback, though it runs only after
+    concurrent.futures has waited for its workers."""
     for pool in _POOLS.values():
-        pool.shutdown(wait=True, cancel_futures=True)
+        workers = list((pool._processes or {}).values())  # its live processes, by pid
+        pool.shutdown(wait=False, cancel_futures=True)
+        for w in workers:
+            w.terminate()
+        for w in workers:
+            w.join()
     _POOLS.clear()
 
 

@@ -225,11 +225,74 @@ def sweep_files(runs_dir: Path, name: str) -> list[Path]:
     return sorted([d / f"{name}.csv", *d.glob(f"{name}.shard*of*.csv")], key=str)
 
 
-def finished_ids(runs_dir: Path, name: str) -> set[str]:
+def finished_ids(runs_dir: Path, name: str, check: tbl.Check | None = None) -> set[str]:
+    """Run ids with a trusted row in any file of the sweep (`run_table_check`)."""
     done: set[str] = set()
     for p in sweep_files(runs_dir, name):
-        done |= {r["run_id"] for r in tbl.read_rows(p)[1]}
+        done |= {r["run_id"] for r in tbl.read_rows(p, check)[1]}
     return done
+
+
+# A number as `table.format_value` writes one (an int, the repr of a float, inf, nan; a numpy
+# bool as True/False) and pandas reads one back. An empty cell (None, NaN) fits any column.
+NUMBER = re.compile(r"[+-]?(?:(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?|inf|nan)|True|False")
+ID_CHARS = re.compile(r"[A-Za-z0-9.+_-]+")  # what `make_id` leaves in a run id
+TIMING_COLUMNS = ("seconds", "cpu_seconds")
+
+
+def _is_number(cell: str) -> bool:
+    return NUMBER.fullmatch(cell) is not None
+
+
+def _numeric_params(sweep: Sweep) -> set[str]:
+    """Parameter columns every run of the sweep fills with a number (as written)."""
+    cells: dict[str, list[str]] = {}
+    for r in sweep.runs:
+        for k, v in r.params.items():
+            cells.setdefault(k, []).append(tbl.format_value(v))
+    return {k for k, vs in cells.items() if all(_is_number(v) or v == "" for v in vs)}
+
+
+def _numeric_metrics(sweep: Sweep, runs_dir: Path) -> set[str]:
+    """Metric columns most of whose filled cells, over every file of the sweep, are numbers.
+
+    A task's metrics have no declared types and some are text (t4's `kept`, "1/2/3"), so the
+    rows decide: a column of numbers is numeric, and a text cell in it is damage. A column whose
+    every filled cell is text, or whose cells are split evenly, is left unchecked.
+    """
+    params = {k for r in sweep.runs for k in r.params}
+    metrics = [m for m in sweep.metrics if m not in params]
+    rows = [r for p in sweep_files(runs_dir, sweep.name) for r in tbl.scan(p).rows]
+    out = set()
+    for m in metrics:
+        filled = [r[m] for r in rows if r.get(m)]
+        if 2 * sum(_is_number(c) for c in filled) > len(filled):
+            out.add(m)
+    return out
+
+
+def run_table_check(sweep: Sweep, runs_dir: Path) -> tbl.Check:
+    """The check `table.scan` applies to the rows of this sweep's run tables: a row is trusted
+    only if its run id is one the sweep knows or `make_id` could write, its `sweep` cell names
+    the sweep, and its timings and numeric parameters and metrics parse as numbers."""
+    known = {r.run_id for r in sweep.runs}
+    numeric = [*TIMING_COLUMNS, *sorted(_numeric_params(sweep) | _numeric_metrics(sweep, runs_dir))]
+
+    def problem(row: dict) -> str | None:
+        run_id = row.get("run_id", "")
+        if run_id not in known and not ID_CHARS.fullmatch(run_id):
+            return f"run id {run_id[:60]!r} is not one this sweep writes"
+        if row.get("sweep", sweep.name) != sweep.name:
+            return f"its sweep cell {row['sweep'][:60]!r} is not {sweep.name!r}"
+        for c in numeric:
+            cell = row.get(c, "")
+            if cell and not _is_number(cell):
+                return f"{c} = {cell[:60]!r} is not a number"
+            if c in TIMING_COLUMNS and c in row and not cell:
+                return f"{c} is empty"
+        return None
+
+    return lambda rows: [problem(r) for r in rows]
 
 
 @contextlib.contextmanager
@@ -306,8 +369,9 @@ class SweepRun:
             raise ValueError(f"sweep {sweep.name} has duplicate run ids")
         self.sweep, self.columns = sweep, sweep.columns()
         self.path = table_path(runs_dir, sweep.name, shard)
-        tbl.compact(self.path, self.columns)
-        done = finished_ids(runs_dir, sweep.name)
+        check = run_table_check(sweep, runs_dir)
+        tbl.compact(self.path, self.columns, check)
+        done = finished_ids(runs_dir, sweep.name, check)
         i, n = shard
         mine = [r for k, r in enumerate(sweep.runs) if k % n == i]
         todo = [r for r in mine if r.run_id not in done]
@@ -460,11 +524,13 @@ def run_sweep(
 
 def raw_rows(sweep: Sweep, runs_dir: Path) -> list[dict[str, str]]:
     """Every finished run of the sweep (all shards), in the sweep's run order, as the exact
-    text cells of its run table (floats as written: repr, which round-trips)."""
+    text cells of its run table (floats as written: repr, which round-trips). Rows the
+    sweep's `run_table_check` does not trust are left out: those runs are not finished."""
     columns = sweep.columns()
+    check = run_table_check(sweep, runs_dir)
     found: dict[str, dict] = {}
     for p in sweep_files(runs_dir, sweep.name):
-        cols, rows, _ = tbl.read_rows(p)
+        cols, rows, _ = tbl.read_rows(p, check)
         if cols and cols != columns:
             raise ValueError(f"{p} has columns {cols}, expected {columns}; move it away and rerun")
         for r in rows:
@@ -486,5 +552,5 @@ def load_table(sweep: Sweep, runs_dir: Path) -> pd.DataFrame:
 
 
 def missing(sweep: Sweep, runs_dir: Path) -> list[str]:
-    done = finished_ids(runs_dir, sweep.name)
+    done = finished_ids(runs_dir, sweep.name, run_table_check(sweep, runs_dir))
     return [r.run_id for r in sweep.runs if r.run_id not in done]
