@@ -16,6 +16,7 @@ import torch
 import pmilab as pl
 from pmilab import InputError
 from pmilab.training import fit
+from tests.planted import poison_optimizer
 
 LATENT = "latent:nx=6,ny=5,k=2,seed=0"
 GAUSS = "gaussian:dx=2,dy=2,rho=0.8"
@@ -86,29 +87,6 @@ def test_the_comparison_sees_a_different_seed_and_a_different_step_size():
         assert "history" in diffs and any(k.startswith("enc_x") for k in diffs)
 
 
-def _poison(monkeypatch, replica: int, at_call: int):
-    """The optimizer's `at_call`-th step leaves replica `replica`'s first parameter at inf."""
-    import pmilab.training.loop as loop
-
-    real = loop.adamw_groups
-
-    def poisoned(*args, **kwargs):
-        opt = real(*args, **kwargs)
-        step, calls = opt.step, []
-
-        def poisoned_step():
-            step()
-            calls.append(1)
-            if len(calls) == at_call:
-                first = opt.param_groups[0]["params"][0]
-                first.data[replica].fill_(float("inf"))
-
-        opt.step = poisoned_step
-        return opt
-
-    monkeypatch.setattr(loop, "adamw_groups", poisoned)
-
-
 @pytest.mark.parametrize("check_every", [1, 10])
 def test_a_diverging_replica_stops_alone_and_the_others_are_untouched(monkeypatch, check_every):
     """Seed 3 gets inf parameters from the 13th update (step 12). It stops, named with its
@@ -116,7 +94,7 @@ def test_a_diverging_replica_stops_alone_and_the_others_are_untouched(monkeypatc
     the runs without it."""
     kw = dict(similarity="linear", dim=2, normalize=False, population=True, lr=0.1, steps=40)
     clean = fit(LATENT, seeds=[0, 7], progress=False, check_every=check_every, **kw)
-    _poison(monkeypatch, replica=1, at_call=13)
+    poison_optimizer(monkeypatch, at_call=13, replica=1)
     with pytest.warns(RuntimeWarning, match="training stopped at step") as rec:
         runs = fit(LATENT, seeds=SEEDS, progress=False, check_every=check_every, **kw)
     assert len(rec) == 1  # only the poisoned seed warns

@@ -304,25 +304,9 @@ def test_inf_parameters_after_an_update_stop_training_with_the_step(monkeypatch)
     """An update that leaves inf parameters without raising (here: an optimizer whose 4th step
     poisons one parameter) stops training at that step and keeps the parameters before it,
     which give the last recorded loss."""
-    import pmilab.training.loop as loop
+    from tests.planted import poison_optimizer
 
-    real = loop.adamw_groups
-
-    def poisoned(*args, **kwargs):
-        opt = real(*args, **kwargs)
-        step, calls = opt.step, []
-
-        def poisoned_step():
-            step()
-            calls.append(1)
-            if len(calls) == 4:
-                params = [p for g in opt.param_groups for p in g["params"]]
-                params[0].data.fill_(float("inf"))
-
-        opt.step = poisoned_step
-        return opt
-
-    monkeypatch.setattr(loop, "adamw_groups", poisoned)
+    poison_optimizer(monkeypatch, at_call=4)
     d = pl.dists.random_latent_class(6, 5, 2, seed=0)
     with pytest.warns(RuntimeWarning, match="training stopped at step 3: the update made"):
         run = fit(
