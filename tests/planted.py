@@ -5,7 +5,7 @@ from __future__ import annotations
 
 def poison_optimizer(monkeypatch, at_call: int, replica: int = 0) -> None:
     """After its `at_call`-th step, the optimizer `fit` builds leaves replica `replica`'s slice of
-    its first parameter at inf (a one-seed run has the one replica 0)."""
+    its first parameter (over all groups) at inf (a one-seed run has the one replica 0)."""
     import pmilab.training.loop as loop
 
     real = loop.adamw_groups
@@ -18,7 +18,8 @@ def poison_optimizer(monkeypatch, at_call: int, replica: int = 0) -> None:
             step()
             calls.append(1)
             if len(calls) == at_call:
-                opt.param_groups[0]["params"][0].data[replica].fill_(float("inf"))
+                first = next(p for g in opt.param_groups for p in g["params"])
+                first.data[replica].fill_(float("inf"))
 
         opt.step = poisoned_step
         return opt
