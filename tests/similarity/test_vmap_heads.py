@@ -60,9 +60,29 @@ def _same(head, ins) -> bool:
     w = torch.randn(R, ins[0].shape[1], ins[2].shape[1], dtype=ins[0].dtype)
     tol = _tolerance(head, ins[0].dtype)
     pairs = zip(_vmapped(head, ins, w), _separate(head, ins, w), strict=True)
+    return all(_within(a, b, tol) for a, b in pairs)
+
+
+def _within(a, b, tol: float) -> bool:
+    """Bit for bit at tol 0, else max |a - b| <= tol · max |b|."""
     if tol == 0:
-        return all(torch.equal(a, b) for a, b in pairs)
-    return all(bool((a - b).abs().max() <= tol * b.abs().max()) for a, b in pairs)
+        return torch.equal(a, b)
+    return bool((a - b).abs().max() <= tol * b.abs().max())
+
+
+@pytest.mark.parametrize("dtype, tol", [(torch.float32, 1e-6), (torch.float64, 1e-12)])
+def test_the_tolerance_rule_fails_at_twice_its_tolerance_and_passes_at_half(dtype, tol):
+    """Calibration of `_within`: an error of 2x the tolerance FAILs, one of 0.5x PASSes, and at
+    tol 0 a single ulp on one element FAILs."""
+    b = torch.randn(5, 7, dtype=dtype, generator=torch.Generator().manual_seed(0))
+    scale = float(b.abs().max())
+    bump = torch.zeros_like(b)
+    bump[2, 3] = scale
+    assert not _within(b + 2 * tol * bump, b, tol)
+    assert _within(b + 0.5 * tol * bump, b, tol)
+    ulp = b.clone()
+    ulp[1, 1] = torch.nextafter(ulp[1, 1], torch.tensor(float("inf"), dtype=dtype))
+    assert not _within(ulp, b, 0.0) and _within(b.clone(), b, 0.0)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
