@@ -605,3 +605,41 @@ def calibration_ok(judged_near_miss: Judged, judged_half: Judged) -> bool:
     """The calibration pair: the near miss (wrong by ~2x tolerance) must FAIL and the 0.5x
     case must PASS; otherwise the check cannot tell a real error from an acceptable one."""
     return judged_near_miss.verdict == "FAIL" and judged_half.verdict == "PASS"
+
+
+# --------------------------------------------------------------------------- rows of a report
+
+
+def exact(value: float, threshold: float, test: str = "below", n: int = 1) -> Judged:
+    """A deterministic cell: a value computed exactly (a closed form, an exact sum, or n seeds
+    that agree to the last bit), judged exactly. `test` "below" / "above" / "equivalence"
+    (|value| < threshold). se 0, interval [value, value], `deterministic` True; equality FAILs
+    the strict claim, as in `judge`."""
+    value = float(value)
+    if not math.isfinite(value):
+        raise ValueError(f"an exact value must be finite, got {value}")
+    if test == "equivalence":
+        if not threshold > 0:
+            raise ValueError(f"tolerance must be > 0, got {threshold}")
+        verdict = _tost(value, 0.0, max(n, 2), threshold, 0.05, 0.05)[0]
+    else:
+        verdict = _one_sided(value, 0.0, max(n, 2), threshold, test, 0.05, 0.05)[0]
+    p_pass, p_fail = _exact_p(verdict)
+    return Judged(
+        value, 0.0, int(n), value, value, 0.05, math.nan, verdict, True,
+        test, float(threshold), p_pass, p_fail, 0.05,
+    )  # fmt: skip
+
+
+def decisive(judged: list[Judged]) -> Judged:
+    """One claim's sub-cases (Holm-judged with `holm_verdicts`) as one row: the sub-case that
+    decides the claim's verdict (`claim_verdict`), carrying that verdict.
+
+    FAIL: the FAILing sub-case with the smallest FAIL p-value (the surest counterexample);
+    PASS or INCONCLUSIVE: the sub-case with the largest PASS p-value (the weakest link)."""
+    verdict = claim_verdict(judged)
+    if verdict == "FAIL":
+        pick = min((j for j in judged if j.verdict == "FAIL"), key=lambda j: j.p_fail)
+    else:
+        pick = max(judged, key=lambda j: (j.verdict != "PASS", j.p_value))
+    return replace(pick, verdict=verdict)

@@ -19,10 +19,12 @@ def add_parser(subparsers) -> None:
         description=(
             "Train similarity heads on joints with exactly known PMI and check every claim of "
             "docs/theory.md (T1-T6). Writes DIR/report.md (one row per claim: measured value, "
-            "threshold, PASS/FAIL, figure), DIR/results.csv (one row per run), DIR/claims.csv "
-            "and DIR/figures/. Finished runs are never redone: rerunning after a kill completes "
-            "only the missing runs. Exits 1 when a claim or an implementation check FAILs, or when a "
-            "negative control PASSes (a check that cannot fail), unless --allow-fail."
+            "threshold, estimate with its interval, n, planned power, PASS/FAIL/INCONCLUSIVE, figure), "
+            "DIR/results.csv (one row per run), DIR/claims.csv and DIR/figures/. Seed counts come "
+            "from the recorded power analysis (`pmilab power`). Finished runs are never redone: "
+            "rerunning after a kill completes only the missing runs. Exits 1 when a claim or an "
+            "implementation check FAILs, a calibration case comes out wrong, or a control does not "
+            "FAIL, unless --allow-fail; exits 0 on INCONCLUSIVE, with their count printed."
         ),
     )
     add_preset_options(p)
@@ -185,10 +187,23 @@ def run(args: argparse.Namespace) -> int:
     print(summary_table(results))
     print(f"\n{counts(results)}; report: {path}")
     bad = [
-        r.claim + (" (control passed)" if r.kind == "control" else "") for r in results if not r.ok
+        r.claim
+        + {
+            "control": " (control did not FAIL)",
+            "calibration": f" (calibration must {r.expect})",
+        }.get(r.kind, "")
+        for r in results
+        if not r.ok
     ]
     if bad:
         print(f"not as it must be: {', '.join(bad)}")
+    open_rows = [r.claim for r in results if r.kind in ("evidence", "implementation")
+                 and r.verdict == "INCONCLUSIVE"]  # fmt: skip
+    if open_rows:
+        print(
+            f"{len(open_rows)} INCONCLUSIVE (the interval straddles the threshold; more seeds "
+            f"are a new run): {', '.join(open_rows)}"
+        )
     if bad and not args.allow_fail:
         return 1
     return 0

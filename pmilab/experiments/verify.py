@@ -21,6 +21,7 @@ from pmilab import atomic
 from pmilab.errors import InputError
 from pmilab.experiments.claims import CLAIMS
 from pmilab.experiments.framework.claim import ClaimModule, ClaimResult, check_preset
+from pmilab.experiments.framework.design import claim_config, planned_power
 from pmilab.experiments.framework.report import write_report
 from pmilab.experiments.framework.sweep import (
     Sweep,
@@ -132,7 +133,7 @@ def run_modules(
     verdict."""
     t0 = time.perf_counter()
     runs_dir = Path(out_dir) / "runs"
-    cfgs = [mod.config(check_preset(preset), seeds) for mod in mods]
+    cfgs = [claim_config(mod, preset, seeds) for mod in mods]
     out = [ClaimRun(mod.CLAIM, mod.sweeps(cfg)) for mod, cfg in zip(mods, cfgs, strict=True)]
     sweeps = shared_sweeps(out)
     owner = {
@@ -151,7 +152,7 @@ def run_modules(
         cr.missing = sum(len(missing(sw, runs_dir)) for sw in cr.sweeps)
         if not cr.missing:
             tables = {sw.name: load_table(sw, runs_dir) for sw in cr.sweeps}
-            cr.results = list(mods[k].evaluate(tables, cfgs[k]))
+            cr.results = planned_power(list(mods[k].evaluate(tables, cfgs[k])), preset)
         cr.seconds = time.perf_counter() - t0
         log(f"{cr.claim}: {cr.note} ({cr.seconds:.0f} s)")
 

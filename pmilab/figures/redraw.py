@@ -15,6 +15,7 @@ from pathlib import Path
 
 from pmilab.errors import InputError
 from pmilab.experiments.claims import CLAIMS
+from pmilab.experiments.framework.design import claim_config
 from pmilab.experiments.framework.report import read_claims, read_results, read_tables
 from pmilab.experiments.verify import read_meta
 from pmilab.figures import FIGURES
@@ -63,7 +64,7 @@ def redraw(
     written: list[Path] = []
     for claim in claims or present:
         mod = CLAIMS[claim]
-        sweeps = mod.sweeps(mod.config(meta["preset"], meta["seeds"]))
+        sweeps = mod.sweeps(claim_config(mod, meta["preset"], meta["seeds"]))
         tables, missing = read_tables(results, sweeps)
         mine = [r for r in rows if claim_of(r.claim) == claim]
         if missing or not mine:

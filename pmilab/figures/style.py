@@ -1,8 +1,8 @@
 """The look every figure shares: colours, rc settings, the verdict banner and the saver.
 
-Every figure carries a banner with the verdict of the claims it shows (PASS in green, FAIL in
-red, with the measured value and threshold), so a reader can tell the outcome from the figure
-alone. Files are written as PNG and PDF with fixed metadata, so regenerating them from the same
+Every figure's title carries the verdicts of the claims it shows (each with its estimate and
+interval; green when all PASS, red on a FAIL, grey when INCONCLUSIVE) and one line counting the
+calibration and control rows, so a reader can tell the outcome from the figure alone. Files are written as PNG and PDF with fixed metadata, so regenerating them from the same
 table gives identical bytes.
 """
 
@@ -37,24 +37,38 @@ plt.rcParams.update(
 )
 
 
-def banner(fig, results: list[ClaimResult], title: str) -> None:
-    """Title plus one coloured line per claim: 'T2b PASS: measured 0.012 (threshold <= 0.05)'."""
-    lines = [(title, "black", "bold")]
-    width = int(fig.get_figwidth() * 15)  # characters that fit at 8.5 pt
-    for r in results:
+def _tag(r: ClaimResult) -> str:
+    """'T2b PASS 0.012 [<= 0.0143]': the verdict with its estimate and one-sided bound."""
+    j = r.judged
+    if j is None:
         m = f"{r.measured:.3g}" if isinstance(r.measured, float) else str(r.measured)
-        if r.kind == "finding":
-            text, color = f"{r.claim} finding (not judged): {m}", NOTE_COLOR
-        elif r.kind == "control":
-            verdict = "FAILS as it must" if not r.passed else "PASSES: the check cannot fail"
-            text = f"{r.claim} control {verdict}: measured {m} (threshold {r.threshold})"
-            color = NOTE_COLOR if not r.passed else FAIL_COLOR
-        else:
-            kind = " (implementation check)" if r.kind == "implementation" else ""
-            text = f"{r.claim}{kind} {r.verdict}: measured {m} (threshold {r.threshold})"
-            color = PASS_COLOR if r.passed else FAIL_COLOR
-        for part in textwrap.wrap(text, width):
-            lines.append((part, color, "normal"))
+        return f"{r.claim} {r.verdict} {m}"
+    if j.deterministic:
+        return f"{r.claim} {r.verdict} {j.estimate:.3g} (exact)"
+    return f"{r.claim} {r.verdict} {j.estimate:.3g} [{j.ci_low:.3g}, {j.ci_high:.3g}], n={j.n}"
+
+
+def banner(fig, results: list[ClaimResult], title: str) -> None:
+    """The title, then one short line of verdicts (the claims' rows, each with its interval),
+    then one line for the calibration pairs and controls as a count: the verdicts sit in the
+    title, not in a banner over the data. Red when a row is not as it must be."""
+    claims = [r for r in results if r.kind in ("evidence", "implementation")]
+    checks = [r for r in results if r.kind in ("calibration", "control")]
+    lines = [(title, "black", "bold")]
+    width = int(fig.get_figwidth() * 16)  # characters that fit at 8 pt
+    if claims:
+        text = " · ".join(_tag(r) for r in claims)
+        color = PASS_COLOR if all(r.verdict == "PASS" for r in claims) else FAIL_COLOR
+        if not any(r.verdict == "FAIL" for r in claims) and color == FAIL_COLOR:
+            color = NOTE_COLOR  # INCONCLUSIVE: neither
+        lines += [(part, color, "normal") for part in textwrap.wrap(text, width)[:2]]
+    if checks:
+        bad = [f"{r.claim} {r.kind} {r.verdict}" for r in checks if not r.ok]
+        text = (
+            f"{len(checks) - len(bad)}/{len(checks)} calibration and control rows as they must be"
+        )
+        lines.append((text + ("; not: " + ", ".join(bad) if bad else ""),
+                      FAIL_COLOR if bad else NOTE_COLOR, "normal"))  # fmt: skip
     top = 0.995
     for text, color, weight in lines:
         fig.text(
@@ -65,10 +79,10 @@ def banner(fig, results: list[ClaimResult], title: str) -> None:
             va="top",
             color=color,
             fontweight=weight,
-            fontsize=10 if weight == "bold" else 8.5,
+            fontsize=10 if weight == "bold" else 8,
         )
-        top -= 0.045 if weight == "bold" else 0.04
-    fig.subplots_adjust(top=top - 0.06)
+        top -= 0.045 if weight == "bold" else 0.035
+    fig.subplots_adjust(top=top - 0.05)
 
 
 def save(fig, fig_dir: Path, name: str) -> list[Path]:

@@ -17,13 +17,15 @@ table and these rows; they never recompute a verdict (docs/architecture.md).
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 import pandas as pd
 
+from pmilab import verdicts as V
 from pmilab.errors import InputError
 from pmilab.experiments.framework.sweep import Sweep
+from pmilab.verdicts import Judged
 
 # smoke: seconds, for tests and notebooks (its numbers are meaningless); quick: minutes on
 # 2 CPU cores (`pmilab verify --quick`, `make verify`); full: the recorded reports/full run.
@@ -35,9 +37,14 @@ PRESETS = ("smoke", "quick", "full")
 # - implementation:  an identity only a bug can break (loss_N >= 0, a floor that holds by
 #                    construction); reported apart from the evidence;
 # - finding:         a number the theory does not predict; reported with no verdict;
-# - control:         the same check run on a deliberate case the theory says must FAIL; its
-#                    `passed` must be False, and `pmilab verify` exits 1 if it is True.
-KINDS = ("evidence", "implementation", "finding", "control")
+# - calibration:     the claim's own rule on a case wrong by a known amount: the near miss
+#                    (~2x the tolerance) must FAIL and the half-size case (~0.5x) must PASS
+#                    (`expect`); `pmilab verify` exits 1 when one comes out otherwise;
+# - control:         a strawman the same check must FAIL (shuffled pairs ...), kept only beside
+#                    a calibration pair; `pmilab verify` exits 1 if it does not FAIL.
+KINDS = ("evidence", "implementation", "finding", "calibration", "control")
+# The columns of a judged row (`pmilab.verdicts.Judged.as_row`), in claims.csv.
+STAT_COLUMNS = ("estimate", "se", "n", "ci_low", "ci_high", "alpha", "power", "verdict")
 
 
 @dataclass(frozen=True)
@@ -48,10 +55,14 @@ class ClaimResult:
     statement:  what is checked, in one sentence (for a control: what the control is).
     measured:   the measured value (a float), or a short string when it is a tuple of numbers.
     threshold:  the pass condition as text, e.g. "<= 0.05"; the justification lives in the code.
-    passed:     the verdict (None for a finding, which has none).
+    passed:     True / False for PASS / FAIL, None for INCONCLUSIVE and for a finding. A judged
+                row takes it from `judged.verdict` (use `judged_row`).
     figure:     path of the figure (relative to the output dir) that shows it, or "".
     detail:     extra numbers a reader needs to judge the row (seeds, n, standard errors).
     kind:       one of KINDS.
+    judged:     the statistics the verdict was read from (`pmilab.verdicts`): estimate, se,
+                n, one-sided interval, alpha, design power, verdict; None for a finding.
+    expect:     for a calibration row, the verdict it must have ("FAIL" or "PASS").
     """
 
     claim: str
@@ -62,33 +73,112 @@ class ClaimResult:
     figure: str = ""
     detail: str = ""
     kind: str = "evidence"
+    judged: Judged | None = None
+    expect: str = ""
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
             raise ValueError(f"kind must be one of {KINDS}, got {self.kind!r}")
-        if (self.passed is None) != (self.kind == "finding"):
-            raise ValueError(f"{self.claim}: a finding has no verdict, every other row has one")
-
-    @property
-    def ok(self) -> bool:
-        """True when this row is as it must be: evidence and implementation checks PASS, a
-        control FAILs; a finding is always ok."""
         if self.kind == "finding":
-            return True
-        return (not self.passed) if self.kind == "control" else bool(self.passed)
+            if self.passed is not None or self.judged is not None:
+                raise ValueError(f"{self.claim}: a finding has no verdict")
+        elif self.judged is None and self.passed is None:
+            raise ValueError(f"{self.claim}: every row but a finding has a verdict")
+        if self.judged is not None and self.passed != _PASSED[self.judged.verdict]:
+            raise ValueError(f"{self.claim}: passed disagrees with the judged verdict")
+        if (self.kind == "calibration") != (self.expect in ("PASS", "FAIL")):
+            raise ValueError(f"{self.claim}: a calibration row, and only one, expects PASS or FAIL")
 
     @property
     def verdict(self) -> str:
+        """PASS, FAIL, INCONCLUSIVE, or "—" for a finding."""
+        if self.judged is not None:
+            return self.judged.verdict
         return "—" if self.passed is None else ("PASS" if self.passed else "FAIL")
 
+    @property
+    def ok(self) -> bool:
+        """True when this row is as it must be: evidence and implementation checks do not FAIL
+        (INCONCLUSIVE is reported and counted, not an error), a calibration row has its
+        expected verdict, a control FAILs; a finding is always ok."""
+        if self.kind == "finding":
+            return True
+        if self.kind == "calibration":
+            return self.verdict == self.expect
+        if self.kind == "control":
+            return self.verdict == "FAIL"
+        return self.verdict != "FAIL"
+
     def as_dict(self) -> dict:
-        return asdict(self)
+        d = {k: getattr(self, k) for k in (
+            "claim", "kind", "statement", "measured", "threshold", "passed", "figure", "detail",
+        )}  # fmt: skip
+        stats = self.judged.as_row() if self.judged is not None else {}
+        for c in STAT_COLUMNS:
+            d[c] = stats.get(c, "")
+        d["verdict"] = self.verdict
+        d["deterministic"] = self.judged.deterministic if self.judged is not None else ""
+        d["expect"] = self.expect
+        return d
+
+
+_PASSED = {"PASS": True, "FAIL": False, "INCONCLUSIVE": None}
+
+
+def judged_row(
+    claim: str,
+    statement: str,
+    judged: Judged | list[Judged],
+    threshold: str,
+    kind: str = "evidence",
+    figure: str = "",
+    detail: str = "",
+    measured=None,
+    expect: str = "",
+) -> ClaimResult:
+    """A row whose verdict is read off an interval (`pmilab.verdicts`).
+
+    judged: one cell, or a claim's sub-cases ("every K"): those are Holm-corrected as one
+    family (`holm_verdicts`) and the row carries the deciding one (`decisive`).
+    measured: what the report shows as measured (default: the estimate).
+    """
+    if isinstance(judged, list):
+        judged = V.decisive(V.holm_verdicts(judged))
+    return ClaimResult(
+        claim,
+        statement,
+        judged.estimate if measured is None else measured,
+        threshold,
+        _PASSED[judged.verdict],
+        figure,
+        detail,
+        kind,
+        judged,
+        expect,
+    )
+
+
+def calibration(
+    claim: str,
+    statement: str,
+    judged: Judged | list[Judged],
+    threshold: str,
+    expect: str,
+    figure: str = "",
+    detail: str = "",
+    measured=None,
+) -> ClaimResult:
+    """A calibration row: the claim's own rule on a case wrong by a known amount. expect
+    "FAIL" for the near miss (~2x the tolerance), "PASS" for the half-size case (~0.5x)."""
+    return judged_row(
+        claim, statement, judged, threshold, "calibration", figure, detail, measured, expect
+    )
 
 
 def control(
     claim: str, statement: str, measured, threshold: str, passed, figure: str = "", detail: str = ""
 ) -> ClaimResult:
-    """A control row: `passed` is the verdict of the claim's own check on the control."""
+    """A strawman control row (unjudged): `passed` is the claim's own check on it."""
     return ClaimResult(
         claim, statement, measured, threshold, bool(passed), figure, detail, "control"
     )
@@ -97,7 +187,8 @@ def control(
 def implementation(
     claim: str, statement: str, measured, threshold: str, passed, figure: str = "", detail: str = ""
 ) -> ClaimResult:
-    """An implementation check: an identity only a bug can break."""
+    """An implementation check (unjudged): an identity only a bug can break. Prefer
+    `judged_row(..., kind="implementation")` with `verdicts.exact` or `verdicts.judge`."""
     return ClaimResult(
         claim, statement, measured, threshold, bool(passed), figure, detail, "implementation"
     )

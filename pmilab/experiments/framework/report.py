@@ -20,11 +20,13 @@ import pandas as pd
 
 from pmilab import atomic
 from pmilab.errors import InputError
-from pmilab.experiments.framework.claim import ClaimResult
+from pmilab.experiments.framework.claim import STAT_COLUMNS, ClaimResult
 from pmilab.experiments.framework.sweep import Sweep, typed_table
+from pmilab.verdicts import Judged
 
 CLAIM_COLUMNS = [
     "claim", "kind", "statement", "measured", "threshold", "passed", "figure", "detail",
+    *STAT_COLUMNS, "deterministic", "expect",
 ]  # fmt: skip
 
 
@@ -63,34 +65,65 @@ SECTIONS = {
         "Identities only a bug can break (they hold by construction); not evidence.",
     ),
     "finding": ("Findings", "Numbers the theory does not predict: reported, not judged."),
+    "calibration": (
+        "Calibration pairs",
+        "Each claim's own rule on a case wrong by a known amount: the near miss (about 2x the "
+        "tolerance) must FAIL and the half-size case (about 0.5x) must PASS. One that comes out "
+        "otherwise means the check cannot tell a real error from an acceptable one; verify "
+        "exits 1.",
+    ),
     "control": (
         "Controls",
-        "Each claim's own check run on a case the theory says must FAIL. Every control must "
-        "FAIL; a control that passes means the check cannot fail, and verify exits 1.",
+        "Strawmen (shuffled pairs, ...) the same check must FAIL, kept beside the calibration "
+        "pairs; a control that does not FAIL means the check cannot fail, and verify exits 1.",
     ),
 }
 
 
 def control_verdict(r: ClaimResult) -> str:
-    return "FAIL (as it must)" if not r.passed else "**PASS: the check cannot fail**"
+    return "FAIL (as it must)" if r.ok else f"**{r.verdict}: the check cannot fail**"
 
 
 def verdict_cell(r: ClaimResult) -> str:
     if r.kind == "control":
         return control_verdict(r)
-    return r.verdict if r.passed is not False else "**FAIL**"
+    if r.kind == "calibration":
+        return f"{r.verdict} (as it must)" if r.ok else f"**{r.verdict}, must {r.expect}**"
+    return f"**{r.verdict}**" if r.verdict in ("FAIL", "INCONCLUSIVE") else r.verdict
+
+
+def interval_cell(j: Judged | None) -> str:
+    """'0.0213 [0.0150, 0.0276]', or the value with '(exact)' for a deterministic cell."""
+    if j is None:
+        return ""
+    if j.deterministic:
+        return f"{j.estimate:.4g} (exact)"
+    return f"{j.estimate:.4g} ± {j.se:.2g} [{j.ci_low:.4g}, {j.ci_high:.4g}]"
+
+
+def power_cell(j: Judged | None) -> str:
+    return "" if j is None or j.power != j.power else f"{j.power:.0%}"
 
 
 def counts(results: list[ClaimResult]) -> str:
-    """'evidence 20/23 PASS; implementation checks 5/5 PASS; controls 23/23 FAIL as they must'."""
+    """'claims 14/17 PASS, 2 FAIL, 1 INCONCLUSIVE; ...; calibration 34/34 as they must; controls
+    9/9 FAIL as they must'."""
     parts = []
     for kind, label in (("evidence", "claims"), ("implementation", "implementation checks")):
         rows = [r for r in results if r.kind == kind]
         if rows:
-            parts.append(f"{label} {sum(r.passed for r in rows)}/{len(rows)} PASS")
+            v = [r.verdict for r in rows]
+            text = f"{label} {v.count('PASS')}/{len(rows)} PASS"
+            for other in ("FAIL", "INCONCLUSIVE"):
+                if v.count(other):
+                    text += f", {v.count(other)} {other}"
+            parts.append(text)
+    cal = [r for r in results if r.kind == "calibration"]
+    if cal:
+        parts.append(f"calibration {sum(r.ok for r in cal)}/{len(cal)} as they must")
     ctl = [r for r in results if r.kind == "control"]
     if ctl:
-        parts.append(f"controls {sum(not r.passed for r in ctl)}/{len(ctl)} FAIL as they must")
+        parts.append(f"controls {sum(r.ok for r in ctl)}/{len(ctl)} FAIL as they must")
     fnd = [r for r in results if r.kind == "finding"]
     if fnd:
         parts.append(f"{len(fnd)} findings")
@@ -123,14 +156,17 @@ def write_report(
             continue
         lines += [f"## {title}", "", note, ""]
         lines += [
-            "| ID | statement | measured | threshold | result | figure |",
-            "|---|---|---|---|---|---|",
+            "| ID | statement | measured | estimate ± SE [one-sided interval] | n | threshold "
+            "| power | result | figure |",
+            "|---|---|---|---|---|---|---|---|---|",
         ]
         for r in rows:
             fig = f"[{Path(r.figure).name}]({r.figure})" if r.figure else ""
+            n = "" if r.judged is None else str(r.judged.n)
             lines.append(
                 f"| {r.claim} | {_cell(r.statement)} | {_cell(fmt_measured(r.measured))} | "
-                f"{_cell(r.threshold)} | {verdict_cell(r)} | {fig} |"
+                f"{interval_cell(r.judged)} | {n} | {_cell(r.threshold)} | "
+                f"{power_cell(r.judged)} | {verdict_cell(r)} | {fig} |"
             )
         lines.append("")
     lines += ["## Details", ""]
@@ -157,9 +193,11 @@ def summary_table(results: list[ClaimResult], width: int = 100) -> str:
     order = {k: i for i, k in enumerate(SECTIONS)}
     for r in sorted(results, key=lambda r: order[r.kind]):
         result = r.verdict
-        if r.kind == "control":
-            result = "FAIL ok" if not r.passed else "PASS!!"
-        kind = {"evidence": "claim", "implementation": "impl"}.get(r.kind, r.kind)
+        if r.kind in ("control", "calibration"):
+            result = f"{r.verdict} ok" if r.ok else f"{r.verdict}!!"
+        kind = {"evidence": "claim", "implementation": "impl", "calibration": "calib"}.get(
+            r.kind, r.kind
+        )
         rows.append((r.claim, kind, result, fmt_measured(r.measured), r.threshold, r.statement))
     n = len(rows[0]) - 1
     w = [min(40, max(len(str(row[i])) for row in rows)) for i in range(n)]
@@ -205,9 +243,22 @@ def read_claims(out_dir: Path) -> list[ClaimResult]:
             r["figure"],
             r["detail"],
             r["kind"],
+            _judged(r),
+            r["expect"],
         )
         for r in df.to_dict("records")
     ]
+
+
+def _judged(r: dict) -> Judged | None:
+    """A row's statistics back from claims.csv text (None for a row without them)."""
+    if r["verdict"] not in ("PASS", "FAIL", "INCONCLUSIVE") or r["estimate"] == "":
+        return None
+    f = {c: float(r[c] or "nan") for c in ("estimate", "se", "ci_low", "ci_high", "alpha", "power")}
+    return Judged(
+        f["estimate"], f["se"], int(float(r["n"])), f["ci_low"], f["ci_high"], f["alpha"],
+        f["power"], r["verdict"], r["deterministic"] == "True",
+    )  # fmt: skip
 
 
 def read_results(out_dir: Path) -> pd.DataFrame:

@@ -80,7 +80,11 @@ def dist_id(spec: str) -> str:
     return make_id(name, *vals)
 
 
-def seed_list(n: int) -> list[int]:
+def seed_list(n) -> list[int]:
+    """The seeds of a config's `seeds` field: a count n (seeds 0 .. n-1), or the seeds themselves
+    (a tuple, e.g. the pilot seeds of a power analysis, which the verdicts never use)."""
+    if isinstance(n, (tuple, list)):
+        return [int(s) for s in n]
     return list(range(int(n)))
 
 
