@@ -80,3 +80,28 @@ def test_verify_exits_within_seconds_of_its_last_line(tmp_path):
     assert rc == 0, "".join(lines)
     assert "report:" in "".join(lines)
     assert gap < 15, f"exited {gap:.1f} s after its last line"
+    # terminated workers leave no named semaphore behind (each tqdm, even a disabled one, used
+    # to create one in every worker: "resource_tracker: ... 2 leaked semaphore objects")
+    assert "leaked" not in "".join(lines), "".join(lines[-5:])
+
+
+def test_a_worker_creates_no_named_semaphore_for_tqdm():
+    """Control for the line above, in-process: the worker initializer swaps tqdm's lock for a
+    thread lock; without it, tqdm's default lock holds a multiprocessing RLock."""
+    import threading
+
+    from tqdm.std import TqdmDefaultWriteLock, tqdm
+
+    old = tqdm.__dict__.get("_lock")
+    try:
+        tqdm.set_lock(TqdmDefaultWriteLock())
+        assert any(
+            type(lk).__module__.startswith("multiprocessing") for lk in tqdm.get_lock().locks
+        )
+        executors._die_with_parent()
+        assert isinstance(tqdm.get_lock(), type(threading.RLock()))
+    finally:
+        if old is None:
+            del tqdm._lock
+        else:
+            tqdm.set_lock(old)

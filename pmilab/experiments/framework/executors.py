@@ -58,7 +58,17 @@ _POOLS: dict[int, ProcessPoolExecutor] = {}
 
 def _die_with_parent() -> None:
     """Linux: a worker gets SIGTERM when the sweep process dies (even by SIGKILL), so a killed
-    sweep leaves no orphan workers behind. Elsewhere a no-op."""
+    sweep leaves no orphan workers behind. Elsewhere a no-op.
+
+    Also: tqdm's bars in a worker share a thread lock, not tqdm's default multiprocessing lock.
+    Every tqdm, even a disabled one, creates that lock, a named semaphore; a worker ended by
+    `shutdown_pools` never unlinks it, and the resource tracker printed "2 leaked semaphore
+    objects" at the end of every verify. A worker draws no bar other processes could share."""
+    import threading
+
+    from tqdm.std import tqdm
+
+    tqdm.set_lock(threading.RLock())
     try:
         import ctypes
         import signal
