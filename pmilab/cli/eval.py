@@ -100,6 +100,7 @@ def run(args: argparse.Namespace) -> int:
         args.zeroshot_labels,
         args.zeroshot_templates,
         keys,
+        overwrite=args.overwrite,
     )
     keys_shown = (
         "zeroshot_top1",

@@ -273,11 +273,18 @@ def evaluate(
     labels_file: str | None = None,
     templates_file: str | None = None,
     keys: CsvKeys | None = None,
+    overwrite: bool = False,
 ) -> dict:
     """All metrics of one checkpoint on `spec`'s held-out split; writes OUT/eval.json.
 
+    An `out` that holds an earlier eval.json (or another command's output) is refused before
+    anything is loaded, unless overwrite=True (`pmilab.outputs.check_out`).
     Warnings (skipped samples, a skipped probe) print as one line each (logs.one_line_warnings).
     """
+    if out is not None:
+        from pmilab.outputs import check_out
+
+        check_out(out, overwrite, flag="overwrite=True")
     if n_max < 2:
         raise InputError(f"--n must be at least 2 (held-out pairs to evaluate), got {n_max}")
     names = read_json_list(labels_file, "labels") if labels_file else None
