@@ -99,6 +99,22 @@ def optimizer_for(model: ImageTextModel, cfg: PretrainConfig) -> torch.optim.Ada
     )
 
 
+def _remove_earlier_run(out: Path) -> None:
+    """--overwrite replaces an earlier pretrain run in `out`: its checkpoints (numbered ones
+    too), log, summary and TensorBoard files go, so that nothing of the old run is read as
+    the new one's. Another command's files, which --overwrite only writes beside, stay."""
+    import shutil
+
+    from pmilab.outputs import MARKERS
+
+    for name in MARKERS["pretrain"]:
+        path = out / name
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        elif path.exists() or path.is_symlink():
+            path.unlink()
+
+
 def prepare_out(cfg: PretrainConfig, info: distributed.DistInfo) -> tuple[Path, dict | None]:
     """The output directory and the checkpoint to resume from (None: fresh start). An --out
     holding another run or another command's output is refused unless --overwrite (fresh start)
@@ -116,6 +132,8 @@ def prepare_out(cfg: PretrainConfig, info: distributed.DistInfo) -> tuple[Path, 
     check_out(out, cfg.overwrite, own="pretrain" if cfg.resume or not info.main else None)
     if cfg.resume and not has_ckpt and info.main:
         print(f"pmilab pretrain: no checkpoint in {out} yet; starting from step 0")
+    if cfg.overwrite and info.main:
+        _remove_earlier_run(out)
     if not has_ckpt:
         return out, None
     ckpt = load_checkpoint(out)

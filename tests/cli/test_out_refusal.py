@@ -132,6 +132,23 @@ def test_pretrain_resume_goes_on_in_its_own_folder_only(d, capsys):
     capsys.readouterr()
 
 
+def test_pretrain_overwrite_replaces_the_whole_earlier_run(d, capsys):
+    """--overwrite leaves nothing of the old run: its numbered checkpoints, log and TensorBoard
+    files go; another command's file beside it stays."""
+    run = d / "pretrain"
+    (run / "checkpoints").mkdir(exist_ok=True)
+    (run / "checkpoints" / "ckpt-999.pt").write_bytes(b"old")
+    (run / "tensorboard").mkdir(exist_ok=True)
+    (run / "tensorboard" / "events.old").write_bytes(b"old")
+    (run / "notes.txt").write_text("mine")
+    assert main([*PRETRAIN, "--steps", "1", "--overwrite", "--out", str(run)]) == 0
+    assert not (run / "checkpoints" / "ckpt-999.pt").exists()
+    assert not (run / "tensorboard" / "events.old").exists()
+    assert (run / "notes.txt").read_text() == "mine"
+    assert json.loads((run / "summary.json").read_text())["steps"] == 1
+    capsys.readouterr()
+
+
 def test_verify_on_its_own_out_is_let_through(d, capsys):
     """Control: verify's own folder passes the check; it stops at the corrupt meta.json."""
     before = snapshot(d)
