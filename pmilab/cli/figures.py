@@ -8,6 +8,7 @@ from pathlib import Path
 
 from pmilab.cli.verify import add_preset_options, add_run_options, jobs_of, log, preset_of
 from pmilab.errors import InputError
+from pmilab.outputs import check_out
 
 
 def add_parser(subparsers) -> None:
@@ -32,7 +33,14 @@ def add_parser(subparsers) -> None:
         "--out",
         type=Path,
         default=None,
-        help="where to write the figures (default: RESULTS/figures)",
+        help="where to write the figures (default: RESULTS/figures). A folder holding another "
+        "command's output, or figures drawn from another --results, is refused unless --overwrite",
+    )
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="write into an --out that holds other output (figures of the same --results are "
+        "always redrawn in place)",
     )
     p.add_argument("--claims", default="", help="comma-separated claim IDs (default: all)")
     p.add_argument(
@@ -43,6 +51,24 @@ def add_parser(subparsers) -> None:
     add_preset_options(p)
     add_run_options(p)
     p.set_defaults(func=run)
+
+
+def check_figures_out(out: Path, results: Path, overwrite: bool) -> None:
+    """Refuse an --out that is a file, holds another command's output, or holds figures drawn
+    from another --results (unless overwrite): redrawing would silently replace them."""
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out {out} exists and is not a directory; pick another path")
+    check_out(out, overwrite)
+    from pmilab.figures.redraw import FIGURES_MARKER
+
+    marker = out / FIGURES_MARKER
+    if marker.is_file() and not overwrite:
+        drawn_from = marker.read_text().strip()
+        if drawn_from != str(results.resolve()):
+            raise InputError(
+                f"--out {out} holds figures drawn from {drawn_from}; pass --overwrite to replace "
+                "them, or choose another folder"
+            )
 
 
 def _claims_to_run(results: Path, asked: list[str] | None) -> list[str]:
@@ -74,6 +100,8 @@ def run(args: argparse.Namespace) -> int:
     if not results.is_dir():
         raise InputError(f"--results {results} is not a directory; give a verify --out directory")
     claims = verify.parse_claims(args.claims) if args.claims else None
+    if args.out is not None:
+        check_figures_out(args.out, results, args.overwrite)
     if args.run_missing:
         meta = verify.read_meta(results)
         preset = meta["preset"] if meta else preset_of(args)

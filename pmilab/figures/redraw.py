@@ -13,6 +13,7 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
+from pmilab import atomic
 from pmilab.errors import InputError
 from pmilab.experiments.claims import CLAIMS
 from pmilab.experiments.framework.design import claim_config
@@ -48,6 +49,9 @@ def check_results_dir(out_dir: Path) -> dict:
     return meta
 
 
+FIGURES_MARKER = ".pmilab-figures"  # in a figures folder: the verify directory drawn from
+
+
 def redraw(
     out_dir: Path,
     claims: list[str] | None = None,
@@ -77,4 +81,6 @@ def redraw(
         paths = FIGURES[claim](tables, mine, fig_dir)
         log(f"{claim}: {len(paths)} files redrawn in {fig_dir}")
         written += paths
+    if written:  # which results these figures show (`pmilab figures --out` checks it)
+        atomic.write_text(fig_dir / FIGURES_MARKER, f"{out_dir.resolve()}\n")
     return written

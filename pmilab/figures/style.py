@@ -67,8 +67,9 @@ def banner(fig, results: list[ClaimResult], title: str) -> None:
         text = (
             f"{len(checks) - len(bad)}/{len(checks)} calibration and control rows as they must be"
         )
-        lines.append((text + ("; not: " + ", ".join(bad) if bad else ""),
-                      FAIL_COLOR if bad else NOTE_COLOR, "normal"))  # fmt: skip
+        text += "; not: " + ", ".join(bad) if bad else ""
+        color = FAIL_COLOR if bad else NOTE_COLOR
+        lines += [(part, color, "normal") for part in textwrap.wrap(text, width)[:2]]
     top = 0.995
     for text, color, weight in lines:
         fig.text(

@@ -1,6 +1,9 @@
-"""T4 figures: the GD fixed point, the sinΘ rate with its controls, GD on CLIP at τ = 1 (a
-finding), unpaired data (from the T4 sweeps), and the reference table of `results/t4/table.py`.
-Control data are drawn in grey or red with labels that start "control:"."""
+"""T4 figures: the GD fixed point with its calibration pair, the sinΘ rate with every judged
+exponent and its interval, GD on CLIP at τ = 1 (a finding), Algorithm 1 with the mutual-argmax
+detector (T4d), the paper's detector over r (T4e, T4g), and the reference table of
+`results/t4/table.py`. Every mean over seeds carries its standard error; the verdicts sit in
+the title (`style.banner`); legends sit outside the axes. Control and calibration data are drawn
+in grey or red with labels that say so."""
 
 from __future__ import annotations
 
@@ -11,19 +14,26 @@ import numpy as np
 import pandas as pd
 
 from pmilab.experiments.claims.t4 import (
+    B_TOL,
+    C_TOL,
+    DROP_MIN,
+    HELP_TOL,
     PREC_HIGH,
     PREC_LOW,
+    R_HIGH,
+    R_LOW,
     SVD_TOL,
+    T4E_PILOT,
     clip_ratios,
     fit_rate,
-    flat_in_n,
-    flat_in_p,
     rate_variant,
 )
 from pmilab.experiments.framework.claim import ClaimResult
 from pmilab.experiments.tasks.linear_mmcl import trace_long
 from pmilab.figures.style import FAIL_COLOR, NOTE_COLOR, banner, of_figure, save
 from pmilab.stats import group_mean_se
+
+OUTSIDE = {"loc": "upper left", "bbox_to_anchor": (1.02, 1.0), "borderaxespad": 0.0}
 
 
 def _finish(fig, results: list[ClaimResult], name: str, title: str, fig_dir: Path) -> list[Path]:
@@ -33,9 +43,31 @@ def _finish(fig, results: list[ClaimResult], name: str, title: str, fig_dir: Pat
     return save(fig, fig_dir, name)
 
 
-def _num(v: float) -> str:
-    """Two decimals, without the sign of a negative zero."""
-    return f"{v:.2f}".replace("-0.00", "0.00")
+def _judged_panel(ax, results: list[ClaimResult]) -> None:
+    """Every judged T4b/T4c row (evidence, calibration, control) as its estimate with its
+    interval, in units of its tolerance: the equivalence band is (−1, 1)."""
+    rows = [r for r in results if r.claim in ("T4b", "T4c") and r.judged is not None]
+    if not rows:
+        ax.set_axis_off()
+        return
+    tol = {"T4b": B_TOL, "T4c": C_TOL}
+    colors = {"evidence": "#0969da", "calibration": NOTE_COLOR, "control": FAIL_COLOR}
+    labels = []
+    for i, r in enumerate(rows):
+        j, t = r.judged, tol[r.claim]
+        lo, hi = (j.ci_low - j.estimate) / t, (j.ci_high - j.estimate) / t
+        ax.errorbar(
+            j.estimate / t, i, xerr=[[max(-lo, 0)], [max(hi, 0)]], fmt="o",
+            color=colors[r.kind], capsize=3,
+        )  # fmt: skip
+        kind = r.kind if r.kind != "calibration" else f"calibration, expect {r.expect}"
+        labels.append(f"{r.claim} {kind}: {r.verdict}")
+    ax.axvspan(-1, 1, color="#2da44e", alpha=0.12, lw=0)
+    ax.axvline(0, color="black", lw=0.6)
+    ax.set_yticks(range(len(rows)), labels, fontsize=6.5)
+    ax.set_ylim(len(rows) - 0.5, -0.5)
+    ax.set_xlabel("estimate / tolerance (band: PASS region; bars: 90 % interval)")
+    ax.set_title("judged exponents (T4b: b + 1/2 / 0.1; T4c: c − 1 / 0.15)", fontsize=8)
 
 
 def plot_rate(
@@ -45,10 +77,11 @@ def plot_rate(
     fig_dir: Path,
     col: str = "sin_theta_svd",
 ) -> list[Path]:
-    """sinΘ vs n (log–log) per p_n with the fitted C·n^b/(1−p_n)^c; middle: sinΘ·(1−p_n)
-    collapse; right: the two control series (T4b, T4c) through the same fit."""
+    """sinΘ vs n (log–log) per p_n with the pooled fit C·n^b/(1−p_n)^c; middle: sinΘ·(1−p_n)
+    collapse; right: every judged T4b/T4c exponent (evidence, calibration, control) with its
+    interval against the equivalence band."""
     stats = group_mean_se(df, ["n", "p_n"], col)
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
+    fig, axes = plt.subplots(1, 3, figsize=(17, 4.6), gridspec_kw={"width_ratios": [1, 1, 0.9]})
     ns = np.geomspace(stats["n"].min(), stats["n"].max(), 50)
     for p, sub in stats.groupby("p_n"):
         line = axes[0].errorbar(
@@ -66,56 +99,50 @@ def plot_rate(
             label=f"p_n = {p:g}",
         )
     axes[1].plot(ns, np.exp(fit["a"]) * ns**-0.5, "k--", label="∝ n^(-1/2)")
-    axes[0].set_title(f"fit on sinΘ ≤ 1 cells: b = {fit['b']:.3f}, c = {fit['c']:.3f} (dashed)")
-    axes[1].set_title("rescaled: sinΘ·(1 − p_n)")
-    flat_n, flat_p = flat_in_n(df, col), flat_in_p(df, col)
-    fit_n, fit_p = fit_rate(flat_n, col), fit_rate(flat_p, col)
-    for ctl, style, label in (
-        (flat_n, dict(color=NOTE_COLOR, marker="x", ls=":"), "control T4b: flat in n"),
-        (flat_p, dict(color=FAIL_COLOR, marker="+", ls="--", ms=9), "control T4c: flat in p_n"),
-    ):
-        cs = group_mean_se(ctl, ["n", "p_n"], col)
-        for i, (_, sub) in enumerate(cs.groupby("p_n")):
-            axes[2].plot(sub["n"], sub["mean"], alpha=0.8, label=label if i == 0 else None, **style)
-    axes[2].set_title(
-        f"controls through the same fit: flat in n b = {_num(fit_n['b'])}; "
-        f"flat in p_n c = {_num(fit_p['c'])}",
-        fontsize=8,
+    axes[0].set_title(
+        f"mean ± SE over reps; dashed: pooled fit b = {fit['b']:.3f}, c = {fit['c']:.3f}",
+        fontsize=9,
     )
-    for ax in axes:
+    axes[1].set_title("rescaled: sinΘ·(1 − p_n)", fontsize=9)
+    for ax in axes[:2]:
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xlabel("number of pairs n (count)")
-        ax.legend(fontsize=8)
+    axes[0].legend(fontsize=7, loc="lower left")  # the lower left is empty: errors fall with n
+    axes[1].legend(fontsize=7, loc="lower left")
     axes[0].set_ylabel("‖sin Θ(Û1, U1)‖_F (dimensionless)")
     axes[1].set_ylabel("‖sin Θ‖_F · (1 − p_n) (dimensionless)")
-    axes[2].set_ylabel("control series ‖sin Θ‖_F (dimensionless)")
+    _judged_panel(axes[2], results)
     return _finish(fig, results, "t4_rate", "T4: sinΘ against n and p_n (τ → ∞ estimator)", fig_dir)
 
 
 def plot_clip(clip: pd.DataFrame, results: list[ClaimResult], fig_dir: Path) -> list[Path]:
-    """GD on CLIP at τ=1 against the τ → ∞ estimator on the same draws: mean sinΘ at p_n = 0
-    and 0.5 per n, with the ratio (a finding: the theory does not fix it)."""
+    """GD on CLIP at τ=1 against the τ → ∞ estimator on the same draws: mean ± SE sinΘ at
+    p_n = 0 and 0.5 per n, with the ratio (a finding: the theory does not fix it)."""
     ratios = clip_ratios(clip)
-    fig, ax = plt.subplots(figsize=(7, 4.2))
+    fig, ax = plt.subplots(figsize=(8.5, 4.2))
     x = np.arange(len(ratios))
     bars = [
-        ("svd_0", "τ → ∞ estimator, p_n = 0", "#0969da", None),
-        ("svd_05", "τ → ∞ estimator, p_n = 0.5", "#0969da", "//"),
-        ("clip_0", "GD on CLIP τ = 1, p_n = 0", "#8250df", None),
-        ("clip_05", "GD on CLIP τ = 1, p_n = 0.5", "#8250df", "//"),
+        ("sin_theta_svd", 0.0, "τ → ∞ estimator, p_n = 0", "#0969da", None),
+        ("sin_theta_svd", 0.5, "τ → ∞ estimator, p_n = 0.5", "#0969da", "//"),
+        ("sin_theta_clip", 0.0, "GD on CLIP τ = 1, p_n = 0", "#8250df", None),
+        ("sin_theta_clip", 0.5, "GD on CLIP τ = 1, p_n = 0.5", "#8250df", "//"),
     ]
-    for i, (col, label, color, hatch) in enumerate(bars):
+    top = 0.0
+    for i, (col, p, label, color, hatch) in enumerate(bars):
+        st = group_mean_se(clip[clip["p_n"] == p], ["n"], col)
         ax.bar(
             x + (i - 1.5) * 0.2,
-            ratios[col],
+            st["mean"],
             0.2,
+            yerr=st["se"],
+            capsize=3,
             color=color,
             alpha=0.9 if hatch is None else 0.5,
             hatch=hatch,
             label=label,
         )
-    top = float(ratios[["clip_05", "svd_05"]].max().max())
+        top = max(top, float((st["mean"] + st["se"]).max()))
     for xi, r in zip(x, ratios.itertuples(), strict=True):
         ax.text(
             xi,
@@ -125,19 +152,22 @@ def plot_clip(clip: pd.DataFrame, results: list[ClaimResult], fig_dir: Path) -> 
             fontsize=8,
         )
     ax.set_xticks(x, [f"n = {int(n)}" for n in ratios["n"]])
-    ax.set_ylabel("mean ‖sin Θ(Û1, U1)‖_F (dimensionless)")
-    ax.set_ylim(0, 1.75 * top)
+    ax.set_ylabel("mean ± SE ‖sin Θ(Û1, U1)‖_F (dimensionless)")
+    ax.set_ylim(0, 1.3 * top)
     ax.set_title(
         f"finding (no verdict): 1/(1 − p_n) predicts a ratio of 2; {clip['rep'].nunique()} reps",
         fontsize=9,
     )
-    ax.legend(fontsize=7, loc="upper center", ncol=2)
+    ax.legend(fontsize=7, **OUTSIDE)
     return _finish(fig, results, "t4_clip", "T4: GD on CLIP at τ = 1 (finding)", fig_dir)
 
 
-def plot_gd_svd(trace: pd.DataFrame, results: list[ClaimResult], fig_dir: Path) -> list[Path]:
-    """GD on the CLIP loss: distance of the learned subspace to the SVD of S(G) and to the truth."""
-    fig, ax = plt.subplots(figsize=(6, 4))
+def plot_gd_svd(
+    trace: pd.DataFrame, runs: pd.DataFrame, results: list[ClaimResult], fig_dir: Path
+) -> list[Path]:
+    """GD on the CLIP loss: distance of the learned subspace to the SVD of S(G) and to the truth,
+    with the calibration pair (the final G perturbed to 2x / 0.5x the tolerance) at the end."""
+    fig, ax = plt.subplots(figsize=(9, 4.2))
     for col, label in [
         ("sin_theta_to_svd", "sinΘ(row G1, top-r SVD of S(G))"),
         ("svd_residual", "‖G1ᵀG2 − SVD_r(S(G))/ρ‖ / ‖SVD_r(S(G))/ρ‖"),
@@ -155,9 +185,16 @@ def plot_gd_svd(trace: pd.DataFrame, results: list[ClaimResult], fig_dir: Path) 
             mk,
             color=FAIL_COLOR,
             ms=9,
-            label=f"control: {col} at the first recorded step, same check",
+            label=f"control: {col} at the first recorded step",
         )
-    ax.axhline(SVD_TOL, color="black", ls=":", lw=1, label=f"pass: both <= {SVD_TOL:g}")
+    last = int(trace["step"].max())
+    for col, mk, label in (
+        ("calib_near_miss", "v", "calibration: final G perturbed to 2x tol (must FAIL)"),
+        ("calib_half", "^", "calibration: final G perturbed to 0.5x tol (must PASS)"),
+    ):
+        if col in runs:
+            ax.plot(np.full(len(runs), last), runs[col], mk, color=NOTE_COLOR, ms=7, label=label)
+    ax.axhline(SVD_TOL, color="black", ls=":", lw=1, label=f"tolerance {SVD_TOL:g}")
     ax.set_yscale("log")
     ax.set_xlabel("gradient-descent step (count)")
     ax.set_ylabel("distance (dimensionless)")
@@ -166,42 +203,98 @@ def plot_gd_svd(trace: pd.DataFrame, results: list[ClaimResult], fig_dir: Path) 
     ax.set_title(
         f"GD on the CLIP loss: n={n}, p_n={p:g}, τ=ρ=1 (bars: range over {seeds} seeds)", fontsize=9
     )
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, **OUTSIDE)
     return _finish(fig, results, "t4_gd_svd", "T4: GD on the CLIP loss is an SVD", fig_dir)
 
 
+def _ratio_frame(df: pd.DataFrame, after: str) -> pd.DataFrame:
+    return df.assign(ratio=df[after] / df["sin_theta_before"])
+
+
 def plot_unpaired(df: pd.DataFrame, results: list[ClaimResult], fig_dir: Path) -> list[Path]:
-    """Algorithm 1 at each r: sinΘ before/after the refit (left), precision and yield (right)."""
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    """T4d, Algorithm 1 with the mutual-argmax detector and GD on CLIP: left, the ratio sinΘ
+    after / before per r (mean ± SE), with the no-pair refit (T4d's near miss); right, the
+    detectors' precisions (the superseded T4e reading, a finding)."""
+    fig, axes = plt.subplots(1, 2, figsize=(13, 4.2))
     ranks = sorted(df["r"].unique())
     x = np.arange(len(ranks))
-    for off, col, label in [
-        (-0.2, "sin_theta_before", "pairs only"),
-        (0.2, "sin_theta_after", "pairs + detected (ν>1)"),
+    for off, after, label, color in [
+        (-0.2, "sin_theta_after", "T4d: pairs + detected (ν = 2)", "#0969da"),
+        (0.2, "sin_theta_after_none", "calibration: no pair detected (must FAIL)", NOTE_COLOR),
     ]:
-        st = group_mean_se(df, ["r"], col)
-        axes[0].bar(x + off, st["mean"], 0.4, yerr=st["se"], capsize=3, label=label)
-    axes[0].set_ylabel("‖sin Θ(Û1, U1)‖_F (dimensionless)")
+        if after not in df:
+            continue
+        st = group_mean_se(_ratio_frame(df, after), ["r"], "ratio")
+        axes[0].bar(x + off, st["mean"], 0.4, yerr=st["se"], capsize=3, label=label, color=color)
+    axes[0].axhline(HELP_TOL, color="black", ls=":", lw=1, label=f"T4d: ratio(r=30) < {HELP_TOL}")
+    axes[0].set_ylabel("sinΘ after / before, mean ± SE (dimensionless)")
     for off, col, label, hatch in [
-        (-0.27, "precision_argmax", "finding: precision, row argmax", "//"),
-        (0.0, "precision_mutual", "T4e (judged): precision, mutual argmax", None),
-        (0.27, "yield_mutual", "finding: mutual pairs / N", "//"),
+        (-0.27, "precision_argmax", "row argmax (finding)", "//"),
+        (0.0, "precision_mutual", "mutual argmax (superseded T4e reading)", None),
+        (0.27, "precision_top_n", "eq. 4.2 top N on these fits", "\\\\"),
     ]:
+        if col not in df:
+            continue
         st = group_mean_se(df, ["r"], col)
         axes[1].bar(x + off, st["mean"], 0.27, yerr=st["se"], capsize=3, label=label, hatch=hatch)
-    axes[1].axhline(PREC_LOW, color=FAIL_COLOR, ls=":", lw=1, label=f"T4e: r=10 <= {PREC_LOW}")
-    axes[1].axhline(PREC_HIGH, color="black", ls=":", lw=1, label=f"T4e: r=30 >= {PREC_HIGH}")
-    axes[1].set_title("controls (T4d, T4e): the same checks with the ranks swapped", fontsize=8)
-    axes[1].set_ylim(0, 1.65)
-    axes[1].set_ylabel("fraction (dimensionless)")
+    axes[1].axhline(
+        PREC_LOW, color=FAIL_COLOR, ls=":", lw=1, label=f"superseded: r=10 ≤ {PREC_LOW}"
+    )
+    axes[1].axhline(PREC_HIGH, color="black", ls=":", lw=1, label=f"superseded: r=30 ≥ {PREC_HIGH}")
+    axes[1].set_ylim(0, 1.05)
+    axes[1].set_ylabel("precision, mean ± SE (fraction)")
     N = int(df["N"].iloc[0])
     for ax in axes:
-        ax.set_xticks(x, [f"r = {r}\n(log N = {np.log(N):.1f})" for r in ranks])
+        ax.set_xticks(x, [f"r = {r}" for r in ranks])
+        ax.set_xlabel(f"signal rank r (count; log N = {np.log(N):.1f})")
+        ax.legend(fontsize=7, **OUTSIDE)
+    axes[0].set_title(
+        f"Algorithm 1 (mutual argmax, GD on CLIP): n={int(df['n'].iloc[0])} pairs, N={N}",
+        fontsize=9,
+    )
+    axes[1].set_title("detector precision at the same fits", fontsize=9)
+    return _finish(fig, results, "t4_unpaired", "T4d: unpaired data (mutual argmax)", fig_dir)
+
+
+def plot_detect(df: pd.DataFrame, results: list[ClaimResult], fig_dir: Path) -> list[Path]:
+    """T4e and T4g over r: left, the precision of the paper's detector (eq. 4.2) with the
+    mutual-argmax and row-argmax precisions and the threshold pilot; right, sinΘ after / before
+    for the detected pairs, no pairs (near miss) and the true pairs (a perfect detector)."""
+    fig, axes = plt.subplots(1, 2, figsize=(13, 4.2))
+    N = int(df["N"].iloc[0])
+    for col, label, style in [
+        ("precision_top_n", "eq. 4.2 top N (T4e, judged)", dict(color="#0969da", marker="o")),
+        ("precision_mutual", "mutual argmax (finding)", dict(color=NOTE_COLOR, marker="s")),
+        ("precision_argmax", "row argmax (finding)", dict(color="#8250df", marker="^")),
+    ]:
+        st = group_mean_se(df, ["r"], col)
+        axes[0].errorbar(st["r"], st["mean"], yerr=st["se"], capsize=3, label=label, **style)
+    pr = sorted(T4E_PILOT)
+    axes[0].plot(pr, [T4E_PILOT[r] for r in pr], "x", color="black", ms=7,
+                 label="eq. 4.2 pilot (seeds 20000-20004)")  # fmt: skip
+    axes[0].set_ylabel("precision, mean ± SE (fraction)")
+    axes[0].set_title(
+        f"T4e: precision(r={R_HIGH}) − precision(r={R_LOW}) > {DROP_MIN} (pilot threshold)",
+        fontsize=9,
+    )
+    for after, label, color in [
+        ("sin_theta_after", "T4g: pairs + Ê^u (ν = 2)", "#0969da"),
+        ("sin_theta_after_none", "calibration: no pair detected (must FAIL)", NOTE_COLOR),
+        ("sin_theta_after_oracle", "finding: pairs + the N true pairs", "#2da44e"),
+    ]:
+        st = group_mean_se(_ratio_frame(df, after), ["r"], "ratio")
+        axes[1].errorbar(
+            st["r"], st["mean"], yerr=st["se"], capsize=3, marker="o", color=color, label=label
+        )
+    axes[1].axhline(HELP_TOL, color="black", ls=":", lw=1, label=f"T4g: ratio(r=30) < {HELP_TOL}")
+    axes[1].set_ylabel("sinΘ after / before, mean ± SE (dimensionless)")
+    axes[1].set_ylim(0, 1.1)
+    axes[1].set_title("T4g: Algorithm 1 with eq. 4.2, τ → ∞ limit", fontsize=9)
+    for ax in axes:
+        ax.axvline(np.log(N), color="grey", lw=0.8, ls="--", label=f"log N = {np.log(N):.1f}")
         ax.set_xlabel("signal rank r (count)")
-    axes[0].legend(fontsize=8)
-    axes[1].legend(fontsize=7, ncol=2, loc="upper left")
-    axes[0].set_title(f"Algorithm 1: n={int(df['n'].iloc[0])} pairs, N={N} unpaired")
-    return _finish(fig, results, "t4_unpaired", "T4: unpaired data (Algorithm 1)", fig_dir)
+        ax.legend(fontsize=7, **OUTSIDE)
+    return _finish(fig, results, "t4_detect", "T4e, T4g: the paper's detector over r", fig_dir)
 
 
 def plot_table(df: pd.DataFrame, reference: dict, fig_dir: Path) -> list[Path]:
@@ -254,9 +347,13 @@ def plot_table(df: pd.DataFrame, reference: dict, fig_dir: Path) -> list[Path]:
 
 def draw(tables: dict[str, pd.DataFrame], results: list[ClaimResult], fig_dir: Path) -> list[Path]:
     perm = rate_variant(tables["t4-rate"], "permute")
-    return (
-        plot_gd_svd(trace_long(tables["t4-gd"]), results, fig_dir)
+    gd = tables["t4-gd"].sort_values("rep")
+    out = (
+        plot_gd_svd(trace_long(gd), gd, results, fig_dir)
         + plot_rate(perm, fit_rate(perm), results, fig_dir)
         + plot_clip(tables["t4-clip"], results, fig_dir)
         + plot_unpaired(tables["t4-unpaired"], results, fig_dir)
     )
+    if "t4-detect" in tables:
+        out += plot_detect(tables["t4-detect"], results, fig_dir)
+    return out

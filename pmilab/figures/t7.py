@@ -2,13 +2,19 @@
 joint. (a) linear heads against the exact floor at each d; (b) held-out PMI error against steps
 for fresh samples and a fixed set, with the linear floor at d = K, the latent-table optimum and
 the reach tolerance as lines; (c) the fixed set's training loss against log N − I, with the
-held-out error on the same steps (epochs on the top axis)."""
+held-out error on the same steps (x: epochs of the fixed set).
+
+Every point that is a mean over seeds carries an error bar of ± 1 SE over seeds (sample sd /
+sqrt(n), ddof 1); the verdicts, with their intervals, are in the title (`style.banner`).
+Legends sit below each panel, off the data.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import matplotlib.pyplot as plt
+import numpy as np
 import pandas as pd
 
 from pmilab.experiments.claims.t7 import crossing, trace_long
@@ -16,14 +22,37 @@ from pmilab.experiments.claims.tolerances import REACH_TOL_MC, Z_TOL
 from pmilab.experiments.framework.claim import ClaimResult
 from pmilab.figures.style import HEAD_COLORS, banner, of_figure, save
 from pmilab.pretrain.shapes import HIDDEN_CLASSES
-from pmilab.stats import group_mean_se
 
 FRESH, FIXED = "#8250df", "#cf222e"
+SE_NOTE = "mean ± 1 SE over seeds"
 
 
-def _linear_panel(ax, lin: pd.DataFrame, kme: pd.DataFrame, optimum: float) -> None:
+def mean_se(df: pd.DataFrame, x: str, col: str) -> pd.DataFrame:
+    """Per value of x: mean of col over seeds and its SE (sd ddof 1 / sqrt(n); NaN for n = 1)."""
+    g = df.groupby(x, sort=True)[col]
+    out = g.agg(["mean", "std", "count"]).reset_index()
+    out["se"] = out["std"] / np.sqrt(out["count"])
+    return out
+
+
+def _legend_below(ax, handles=None, labels=None) -> None:
+    """The legend under the panel (below its x label), never over the curves."""
+    if handles is None:
+        handles, labels = ax.get_legend_handles_labels()
+    ax.legend(
+        handles,
+        labels,
+        fontsize=7,
+        loc="upper center",
+        bbox_to_anchor=(0.5, -0.13),
+        ncol=2,
+        frameon=False,
+    )
+
+
+def _linear_panel(ax, lin: pd.DataFrame, fresh: pd.DataFrame, optimum: float) -> None:
     lin = lin.assign(rel=lin.pmi_rmse_product / lin.product_std)
-    s = group_mean_se(lin, ["dim"], "rel")
+    s = mean_se(lin, "dim", "rel")
     floors = lin.groupby("dim").apply(
         lambda g: (g.rank_floor / g.product_std).iloc[0], include_groups=False
     )
@@ -35,11 +64,12 @@ def _linear_panel(ax, lin: pd.DataFrame, kme: pd.DataFrame, optimum: float) -> N
         fmt="o",
         capsize=3,
         color=HEAD_COLORS["linear"],
-        label="linear head, pixels (fresh)",
+        label=f"linear head, pixels (fresh), {SE_NOTE}",
     )
-    fresh = kme[kme.data == "fresh"]
-    rel = (fresh.pmi_rmse_product / fresh.product_std).mean()
-    ax.axhline(rel, color=FRESH, ls="-", lw=1.2, label=f"KME M=K={HIDDEN_CLASSES}, pixels (fresh)")
+    r = fresh.pmi_rmse_product / fresh.product_std
+    m, se = float(r.mean()), float(r.std(ddof=1) / np.sqrt(len(r)))
+    ax.axhline(m, color=FRESH, ls="-", lw=1.2, label=f"KME M=K={HIDDEN_CLASSES}, pixels (fresh)")
+    ax.axhspan(m - se, m + se, color=FRESH, alpha=0.2, lw=0, label="KME ± 1 SE over seeds")
     ax.axhline(optimum, color="grey", ls=":", label="latent-table optimum (KME)")
     ax.axvline(HIDDEN_CLASSES, color="grey", lw=0.6)
     ax.set_xlabel("linear head dimension d")
@@ -48,14 +78,16 @@ def _linear_panel(ax, lin: pd.DataFrame, kme: pd.DataFrame, optimum: float) -> N
     ax.set_xticks(sorted(set(floors.index) | {HIDDEN_CLASSES}))
     ax.set_xlim(min(floors.index) - 0.5, max(floors.index) + 0.5)
     ax.set_title("(a) T7a: linear heads stay above the floor of the latent table")
-    ax.legend(fontsize=7, loc="lower left", bbox_to_anchor=(0.0, 0.13))
+    _legend_below(ax)
 
 
 def _curve(ax, tr: pd.DataFrame, color: str, label: str, x: str = "step") -> None:
     for _, g in tr.groupby("seed"):
-        ax.plot(g[x], g.rel, color=color, alpha=0.35, lw=0.8)
-    m = tr.groupby(x, as_index=False).rel.mean()
-    ax.plot(m[x], m.rel, color=color, marker="o", ms=3, label=label)
+        ax.plot(g[x], g.rel, color=color, alpha=0.3, lw=0.7)
+    m = mean_se(tr, x, "rel")
+    ax.errorbar(
+        m[x], m["mean"], yerr=m["se"], color=color, marker="o", ms=3, capsize=2, label=label
+    )
 
 
 def _steps_panel(ax, tr: pd.DataFrame, floor_k: float, optimum: float, n_train: int) -> None:
@@ -76,8 +108,10 @@ def _steps_panel(ax, tr: pd.DataFrame, floor_k: float, optimum: float, n_train: 
     ax.set_ylim(0, 1.2)
     ax.set_xlabel("training step")
     ax.set_ylabel("held-out rmse / sd(PMI)  [dimensionless]")
-    ax.set_title("(b) T7b/T7c: held-out PMI error, fresh against fixed (fixed clipped at 1.2)")
-    ax.legend(fontsize=7, loc="upper right")
+    ax.set_title(
+        f"(b) T7b/T7c: held-out PMI error ({SE_NOTE}; thin: seeds; clipped at 1.2)", fontsize=8
+    )
+    _legend_below(ax)
 
 
 def _overfit_panel(ax, tr: pd.DataFrame, n_train: int, batch: int) -> None:
@@ -85,8 +119,16 @@ def _overfit_panel(ax, tr: pd.DataFrame, n_train: int, batch: int) -> None:
     kme = tr[tr.similarity == "kme"].assign(ep=lambda t: t.step * batch / n_train)
     fixed, fresh = kme[kme.data == "fixed"], kme[kme.data == "fresh"]
     for g, color, label in ((fixed, FIXED, "fixed set"), (fresh, FRESH, "fresh samples")):
-        m = g.groupby("ep", as_index=False)[["train_loss"]].mean()
-        ax.plot(m.ep, m.train_loss, color=color, marker=".", label=f"training loss, {label}")
+        m = mean_se(g, "ep", "train_loss")
+        ax.errorbar(
+            m.ep,
+            m["mean"],
+            yerr=m["se"],
+            color=color,
+            marker=".",
+            capsize=2,
+            label=f"training loss, {label}",
+        )
     floor = float(fixed.loss_floor.iloc[0])
     ax.axhline(floor, color="black", ls="--", label=f"log N - I = {floor:.3f} nats")
     cross = crossing(fixed)
@@ -101,25 +143,35 @@ def _overfit_panel(ax, tr: pd.DataFrame, n_train: int, batch: int) -> None:
     ax.set_ylabel("training InfoNCE loss (mean since last record)  [nats]")
     right = ax.twinx()
     right.grid(False)
-    m = fixed.groupby("ep", as_index=False).rel.mean()
-    right.plot(m.ep, m.rel, color=FIXED, ls="-.", lw=1, label="held-out rmse/sd, fixed (right)")
-    m = fresh.groupby("ep", as_index=False).rel.mean()
-    right.plot(m.ep, m.rel, color=FRESH, ls="-.", lw=1, label="held-out rmse/sd, fresh (right)")
+    for g, color, label in ((fixed, FIXED, "fixed"), (fresh, FRESH, "fresh")):
+        m = mean_se(g, "ep", "rel")
+        right.errorbar(
+            m.ep,
+            m["mean"],
+            yerr=m["se"],
+            color=color,
+            ls="-.",
+            lw=1,
+            capsize=2,
+            label=f"held-out rmse/sd, {label} (right)",
+        )
     right.set_yscale("log")
     right.set_ylabel("held-out rmse / sd(PMI), log scale  [dimensionless]")
     lines, more = ax.get_legend_handles_labels(), right.get_legend_handles_labels()
-    ax.legend(lines[0] + more[0], lines[1] + more[1], fontsize=7, loc="center right")
-    ax.set_title("(c) T7c: on the fixed set the training loss goes below log N - I")
+    _legend_below(ax, lines[0] + more[0], lines[1] + more[1])
+    ax.set_title(f"(c) T7c: the fixed set's training loss goes below log N - I ({SE_NOTE})")
 
 
 def draw(tables: dict[str, pd.DataFrame], results: list[ClaimResult], fig_dir: Path) -> list[Path]:
-    kme, lin, tab = tables["t7-kme"], tables["t7-linear"], tables["t7-table"]
+    fresh, fixed = tables["t7-kme"], tables["t7-fixed"]
+    lin, tab = tables["t7-linear"], tables["t7-table"]
+    kme = pd.concat([fresh, fixed], ignore_index=True)
     tr = pd.concat([trace_long(kme), trace_long(lin)], ignore_index=True)
-    optimum = float((tab.pmi_rmse_product / tab.product_std).max())
+    optimum = float((tab.pmi_rmse_product / tab.product_std).mean())
     floor_k = float((kme.rank_floor_k / kme.product_std).iloc[0])
-    n_train = int(kme[kme.data == "fixed"].n_train.iloc[0])
-    fig, (a, b, c) = plt.subplots(1, 3, figsize=(17, 5.6))
-    _linear_panel(a, lin, kme, optimum)
+    n_train = int(fixed.n_train.iloc[0])
+    fig, (a, b, c) = plt.subplots(1, 3, figsize=(17, 6.6))
+    _linear_panel(a, lin, fresh, optimum)
     _steps_panel(b, tr, floor_k, optimum, n_train)
     _overfit_panel(c, tr, n_train, int(kme.batch_size.iloc[0]))
     banner(
@@ -128,5 +180,5 @@ def draw(tables: dict[str, pd.DataFrame], results: list[ClaimResult], fig_dir: P
         "T7: similarity heads on real pixels and tokens, against the exact PMI (hidden-class "
         f"shapes, K = {HIDDEN_CLASSES})",
     )
-    fig.subplots_adjust(wspace=0.42, bottom=0.1, left=0.05, right=0.95)
+    fig.subplots_adjust(wspace=0.45, bottom=0.27, left=0.05, right=0.94)
     return save(fig, fig_dir, "t7_pixels")

@@ -22,7 +22,8 @@ def finished(tmp_path_factory):
 
 
 def _figures(d):
-    return {p.name: p.read_bytes() for p in sorted(d.iterdir())}
+    """The figure files (not the marker naming the results they were drawn from)."""
+    return {p.name: p.read_bytes() for p in sorted(d.iterdir()) if p.name != ".pmilab-figures"}
 
 
 def test_redraw_is_byte_identical_twice_and_trains_nothing(finished, tmp_path, capsys):
@@ -82,3 +83,28 @@ def test_run_missing_runs_then_draws(finished, tmp_path, capsys):
         _figures(part / "figures")["t6_invariance.png"]
         == (finished / "figures" / "t6_invariance.png").read_bytes()
     )
+
+
+def test_out_holding_figures_of_other_results_is_refused(finished, tmp_path, capsys):
+    """--out that holds figures drawn from another --results (or another command's output) is
+    refused in one line, nothing replaced, unless --overwrite; the same results redraw in place."""
+    other = tmp_path / "other"
+    shutil.copytree(finished, other, ignore=shutil.ignore_patterns("runs"))
+    out = tmp_path / "figs"
+    assert main(["figures", "--results", str(finished), "--out", str(out), "--claims", "T6"]) == 0
+    before = _figures(out)
+    assert (out / ".pmilab-figures").read_text().strip() == str(finished.resolve())
+    assert main(["figures", "--results", str(finished), "--out", str(out), "--claims", "T6"]) == 0
+    capsys.readouterr()
+    assert main(["figures", "--results", str(other), "--out", str(out), "--claims", "T6"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "holds figures drawn from" in err[0] and _figures(out) == before
+    cmd = ["figures", "--results", str(other), "--out", str(out), "--claims", "T6", "--overwrite"]
+    assert main(cmd) == 0
+    assert (out / ".pmilab-figures").read_text().strip() == str(other.resolve())
+    # another command's output folder
+    fit_out = tmp_path / "fit"
+    fit_out.mkdir()
+    (fit_out / "metrics.json").write_text("{}")
+    assert main(["figures", "--results", str(finished), "--out", str(fit_out)]) == 2
+    assert "metrics.json" in capsys.readouterr().err

@@ -1,51 +1,27 @@
-"""T7's rules and task pieces (docs/theory.md T7). The claim end to end at smoke size, its
-control rows FAILing included, runs in test_claims_smoke.py with every other claim."""
+"""T7's task pieces (docs/theory.md T7). Its verdict rules, calibration pairs and a planted
+logit error at smoke size are in test_t7_verdicts.py; the claim end to end at smoke size runs in
+test_claims_smoke.py with every other claim."""
 
 import math
 
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
-from pmilab.experiments.claims.t7 import crossing, floor_rule, reach_rule
-from pmilab.experiments.claims.tolerances import REACH_TOL_MC, Z_TOL
+from pmilab import metrics
+from pmilab.experiments.claims.t7 import crossing
 from pmilab.experiments.tasks.pixels import (
+    TABLE_METRICS,
+    calibration_sizes,
     latent_table_kme,
+    perturbation_field,
     pixel_head,
     pixel_metrics,
     record_steps,
 )
-
-
-def test_floor_rule_allows_monte_carlo_noise_only():
-    z, ok = floor_rule([1.0, 0.5], [0.01, 0.01], [0.9, 0.5])
-    assert ok and z.tolist() == pytest.approx([10.0, 0.0])
-    _, ok = floor_rule([0.5 - (Z_TOL - 0.5) * 0.01], [0.01], [0.5])  # within 4 SE: noise
-    assert ok
-    z, ok = floor_rule([0.5 - (Z_TOL + 0.5) * 0.01], [0.01], [0.5])  # beyond: a violation
-    assert not ok and z[0] < -Z_TOL
-    _, ok = floor_rule([0.0], [0.0], [0.3])  # an exact head below the floor
-    assert not ok
-
-
-def test_reach_rule_needs_the_tolerance_and_the_floor():
-    def runs(rel, se, floor):
-        return pd.DataFrame(
-            {
-                "pmi_rmse_product": rel,
-                "pmi_rmse_product_se": se,
-                "product_std": 1.0,
-                "rank_floor_k": floor,
-            }
-        )
-
-    assert reach_rule(runs([0.1, 0.14], [0.01, 0.01], 0.27), 0.0)[1]
-    assert not reach_rule(runs([0.1, 0.16], [0.01, 0.01], 0.27), 0.0)[1]  # one seed outside
-    # within the tolerance but not significantly below the floor: FAIL
-    assert not reach_rule(runs([0.14], [0.01], 0.16), 0.0)[1]
-    # a linear head at d = K is >= its floor > tolerance: FAIL by construction
-    assert not reach_rule(runs([0.3], [0.001], 0.27), 0.0)[1]
-    assert REACH_TOL_MC == 0.15
+from pmilab.pretrain.shapes import LatentShapesJoint
+from pmilab.theory import optimum as opt
 
 
 def test_crossing_is_the_first_window_significantly_below_log_n_minus_i():
@@ -68,10 +44,54 @@ def test_crossing_is_the_first_window_significantly_below_log_n_minus_i():
     assert math.isnan(never.cross_step)
 
 
-def test_latent_table_kme_reaches_the_exact_pmi():
-    out = latent_table_kme({"seed": 0, "eps": 0.01, "image_size": 16, "eval_n": 128})
-    assert out["pmi_rmse_product"] / out["product_std"] < 1e-5
-    assert out["rank_floor_k"] / out["product_std"] == pytest.approx(0.2677, abs=1e-4)
+TABLE = {
+    "seed": 0,
+    "eps": 0.01,
+    "image_size": 16,
+    "eval_n": 128,
+    "reach_tol": 0.15,
+    "floor_tol": 0.05,
+}
+
+
+def test_latent_table_kme_reaches_the_exact_pmi_and_plants_known_errors():
+    out = latent_table_kme(TABLE)
+    assert list(out) == TABLE_METRICS
+    sd = out["product_std"]
+    assert out["pmi_rmse_product"] / sd < 1e-5
+    assert out["rank_floor_k"] / sd == pytest.approx(0.2677, abs=1e-4)
+    sizes = calibration_sizes(0.15, 0.05, out["rank_floor_k"] / sd)
+    assert sizes == pytest.approx(
+        {"reach_near": 0.30, "reach_half": 0.075, "floor_near": 0.1677, "floor_half": 0.2427},
+        abs=1e-4,
+    )
+    for case, a in sizes.items():
+        assert out[f"planted_{case}"] == a
+        # the held-out grid samples the planted field: its estimate is a up to grid noise
+        assert out[f"pmi_rmse_product_{case}"] / sd == pytest.approx(a, rel=0.05)
+    again = latent_table_kme({**TABLE, "seed": 1})
+    assert again["pmi_rmse_product_reach_near"] != out["pmi_rmse_product_reach_near"]
+
+
+def test_perturbation_field_has_exactly_unit_size_under_the_product_measure():
+    lat = LatentShapesJoint(eps=0.01).latent()
+    px, py = (
+        torch.as_tensor(lat.px, dtype=torch.float64),
+        torch.as_tensor(lat.py, dtype=torch.float64),
+    )
+    f = perturbation_field(px, py, 3)
+    w = torch.outer(px, py) / (px.sum() * py.sum())
+    assert float((w * f).sum()) == pytest.approx(0.0, abs=1e-12)
+    assert float((w * f * f).sum()) == pytest.approx(1.0, abs=1e-12)
+    assert torch.equal(f, perturbation_field(px, py, 3)) and not torch.equal(
+        f, perturbation_field(px, py, 4)
+    )
+    # PMI + C + a F has population pmi_rmse_product exactly a (the exact, weighted metric)
+    pmi = LatentShapesJoint(eps=0.01).pmi_table().double()
+
+    rmse = metrics.pmi_rmse_product(pmi + 1.7 + 0.3 * f, pmi, torch.outer(px, py))
+    assert float(rmse) == pytest.approx(0.3, abs=1e-12)
+    assert opt.product_std(pmi, px, py) > 0
 
 
 @pytest.mark.parametrize("data", ["fresh", "fixed"])

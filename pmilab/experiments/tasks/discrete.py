@@ -1,4 +1,4 @@
-"""Tasks on discrete joints: exact PMI errors, rank, floors, T3's probe, and T5c's loss_N."""
+"""Tasks on discrete joints: exact PMI errors, rank, floors and T3's probe (T5's tasks: `t5_heads`)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ from pmilab.experiments.tasks.catalog import make_dist
 from pmilab.experiments.tasks.fitting import NAN, PROBE_SEED_OFFSET, fit_run, fit_runs
 from pmilab.experiments.tasks.probe import head_t3_quantities
 from pmilab.losses import symmetric_infonce
-from pmilab.stats import mean_se
 from pmilab.theory import optimum as opt
 
 DISCRETE_METRICS = [
@@ -55,64 +54,11 @@ def discrete_heads(ps: list[dict]) -> list[dict]:
     return [_discrete_metrics(run, p) for run, p in zip(runs, ps, strict=True)]
 
 
-BATCH_METRICS = DISCRETE_METRICS + [
-    "lossn_head",
-    "lossn_pmi",
-    "lossn_diff",
-    "lossn_diff_se",
-    "lossn_pert",
-    "lossn_pert_diff",
-    "lossn_pert_diff_se",
-]
-# T5c's power check: PMI plus independent N(0, PERTURB_SD²) noise on every cell must lose to
-# PMI on the same batches. 0.5 nats is a fifth of the K=4 table's PMI spread: a clearly wrong
-# logit, so a paired test that cannot see it cannot see anything.
-PERTURB_SD = 0.5
-
-
-def batch_head(p: dict) -> dict:
-    """`discrete_head` plus T1b at the training batch size N: the expected symmetric loss_N of
-    the trained head, and of PMI plus noise (PERTURB_SD), against that of ℓ = PMI on the same
-    held-out batches (paired differences, with their standard errors across batches). T1b: PMI
-    + C minimises E[loss_N], so neither can beat PMI beyond Monte Carlo noise, and the
-    perturbed logit must lose to it."""
-    d = make_dist(p["dist"])
-    return _batch_metrics(fit_run(d, p), d, p)
-
-
-def batch_heads(ps: list[dict]) -> list[dict]:
-    """`batch_head` for each seed of a cell, trained as one batched computation."""
-    d = make_dist(ps[0]["dist"])
-    return [_batch_metrics(run, d, p) for run, p in zip(fit_runs(d, ps), ps, strict=True)]
-
-
-def _batch_metrics(run, d, p: dict) -> dict:
-    """One run's metrics; `d`: the distribution as the task built it."""
-    out = _discrete_metrics(run, p)
-    n = int(p["batch_size"])
-    k = max(64, int(p["eval_pairs"]) // n)
-    x, y = d.sample(n * k, seed=PROBE_SEED_OFFSET + int(p["seed"]))
-    x, y = x.view(k, n), y.view(k, n)
-    table, pmi = run.logit_table(), d.pmi_table()
-    head, crit = _batched_symmetric(table, x, y), _batched_symmetric(pmi, x, y)
-    g = torch.Generator().manual_seed(PROBE_SEED_OFFSET + 17 + int(p["seed"]))
-    noise = torch.randn(pmi.shape, generator=g, dtype=pmi.dtype) * PERTURB_SD
-    pert = _batched_symmetric(pmi + noise, x, y)
-    gap, pgap = mean_se(head - crit), mean_se(pert - crit)
-    out.update(
-        lossn_head=float(head.mean()),
-        lossn_pmi=float(crit.mean()),
-        lossn_diff=float(gap),
-        lossn_diff_se=gap.se,
-        lossn_pert=float(pert.mean()),
-        lossn_pert_diff=float(pgap),
-        lossn_pert_diff_se=pgap.se,
-    )
-    return out
-
-
 def _batched_symmetric(table: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """(k,) symmetric InfoNCE of k batches: x, y (k, N) state indices, logits table[x_i, y_j]."""
+    """(k,) symmetric InfoNCE of k batches: x, y (k, N) state indices, logits table[x_i, y_j].
+
+    No task uses it since T5c moved to `t5_heads.batch_terms`; kept for
+    tests/experiments/test_claims_smoke.py."""
     out, step = [], max(1, 2**20 // x.shape[1] ** 2)  # ~1M logits at a time
     for s in range(0, x.shape[0], step):
         lg = table[x[s : s + step, :, None], y[s : s + step, None, :]]  # (b, N, N)

@@ -45,9 +45,11 @@ from pmilab.stats import mean_se
 from pmilab.theory import optimum as opt
 
 EVAL_SEED_OFFSET = 7_919  # held-out images and captions use seed + this in their own streams
+PERTURB_SEED_OFFSET = 104_729  # the calibration pairs' perturbation field (`perturbation_field`)
 # The latent-table KME's bandwidth: its K points sit at the unit basis vectors (distance² 2),
 # so a cross-class kernel value is exp(−2 / (2·0.05²)) = e^−400, 0 in float32.
 TABLE_SIGMA = 0.05
+TABLE_SCORES = ("pmi_rmse_product", "pmi_rmse_product_se")
 TRACE_FIELDS = [
     "pmi_rmse_product",
     "pmi_rmse_product_se",
@@ -145,8 +147,9 @@ def make_data(p: dict, joint: LatentShapesJoint):
 
 
 @torch.no_grad()
-def heldout_pmi(model: PixelTextModel, data, pmi_table: Tensor, n: int, seed: int) -> dict:
-    """`pmi_rmse_product` (with SE) and `pmi_corr` on the held-out n x n product grid."""
+def heldout_logits(model: PixelTextModel, data, n: int, seed: int) -> tuple[Tensor, Tensor, Tensor]:
+    """The model's (n, n) logit grid of held-out images against independent held-out captions
+    (float64), with the images' latents z and the captions' latents y."""
     model.eval()
     images, z = data.heldout_images(n, seed + EVAL_SEED_OFFSET)
     ids, _, y = data.heldout_captions(n, seed + EVAL_SEED_OFFSET)
@@ -154,36 +157,93 @@ def heldout_pmi(model: PixelTextModel, data, pmi_table: Tensor, n: int, seed: in
     rows = []
     for i in range(0, n, 256):
         rows.append(model.logits(model.encode_image(images[i : i + 256]), txt))
-    lm = torch.cat(rows).double()
-    pmi = pmi_table[torch.as_tensor(z)][:, torch.as_tensor(y)]
     model.train()
+    return torch.cat(rows).double(), torch.as_tensor(z), torch.as_tensor(y)
+
+
+def score_grid(lm: Tensor, pmi_table: Tensor, z: Tensor, y: Tensor, corr: bool = True) -> dict:
+    """`pmi_rmse_product` (with its V-statistic SE) and, with `corr`, `pmi_corr` of a held-out
+    logit grid against the exact PMI(z_i, y_j): the one scoring path of every T7 head and
+    table."""
+    pmi = pmi_table[torch.as_tensor(z)][:, torch.as_tensor(y)]
     rmse = metrics.pmi_rmse_product(lm, pmi)
+    out = {"pmi_rmse_product": float(rmse), "pmi_rmse_product_se": rmse.se}
+    if corr:
+        out["pmi_corr"] = float(metrics.pmi_corr(lm, pmi))
+    return out
+
+
+def heldout_pmi(model: PixelTextModel, data, pmi_table: Tensor, n: int, seed: int) -> dict:
+    """`pmi_rmse_product` (with SE) and `pmi_corr` on the held-out n x n product grid."""
+    lm, z, y = heldout_logits(model, data, n, seed)
+    return score_grid(lm, pmi_table, z, y)
+
+
+def perturbation_field(px, py, seed: int) -> Tensor:
+    """A random field F on the (z, y) table, drawn from `seed`: i.i.d. normal cells, then
+    centred and scaled so that E_{p(z)p(y)}[F] = 0 and E_{p(z)p(y)}[F²] = 1 exactly.
+
+    A table ℓ = PMI + C + a·F has population `pmi_rmse_product` exactly a (its residual
+    ℓ − PMI − C' is a·F with C' = C), so a·sd(PMI)·F plants an error of known size, a in
+    units of sd(PMI), into a logit table (T7's calibration pairs, docs/theory.md T7). On a
+    held-out grid the estimate scatters around a by the grid's sampling of the cells."""
+    px = torch.as_tensor(px, dtype=torch.float64)
+    py = torch.as_tensor(py, dtype=torch.float64)
+    g = torch.Generator().manual_seed(int(seed) + PERTURB_SEED_OFFSET)
+    f = torch.randn(len(px), len(py), generator=g, dtype=torch.float64)
+    w = torch.outer(px, py)
+    w = w / w.sum()
+    f = f - (w * f).sum()
+    return f / (w * f * f).sum().sqrt()
+
+
+def calibration_sizes(reach_tol: float, floor_tol: float, floor_rel: float) -> dict[str, float]:
+    """The planted errors (units of sd(PMI)) of T7's calibration pairs, by case:
+    reach_*: an error 2x / 0.5x T7b's tolerance (its optimum is 0, so the gap to it is the
+    error); floor_*: an error that beats the linear floor at d = K by 2x / 0.5x T7a's
+    tolerance (floor_rel − 2 tol, floor_rel − tol/2)."""
     return {
-        "pmi_rmse_product": float(rmse),
-        "pmi_rmse_product_se": rmse.se,
-        "pmi_corr": float(metrics.pmi_corr(lm, pmi)),
+        "reach_near": 2.0 * reach_tol,
+        "reach_half": 0.5 * reach_tol,
+        "floor_near": floor_rel - 2.0 * floor_tol,
+        "floor_half": floor_rel - 0.5 * floor_tol,
     }
 
 
-TABLE_METRICS = ["pmi_rmse_product", "pmi_rmse_product_se", "product_std", "rank_floor_k", "k"]
+CALIBRATION_CASES = ("reach_near", "reach_half", "floor_near", "floor_half")
+
+TABLE_METRICS = [
+    "pmi_rmse_product",
+    "pmi_rmse_product_se",
+    "product_std",
+    "rank_floor_k",
+    "k",
+    *(f"{m}_{c}" for c in CALIBRATION_CASES for m in ("planted", *TABLE_SCORES)),
+]
 
 
 @torch.no_grad()
 def latent_table_kme(p: dict) -> dict:
-    """The latent-table optimum of a KME head with M = K points, on the held-out grid.
+    """The latent-table optimum of a KME head with M = K points, on the held-out grid, and the
+    calibration pairs of T7's rules built from it.
 
     Built, not trained: every input gets the K points e_1 ... e_K (the unit basis vectors) and
     its exact class posterior as weights (log p(c | z) for an image, log p(c | y) for a
     caption), with σ = TABLE_SIGMA. Then ℓ = log Σ_c p(c|z) p(c|y) = PMI − log K: the KME
     head represents PMI + C exactly (docs/theory.md T2), so its optimum is 0. Scored on the
-    same held-out grid, with the same code, as the pixel-trained heads of this seed; it reads
-    the latents, not the pixels.
+    same held-out grid, with the same code (`score_grid`), as the pixel-trained heads of this
+    seed; it reads the latents, not the pixels.
+
+    Calibration (params reach_tol, floor_tol): the same logit grid plus a·sd(PMI)·F[z, y],
+    F = `perturbation_field(seed)`, for each planted size a of `calibration_sizes`, scored by
+    `score_grid` (columns `planted_<case>`, `pmi_rmse_product_<case>`, `..._se_<case>`).
     """
     seed = int(p["seed"])
     joint = LatentShapesJoint(eps=float(p["eps"]))
     data = ShapesStream(joint, 2, seed, image_size=int(p["image_size"]))
     _, z = data.heldout_images(int(p["eval_n"]), seed + EVAL_SEED_OFFSET)
     _, _, y = data.heldout_captions(int(p["eval_n"]), seed + EVAL_SEED_OFFSET)
+    z, y = torch.as_tensor(z), torch.as_tensor(y)
     k = joint.k
     head = KME(sigma=TABLE_SIGMA, learn_sigma=False)
 
@@ -192,19 +252,29 @@ def latent_table_kme(p: dict) -> dict:
         return pts, post.float().log()
 
     lm = head.logit_matrix(
-        *side(joint.posterior_z()[torch.as_tensor(z)]),
-        *side(joint.posterior_y()[torch.as_tensor(y)]),
+        *side(joint.posterior_z()[z]),
+        *side(joint.posterior_y()[y]),
     ).double()
     pmi_table = joint.pmi_table()
-    rmse = metrics.pmi_rmse_product(lm, pmi_table[torch.as_tensor(z)][:, torch.as_tensor(y)])
     lat = joint.latent()
-    return {
-        "pmi_rmse_product": float(rmse),
-        "pmi_rmse_product_se": rmse.se,
-        "product_std": opt.product_std(pmi_table, lat.px, lat.py),
-        "rank_floor_k": opt.rank_floor(pmi_table, lat.px, lat.py, k),
+    sd = opt.product_std(pmi_table, lat.px, lat.py)
+    floor_k = opt.rank_floor(pmi_table, lat.px, lat.py, k)
+    score = score_grid(lm, pmi_table, z, y, corr=False)
+    out = {
+        "pmi_rmse_product": score["pmi_rmse_product"],
+        "pmi_rmse_product_se": score["pmi_rmse_product_se"],
+        "product_std": sd,
+        "rank_floor_k": floor_k,
         "k": k,
     }
+    field = perturbation_field(lat.px, lat.py, seed)[z][:, y]
+    sizes = calibration_sizes(float(p["reach_tol"]), float(p["floor_tol"]), floor_k / sd)
+    for case, a in sizes.items():
+        planted = score_grid(lm + a * sd * field, pmi_table, z, y, corr=False)
+        out[f"planted_{case}"] = a
+        for m in TABLE_SCORES:
+            out[f"{m}_{case}"] = planted[m]
+    return {m: out[m] for m in TABLE_METRICS}
 
 
 def pixel_head(p: dict) -> dict:
