@@ -55,16 +55,6 @@ def continuous_heads(ps: list[dict], metrics: list[str] = CONTINUOUS_METRICS) ->
     return [_continuous_metrics(run, d, p, metrics) for run, p in zip(runs, ps, strict=True)]
 
 
-def invariance_head(p: dict) -> dict:
-    """`continuous_head` plus `pmi_rmse_product_above` (T6)."""
-    return continuous_head(p, INVARIANCE_METRICS)
-
-
-def invariance_heads(ps: list[dict]) -> list[dict]:
-    """`invariance_head` for each seed of a cell, trained as one batched computation."""
-    return continuous_heads(ps, INVARIANCE_METRICS)
-
-
 def _encoder_kwargs(p: dict) -> dict:
     """The `fit` arguments of a continuous run beyond `fit_kwargs`: its encoder and its
     evaluation sample size."""

@@ -112,7 +112,7 @@ def t6_head(p: dict) -> dict:
 def t6_heads(ps: list[dict]) -> list[dict]:
     """T6b's runs of one cell (parameters equal but for "seed"), trained as one batched
     computation on `t6_dist(ps[0]["dist"])`, with `continuous.INVARIANCE_METRICS` (the same
-    metrics, in the same units, as `continuous.invariance_heads`)."""
+    metrics, in the same units, as `continuous.continuous_heads` gives with them)."""
     d = t6_dist(ps[0]["dist"])
     runs = fit_runs(d, ps, **_encoder_kwargs(ps[0]))
     return [
