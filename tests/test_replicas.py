@@ -111,7 +111,11 @@ def test_a_diverging_replica_stops_alone_and_the_others_are_untouched(monkeypatc
     d = pl.dists.parse_spec(LATENT)
     with torch.no_grad():
         table = bad.model.logit_matrix(torch.arange(6), torch.arange(5))
-    assert population_loss(table, d.table.float()).item() == bad.history[-1]
+    # the recorded loss was computed under vmap, this one without: equal up to float32 rounding
+    # (bit-equal on some CPUs, 1e-7 apart on others), while neighbouring steps differ by far more
+    loss = population_loss(table, d.table.float()).item()
+    assert loss == pytest.approx(bad.history[-1], rel=1e-6)
+    assert abs(bad.history[-1] - bad.history[-2]) > 1e-4 * abs(loss)
     for run, ref in ((runs[0], clean[0]), (runs[2], clean[1])):
         assert _same_run(ref, run) == [] and run.stopped_at is None and not run.message
 

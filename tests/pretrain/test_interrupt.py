@@ -26,9 +26,23 @@ def env() -> dict:
     return {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
 
 
+def _default_sigint() -> None:
+    """In the child: SIGINT as a terminal gives it. A shell's background job inherits SIGINT
+    ignored, and pretrain then (by design) leaves Ctrl-C alone; this test must not depend on
+    how pytest itself was started."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_sigint_checkpoints_the_current_step_and_resume_goes_on(tmp_path):
     out = tmp_path / "run"
-    proc = subprocess.Popen(command(out), cwd=ROOT, env=env(), stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        command(out),
+        cwd=ROOT,
+        env=env(),
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=_default_sigint,
+    )
     deadline = time.time() + 240
     while not (out / "log.csv").exists():  # the first step is logged: the loop runs
         assert proc.poll() is None, proc.stderr.read()[-2000:]

@@ -83,8 +83,11 @@ def test_sigkill_then_resume_equals_uninterrupted(tmp_path, sim, capsys):
     eb = evaluate(killed, "digits", n_max=200, progress=False)
     keys = ["zeroshot_top1", "retrieval_r1_i2t", "retrieval_r5_t2i", "probe_top1"]
     assert {k: ea[k] for k in keys} == {k: eb[k] for k in keys}
-    # the run learned something: digits zero-shot above chance (0.1) even at this tiny size
-    assert ea["zeroshot_top1"] > 0.1
+    # the run trained: its logged loss fell. (Zero-shot accuracy is not asserted: after 40 steps
+    # at this size it sits at chance, 0.095 against 0.1 on this machine's kernels, and "above
+    # 0.1" held only by luck on another CPU.)
+    rows = log_rows(full)
+    assert float(rows[-1][1]) < float(rows[0][1]) - 0.05, rows
 
     # in the finished run dir: no --resume is refused, another similarity is one clear error
     base = ["pretrain", *ARGS, "--out", str(killed)]
