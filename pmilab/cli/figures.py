@@ -26,7 +26,7 @@ def add_parser(subparsers) -> None:
     p.add_argument(
         "--results",
         type=Path,
-        default=Path("reports/full"),
+        default=Path("reports/quick"),
         help="a `pmilab verify --out` directory (default: %(default)s)",
     )
     p.add_argument(
