@@ -16,7 +16,10 @@ HEAVY = ("torch", "transformers", "scipy", "sklearn", "pandas", "matplotlib")
 ARGVS = [
     ["--help"],
     ["--version"],
-    *([cmd, "--help"] for cmd in ("verify", "fit", "figures", "pretrain", "eval")),
+    *(
+        [cmd, "--help"]
+        for cmd in ("verify", "power", "compare", "fit", "figures", "pretrain", "eval")
+    ),
 ]
 
 
