@@ -126,8 +126,14 @@ def heads_sweep(cfg: HeadsConfig) -> Sweep:
                     f"seed{seed}",
                 )
                 runs.append(RunSpec.of(p, *rid))
+    return heads_task_sweep("heads", runs)
+
+
+def heads_task_sweep(name: str, runs: list[RunSpec]) -> Sweep:
+    """A sweep of discrete-head runs through the heads task (metrics and calibration columns,
+    one batched computation per cell): the heads sweep and T2a's longer-trained linear heads."""
     return Sweep(
-        "heads",
+        name,
         partial(heads_run, tol=REACH_TOL),
         runs,
         HEADS_METRICS,

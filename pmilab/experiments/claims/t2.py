@@ -38,7 +38,13 @@ import numpy as np
 import pandas as pd
 
 from pmilab import verdicts as V
-from pmilab.experiments.claims.heads import HeadsConfig, heads_config, heads_sweep, run_params
+from pmilab.experiments.claims.heads import (
+    HeadsConfig,
+    heads_config,
+    heads_sweep,
+    heads_task_sweep,
+    run_params,
+)
 from pmilab.experiments.claims.tolerances import REACH_TOL, REACH_TOL_MC, rel_error
 from pmilab.experiments.framework.claim import (
     ClaimResult,
@@ -52,11 +58,8 @@ from pmilab.experiments.framework.sweep import RunSpec, Sweep, dist_id, seed_lis
 from pmilab.experiments.tasks.discrete import DISCRETE_METRICS, discrete_head, discrete_heads
 from pmilab.experiments.tasks.t2_calibration import (
     GAUSS_METRICS,
-    HEADS_METRICS,
     gauss_cell,
     gauss_run,
-    heads_cell,
-    heads_run,
 )
 from pmilab.verdicts import Judged
 
@@ -160,14 +163,7 @@ def long_sweep(h: HeadsConfig) -> Sweep:
             p.update(steps=LONG_FACTOR * h.steps, probe_n=0)
             rid = ("t2long", dist_id(p["dist"]), "linear", f"d{k}", f"s{p['steps']}", f"seed{seed}")
             runs.append(RunSpec.of(p, *rid))
-    return Sweep(
-        "t2-linear-long",
-        partial(heads_run, tol=REACH_TOL),
-        runs,
-        HEADS_METRICS,
-        "T2",
-        cell_task=partial(heads_cell, tol=REACH_TOL),
-    )
+    return heads_task_sweep("t2-linear-long", runs)
 
 
 def control_sweep(h: HeadsConfig) -> Sweep:
