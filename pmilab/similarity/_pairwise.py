@@ -95,11 +95,7 @@ class _SmallDSqDists(torch.autograd.Function):
 
     @staticmethod
     def forward(x: Tensor, y: Tensor) -> Tensor:
-        xs, ys = _coordinates(x, y)
-        out = torch.sub(xs[0], ys[0]).square_()
-        for xk, yk in zip(xs[1:], ys[1:], strict=True):
-            out.add_(torch.sub(xk, yk).square_())  # ((0 + a0) + a1) + ...: the sum's order
-        return out
+        return coordinate_sq_dists(x, y)
 
     @staticmethod
     def setup_context(ctx, inputs, output) -> None:
@@ -125,6 +121,17 @@ class _SmallDSqDists(torch.autograd.Function):
         xb = x if in_dims[0] is None else x.movedim(in_dims[0], 0)
         yb = y if in_dims[1] is None else y.movedim(in_dims[1], 0)
         return _SmallDSqDists.apply(xb, yb), 0
+
+
+def coordinate_sq_dists(x: Tensor, y: Tensor) -> Tensor:
+    """sum_k (x_k - y_k)^2 of two broadcastable (..., d) tensors, coordinate by coordinate: for
+    2 <= d <= SMALL_D bit for bit `(x - y).pow(2).sum(-1)` (see SMALL_D), without the (..., d)
+    difference. Forward only (`_SmallDSqDists` and `_pairwise_small` own the gradients)."""
+    xs, ys = _coordinates(x, y)
+    out = torch.sub(xs[0], ys[0]).square_()
+    for xk, yk in zip(xs[1:], ys[1:], strict=True):
+        out.add_(torch.sub(xk, yk).square_())  # ((0 + a0) + a1) + ...: the sum's order
+    return out
 
 
 def _coordinates(x: Tensor, y: Tensor) -> tuple[list[Tensor], list[Tensor]]:

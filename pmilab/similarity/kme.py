@@ -20,7 +20,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-from pmilab.similarity import _pairwise, base
+from pmilab.similarity import _pairwise, _pairwise_small, base
 from pmilab.similarity.base import SimilarityHead, check_point_sets, check_positive
 
 
@@ -47,7 +47,8 @@ class KME(SimilarityHead):
 
     def logit_matrix(self, px: Tensor, wx: Tensor, py: Tensor, wy: Tensor) -> Tensor:
         check_point_sets(px, wx, py, wy, paired=False)
-        fn = _pairwise.kme_logits_naive if base.use_reference(px, py) else _pairwise.kme_logits
+        small = base.use_reference(px, py)  # the fused path of the replicate trainer
+        fn = _pairwise_small.kme_logits_small if small else _pairwise.kme_logits
         return fn(px, wx, py, wy, self.sigma)  # (B, C)
 
     def paired_logits(self, px: Tensor, wx: Tensor, py: Tensor, wy: Tensor) -> Tensor:

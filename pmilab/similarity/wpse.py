@@ -23,7 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from pmilab.errors import InputError
-from pmilab.similarity import _pairwise, base
+from pmilab.similarity import _pairwise, _pairwise_small, base
 from pmilab.similarity.base import (
     DEFAULT_LOGIT_CAP,
     DEFAULT_TEMPERATURE,
@@ -129,8 +129,14 @@ class WPSE(SimilarityHead):
         if self.rff_features is not None:
             ex, ey = self._rff_embed(px, wx), self._rff_embed(py, wy)  # (B, d+D), (C, d+D)
             return self.scale() * (self._rff_signs(ex) @ ey.T)
-        fn = _pairwise.wpse_logits_naive if base.use_reference(px, py) else _pairwise.wpse_logits
-        s = fn(px, wx, py, wy, self.sigma, self.alpha_linear, self.alpha_kernel, self.kernel)
+        small = base.use_reference(px, py)
+        if small and self.kernel == "gaussian":  # the fused path of the replicate trainer
+            s = _pairwise_small.wpse_logits_small(
+                px, wx, py, wy, self.sigma, self.alpha_linear, self.alpha_kernel
+            )
+        else:
+            fn = _pairwise.wpse_logits_naive if small else _pairwise.wpse_logits
+            s = fn(px, wx, py, wy, self.sigma, self.alpha_linear, self.alpha_kernel, self.kernel)
         return self.scale() * s  # (B, C)
 
     def paired_logits(self, px: Tensor, wx: Tensor, py: Tensor, wy: Tensor) -> Tensor:
