@@ -27,6 +27,8 @@ _SUBMODULES = {
     "training",
     "figures",
     "pretrain",
+    "interfaces",
+    "registry",
 }
 # Public names re-exported from a submodule: name -> module.
 _REEXPORTS = {"fit": "pmilab.training", "Run": "pmilab.training"}

@@ -13,6 +13,12 @@
   for WPSE (`weights="signed"`) or log-softmax log-weights for KME (`weights="log_softmax"`).
   `point_set_table(n, ...)` builds one whose backbone is a free table (each state owns its
   points and weights).
+
+`table_encoder` and `mlp_encoder` build the encoder a head declares it needs
+(`pmilab.interfaces.HeadInputs`: raw indices, a vector of size D, or M points of size d with
+their weights' preparation and, if asked, unit-norm outputs); `prepare_weights` is the one rule
+for a point set's weights, shared with pretraining and the T7 pixel task. Nothing here knows a
+head by name.
 """
 
 from __future__ import annotations
@@ -25,8 +31,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from pmilab.errors import InputError
-
-WEIGHT_MODES = ("signed", "log_softmax")
+from pmilab.interfaces import WEIGHT_MODES, HeadInputs
 
 
 def _check_size(value: int, name: str) -> int:
@@ -91,7 +96,8 @@ class PointSetEncoder(nn.Module):
 
     project=True puts a Linear(F, M·(d+1)) after the backbone; project=False takes the backbone
     output as the M·(d+1) numbers directly (a free table). Weights: "signed" are used raw
-    (WPSE), "log_softmax" are normalised log-weights, logsumexp_a w_a = 0 (KME).
+    (WPSE), "log_softmax" are normalised log-weights, logsumexp_a w_a = 0 (KME). normalize=True
+    puts every point on the unit sphere.
     """
 
     def __init__(
@@ -102,12 +108,13 @@ class PointSetEncoder(nn.Module):
         dim: int,
         weights: str = "signed",
         project: bool = True,
+        normalize: bool = False,
     ) -> None:
         super().__init__()
         if weights not in WEIGHT_MODES:
             raise InputError(f"weights must be one of {WEIGHT_MODES}, got {weights!r}")
         self.points, self.dim = _check_size(points, "points"), _check_size(dim, "dim")
-        self.weights = weights
+        self.weights, self.normalize = weights, bool(normalize)
         self.backbone = backbone
         out = self.points * (self.dim + 1)
         self.proj = nn.Linear(feature_dim, out) if project else None
@@ -122,12 +129,58 @@ class PointSetEncoder(nn.Module):
             h = self.proj(h)
         h = h.view(h.shape[0], self.points, self.dim + 1)
         pts, w = h[..., : self.dim], h[..., self.dim]  # (B, M, d), (B, M)
-        if self.weights == "log_softmax":
-            w = F.log_softmax(w, dim=-1)
-        return pts, w
+        if self.normalize:
+            pts = F.normalize(pts, dim=-1)
+        return pts, prepare_weights(w, self.weights)
 
 
-def point_set_table(n: int, points: int, dim: int, weights: str = "signed") -> PointSetEncoder:
+def prepare_weights(w: Tensor, mode: str, signed_offset: float = 0.0) -> Tensor:
+    """Raw weights (B, M) as the head declared them: "log_softmax" -> normalised log-weights;
+    "signed" -> as given, plus `signed_offset` (1 where the raw outputs start at zero, so the
+    first logits are not all zero: pretraining)."""
+    if mode == "log_softmax":
+        return F.log_softmax(w, dim=-1)
+    return signed_offset + w if signed_offset else w
+
+
+class L2Normalize(nn.Module):
+    """(B, D) -> (B, D) on the unit sphere: the output of an encoder whose head asks for it."""
+
+    def forward(self, z: Tensor) -> Tensor:
+        return F.normalize(z, dim=-1)
+
+
+def table_encoder(n: int, inputs: HeadInputs) -> nn.Module:
+    """A free table over n discrete states giving what the head declares: the indices
+    themselves, a vector row (`TableEncoder`) or a point set (`point_set_table`)."""
+    if inputs.kind == "indices":
+        return nn.Identity()
+    if inputs.kind == "vector":
+        enc = TableEncoder(n, inputs.dim)
+        return nn.Sequential(enc, L2Normalize()) if inputs.normalize else enc
+    return point_set_table(n, inputs.points, inputs.dim, inputs.weights, inputs.normalize)
+
+
+def mlp_encoder(
+    in_dim: int, inputs: HeadInputs, hidden: Sequence[int], features: str = "raw"
+) -> nn.Module:
+    """An MLP over (B, in_dim) inputs giving what the head declares: a vector (B, D), or
+    M·(d+1) outputs read as a point set (`PointSetEncoder`, project=False)."""
+    if inputs.kind == "indices":
+        raise InputError("a head that takes raw state indices needs a discrete joint table")
+    if inputs.kind == "vector":
+        enc = MLPEncoder(in_dim, inputs.dim, hidden, features)
+        return nn.Sequential(enc, L2Normalize()) if inputs.normalize else enc
+    out = inputs.width
+    backbone = MLPEncoder(in_dim, out, hidden, features)
+    return PointSetEncoder(
+        backbone, out, inputs.points, inputs.dim, inputs.weights, False, inputs.normalize
+    )
+
+
+def point_set_table(
+    n: int, points: int, dim: int, weights: str = "signed", normalize: bool = False
+) -> PointSetEncoder:
     """A free point set per discrete state: points N(0, 1/d); signed weights N(0, 1) (zero
     weights would be a saddle of WPSE), log-weights 0 (uniform) for KME."""
     m, d = _check_size(points, "points"), _check_size(dim, "dim")
@@ -139,4 +192,4 @@ def point_set_table(n: int, points: int, dim: int, weights: str = "signed") -> P
             w[..., d].normal_()
         else:
             w[..., d].zero_()
-    return PointSetEncoder(table, m * (d + 1), m, d, weights, project=False)
+    return PointSetEncoder(table, m * (d + 1), m, d, weights, project=False, normalize=normalize)

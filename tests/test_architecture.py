@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -13,11 +14,12 @@ ROOT = Path(__file__).resolve().parents[1]
 # docs/architecture.md, "Layers": a module imports only lower layers, or its own unit.
 LAYERS = [
     ["pmilab.errors", "pmilab.stats", "pmilab.atomic", "pmilab.verdicts"],
-    # import pmilab.errors: the memory limit (the dists use it) and the outputs of every command
-    ["pmilab.limits", "pmilab.outputs"],
+    # import pmilab.errors: the memory limit (the dists use it), the outputs of every command,
+    # the Protocols an outside object meets, and how one is named (import path, entry point)
+    ["pmilab.limits", "pmilab.outputs", "pmilab.interfaces", "pmilab.plugins"],
     ["pmilab.dists", "pmilab.theory", "pmilab.losses"],
     ["pmilab.similarity", "pmilab.encoders", "pmilab.metrics"],
-    ["pmilab.runtime"],
+    ["pmilab.runtime", "pmilab.registry"],
     ["pmilab.training", "pmilab.pretrain"],
     ["pmilab.experiments.framework"],
     ["pmilab.experiments.tasks"],
@@ -34,6 +36,8 @@ FOUNDATION = {
     "pmilab.verdicts",
     "pmilab.outputs",
     "pmilab.limits",
+    "pmilab.interfaces",
+    "pmilab.plugins",
 }
 
 
@@ -78,6 +82,31 @@ def test_no_import_cycles_in_the_package_or_the_benchmarks(graph):
     # the benchmark scripts import their siblings by bare name (`from pairwise import ...`)
     bare = {m: {f"benchmarks.{d}" for d in _bare_imports(ROOT / "benchmarks", m)} for m in bench}
     assert cycles({m: bench[m] | bare[m] for m in bench}) == []
+
+
+# The builders read a head's declaration (`pmilab.interfaces.HeadInputs`), never its name: the
+# README's `git grep` over these files comes out empty (only `pmilab/registry.py` knows names).
+DECLARATION_READERS = [
+    "pmilab/encoders.py",
+    "pmilab/training/model.py",
+    "pmilab/training/memory.py",
+    "pmilab/pretrain/model.py",
+    "pmilab/pretrain/evaluate.py",
+    "pmilab/experiments/tasks/pixels.py",
+]
+HEAD_NAME_TEST = re.compile(r'== "(kme|wpse|linear|tabular)"|in \("(kme|wpse|linear|tabular)"')
+
+
+def head_name_tests(text: str) -> list[str]:
+    return [line.strip() for line in text.splitlines() if HEAD_NAME_TEST.search(line)]
+
+
+def test_the_builders_never_branch_on_a_head_name():
+    found = {f: head_name_tests((ROOT / f).read_text()) for f in DECLARATION_READERS}
+    assert {f: lines for f, lines in found.items() if lines} == {}
+    # control: the check sees the branching these files used to hold
+    assert head_name_tests('    if cfg.similarity == "kme":\n        pass') != []
+    assert head_name_tests('point_set = cfg.similarity in ("kme", "wpse")') != []
 
 
 def _bare_imports(folder: Path, module: str) -> set[str]:

@@ -58,8 +58,8 @@ def add_parser(subparsers) -> None:
     p.add_argument(
         "--similarity",
         default=None,
-        choices=["linear", "wpse", "kme"],
-        help="fail unless the checkpoint uses this similarity (default: any)",
+        help="fail unless the checkpoint was trained with this similarity spec (linear, wpse, "
+        "kme or package.module:Name; default: any)",
     )
     p.add_argument(
         "--threads", type=int, default=0, help="torch CPU threads (default 0: torch's own)"

@@ -54,7 +54,10 @@ def add_parser(subparsers) -> None:
         help="table files: remove all-zero rows and columns (same as ?drop_empty)",
     )
     p.add_argument(
-        "--similarity", default="linear", help="tabular | linear | wpse | kme (default linear)"
+        "--similarity",
+        default="linear",
+        help="tabular | linear | wpse | kme (default linear), or package.module:Name or an "
+        "installed pmilab.similarities entry point (docs/extending.md)",
     )
     p.add_argument("--dim", default="8", help="embedding / point dimension d (default 8)")
     p.add_argument("--points", default="4", help="points per input M for wpse/kme (default 4)")

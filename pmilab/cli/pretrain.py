@@ -24,7 +24,9 @@ HELP = {
     "workers": "DataLoader worker processes (shards are split over ranks, then workers)",
     "model": "a named preset ({presets}: ViT-B/16 at 224 px, 12-layer text transformer of width "
     "512, d=512, BPE); flags given explicitly override it",
-    "similarity": "similarity head: linear (CLIP), wpse or kme (M points and weights per input)",
+    "similarity": "similarity head: linear (CLIP), wpse or kme (M points and weights per "
+    "input), or package.module:Name or an installed pmilab.similarities entry point (a head "
+    "on vectors or point sets: docs/extending.md)",
     "tower": "image tower: cnn, vit (small, built in), hf-vit (transformers ViT) or clip "
     "(transformers CLIP vision)",
     "text_tower": "text tower: transformer (small, built in) or clip (transformers CLIP text)",
@@ -70,7 +72,6 @@ HELP = {
     "threads": "torch CPU threads (0: torch's default; 1 is fastest on a busy machine)",
 }
 CHOICES = {
-    "similarity": ["linear", "wpse", "kme"],
     "tower": ["cnn", "vit", "hf-vit", "clip"],
     "text_tower": ["transformer", "clip"],
     "precision": ["auto", "fp32", "bf16", "fp64"],
@@ -112,7 +113,7 @@ def config_module() -> ModuleType:
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser(
         "pretrain",
-        help="train image and text towers with a linear, WPSE or KME similarity",
+        help="train image and text towers with a linear, WPSE, KME or plugin similarity",
         description="Image-text contrastive pretraining. Data-parallel under `torchrun "
         "--nproc_per_node K -m pmilab pretrain ...` or `srun` (SLURM_PROCID / SLURM_NTASKS); "
         "gloo on CPU, nccl on CUDA. Exit codes: 0 done, 1 stopped (non-finite loss; the last "

@@ -1,10 +1,13 @@
 """Joint distributions with exactly known PMI (docs/theory.md T1, T2, T6).
 
-Every distribution follows `JointDistribution`: `sample(n, seed)`, `pmi(x, y)`,
-`pmi_matrix(x, y)`, `mutual_information()`, and a `discrete` flag.
+Every distribution follows `JointDistribution` (`pmilab.interfaces`): `sample(n, seed)`,
+`pmi(x, y)`, `pmi_matrix(x, y)`, `mutual_information()`, a `discrete` flag, and `dim_x`, `dim_y`
+(`ContinuousJoint`) or `nx`, `ny`, `table` (`DiscreteJoint`).
+`parse_spec` names one: a built-in spec, a table file, `package.module:Name` or an installed
+`pmilab.distributions` entry point.
 """
 
-from pmilab.dists.base import Estimate, JointDistribution
+from pmilab.dists.base import ContinuousJoint, DiscreteJoint, Estimate, JointDistribution
 from pmilab.dists.bijections import (
     Affine,
     Asinh,
@@ -45,7 +48,9 @@ __all__ = [
     "Asinh",
     "BUILTIN_SPECS",
     "Bijection",
+    "ContinuousJoint",
     "Discrete",
+    "DiscreteJoint",
     "Estimate",
     "Gaussian",
     "HalfCube",

@@ -1,4 +1,5 @@
-"""The `JointDistribution` protocol and the small helpers every distribution shares.
+"""The small helpers every distribution shares. The `JointDistribution` Protocol (and its
+variants `ContinuousJoint`, `DiscreteJoint`) lives in `pmilab.interfaces`, re-exported here.
 
 Every distribution keeps its ground truth next to its sampler (docs/theory.md T1, T6): `pmi`,
 `pmi_matrix` and `mutual_information` are exact wherever a closed form exists. All of them
@@ -9,39 +10,22 @@ from __future__ import annotations
 
 import math
 import numbers
-from typing import Protocol, runtime_checkable
 
 import torch
 from torch import Tensor
 
 from pmilab.errors import InputError
+from pmilab.interfaces import ContinuousJoint, DiscreteJoint, JointDistribution
 from pmilab.limits import check_bytes
 from pmilab.stats import Estimate, mean_se
 
-__all__ = ["Estimate", "JointDistribution", "monte_carlo"]
-
-
-@runtime_checkable
-class JointDistribution(Protocol):
-    """What pmilab needs of a joint p(x, y): samples and the exact PMI."""
-
-    discrete: bool
-
-    def sample(self, n: int, seed: int | None = 0) -> tuple[Tensor, Tensor]:
-        """n paired draws (x, y) ~ p(x, y); the same seed gives the same draws."""
-        ...
-
-    def pmi(self, x: Tensor, y: Tensor) -> Tensor:
-        """(n,) PMI(x_i, y_i) of paired inputs."""
-        ...
-
-    def pmi_matrix(self, x: Tensor, y: Tensor) -> Tensor:
-        """(n, m) PMI(x_i, y_j) of every x against every y."""
-        ...
-
-    def mutual_information(self) -> float:
-        """I(X;Y) in nats: exact, or an `Estimate` with a standard error."""
-        ...
+__all__ = [
+    "ContinuousJoint",
+    "DiscreteJoint",
+    "Estimate",
+    "JointDistribution",
+    "monte_carlo",
+]
 
 
 # Bytes of one float64 or int64 entry: what the size estimates below count in.

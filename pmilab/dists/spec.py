@@ -7,10 +7,14 @@
     studentt:dx=2,dy=2,df=5
     path/to/table.npy | path/to/table.csv (a user joint table)
     path/to/table.npy?normalize&drop_empty  (table options after '?', joined by '&')
+    package.module:Name                   (a joint written outside pmilab: docs/extending.md)
+    NAME                                  (an installed `pmilab.distributions` entry point)
 
 Continuous specs accept `transform=asinh|halfcube|spiral|affine` (applied to both modalities).
 Every key and table option may appear once; an unknown or repeated one is an InputError that
-lists the valid ones.
+lists the valid ones. An import path or entry point names a joint instance, or a class or
+factory called with no arguments; what it returns must meet `pmilab.interfaces`'s joint
+contract (`joint_missing` names what it lacks).
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pmilab import plugins
 from pmilab.dists.bijections import ELEMENTWISE, Affine
 from pmilab.dists.discrete import Discrete
 from pmilab.dists.gaussian import Gaussian
@@ -28,6 +33,7 @@ from pmilab.dists.mixture import random_latent_mixture
 from pmilab.dists.studentt import StudentT
 from pmilab.dists.transformed import Transformed
 from pmilab.errors import InputError
+from pmilab.interfaces import joint_missing
 
 # name -> (factory, {key: (type, default or REQUIRED)})
 REQUIRED = object()
@@ -120,9 +126,15 @@ def parse_spec(spec: str, normalize: bool = False, drop_empty: bool = False):
     name, sep, rest = spec.partition(":")
     if name not in SPECS and Path(spec).exists():
         raise InputError(f"table file {spec!r} must end in .npy or .csv")
+    if name not in SPECS and (
+        plugins.is_import_path(spec)
+        or (not sep and spec in plugins.entry_point_names("distribution"))
+    ):
+        return plugin_joint(spec)
     if name not in SPECS:
         raise InputError(
-            f"unknown distribution {name!r}; use one of {sorted(SPECS)} or a .npy/.csv table path"
+            f"unknown distribution {name!r}; use one of {sorted(SPECS)}, a .npy/.csv table path, "
+            "package.module:Name or an installed pmilab.distributions entry point"
         )
     factory, keys = SPECS[name]
     kwargs, transform = _parse_params(name, rest if sep else "", keys)
@@ -131,6 +143,30 @@ def parse_spec(spec: str, normalize: bool = False, drop_empty: bool = False):
     except InputError as e:
         raise InputError(f"bad spec {spec!r}: {e}") from None
     return _apply_transform(dist, transform) if transform else dist
+
+
+def plugin_joint(spec: str):
+    """The joint an import path or entry point names: an instance as it is, a class or factory
+    called with no arguments; checked against the joint contract (one line naming what lacks)."""
+    obj = plugins.load(spec, "distribution")
+    if callable(obj) and (isinstance(obj, type) or not hasattr(obj, "sample")):
+        try:
+            obj = obj()
+        except InputError as e:
+            raise InputError(f"distribution {spec}: {e}") from None
+        except TypeError as e:
+            raise InputError(
+                f"distribution {spec} cannot be built with no arguments ({e}); name a joint "
+                "instance, or a class or factory whose arguments have defaults"
+            ) from None
+    missing = joint_missing(obj)
+    if missing:
+        raise InputError(
+            f"distribution {spec} has no {', '.join(missing)} (a joint needs discrete, sample, "
+            "pmi, pmi_matrix, mutual_information, and dim_x, dim_y or nx, ny, table: "
+            "pmilab.interfaces.JointDistribution)"
+        )
+    return obj
 
 
 def _table_options(spec: str, query: str) -> set[str]:

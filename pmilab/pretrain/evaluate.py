@@ -1,9 +1,10 @@
 """`pmilab eval`: zero-shot, retrieval, linear probe and, on shapes, PMI errors (T1, T3, T7).
 
-- Zero-shot: each class's prompts form one text "mixture" (T3): for WPSE and KME the prompt
-  point sets are concatenated into a single point set (a WPSE score is then the mean of the
-  prompt scores, E_q ℓ; a KME score the log of the mean embedding's inner product,
-  log E_q exp ℓ); for linear the class score is the mean prompt logit. Classes and prompts
+- Zero-shot: each class's prompts form one text "mixture" (T3): for a point-set head (WPSE,
+  KME) the prompt point sets are concatenated into a single point set (a WPSE score is then the
+  mean of the prompt scores, E_q ℓ; a KME score, with log-softmax weights shifted by −log T,
+  the log of the mean embedding's inner product, log E_q exp ℓ); for a vector head (linear)
+  the class score is the mean prompt logit. The head's `HeadInputs` decides, not its name. Classes and prompts
   come from the dataset (shapes, digits, a CSV `label` column), or from a labels file and a
   templates file (JSON lists, like the WPSE code's labels.json / templates.json; a template holds
   `{}` or `{c}` where the class name goes); the data's labels (a `label` column of names or
@@ -106,15 +107,15 @@ def logit_matrix(model: ImageTextModel, img, txt, chunk: int = 256) -> Tensor:
 
 
 def class_text_outputs(model: ImageTextModel, tok, prompts: list[list[str]]):
-    """Per class, its prompts merged into one mixture (T3); linear keeps every prompt."""
+    """Per class, its prompts merged into one mixture (T3): a point-set head's prompt sets
+    become one set; a vector head (linear) keeps every prompt (its class score is their mean)."""
     per_class = [embed_texts(model, tok, p) for p in prompts]
-    sim = model.cfg.similarity
-    if sim == "linear":
+    if model.inputs.kind == "vector":
         return per_class
     merged = []
     for points, weights in per_class:  # (T, N, d), (T, N)
         t = len(points)
-        if sim == "kme":  # mixture (1/T) sum_t nu_t: log-weights log w - log T
+        if model.inputs.weights == "log_softmax":  # mixture (1/T) sum_t nu_t: log w - log T
             weights = weights - math.log(t)
         merged.append((points.reshape(1, -1, points.shape[-1]), weights.reshape(1, -1)))
     return merged

@@ -3,25 +3,32 @@
 Towers: the small built-in ones (towers.py: cnn, vit, transformer) or transformers ones
 (hf_towers.py: hf-vit, clip vision, clip text); the heads sit on top of any of them.
 
-`ModelConfig` fixes the architecture; `build_model(cfg)` rebuilds it from a checkpoint.
-`encode_image` / `encode_text` return tuples: `(z,)` (B, d) for linear, `(points, weights)`
-((B, M, d), (B, M)) for WPSE and KME. Points are L2-normalised for the point-set heads (the
-kernel bandwidth is then on a fixed scale); KME weights go through a log-softmax, so each
-input is a probability-weighted point set (a kernel mean embedding); WPSE weights stay signed,
-as 1 + the head's output (near-zero raw weights would start WPSE with near-zero logits, and in
-a first smoke run it trailed far behind: zero-shot 0.44 against 0.97 for linear and KME).
+`ModelConfig` fixes the architecture; `build_model(cfg)` rebuilds it from a checkpoint, whose
+`similarity` is the head's spec (`pmilab.registry`: a built-in name, `package.module:Name` or
+an entry point). The output heads give what the similarity head declares (`HeadInputs`):
+`encode_image` / `encode_text` return `(z,)` (B, D) for a vector head (linear), or
+`(points, weights)` ((B, M, d), (B, M)) for a point-set head (WPSE, KME). Points are
+L2-normalised for every point-set head (the kernel bandwidth is then on a fixed scale);
+"log_softmax" weights (KME) go through a log-softmax, so each input is a probability-weighted
+point set (a kernel mean embedding); "signed" weights (WPSE) are 1 + the output head's output
+(its weight outputs start at zero, and near-zero raw weights would start WPSE with near-zero
+logits: in a first smoke run it trailed far behind, zero-shot 0.44 against 0.97 for linear and
+KME). The similarity head is built from `ModelConfig`'s fields and `HEAD_SETTINGS`.
 `forward(images, ids, mask)` returns the (local-slab) contrastive loss, so DDP sees every
 parameter, the similarity's logit scale and bandwidth included, inside its forward.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+import math
+from dataclasses import asdict, dataclass, fields
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from pmilab import registry
+from pmilab.encoders import prepare_weights
 from pmilab.errors import InputError
 from pmilab.pretrain import hf_towers
 from pmilab.pretrain.towers import (
@@ -33,9 +40,12 @@ from pmilab.pretrain.towers import (
 )
 from pmilab.runtime.distributed import local_infonce
 from pmilab.runtime.precision import encoder_autocast
-from pmilab.similarity import KME, WPSE, Linear
 
-SIMILARITIES = ("linear", "wpse", "kme")
+# What pretraining offers a head beyond ModelConfig's fields (`pmilab.registry`'s contract):
+# a WPSE head mixes its linear and Gaussian kernels equally here (fit's default is kernel only).
+HEAD_SETTINGS = {"alpha_linear": 1.0, "alpha_kernel": 1.0}
+# ModelConfig fields that describe no head: never offered to one.
+NOT_HEAD_SETTINGS = ("similarity", "image_hf", "text_hf")
 
 
 IMAGE_TOWERS = ("cnn", "vit", "hf-vit", "clip")
@@ -66,10 +76,10 @@ class ModelConfig:
     text_hf: dict | None = None
 
     def __post_init__(self) -> None:
-        if self.similarity not in SIMILARITIES:
-            raise InputError(
-                f"--similarity must be one of {', '.join(SIMILARITIES)}, got {self.similarity!r}"
-            )
+        try:
+            registry.check_head(self.similarity)
+        except InputError as e:
+            raise InputError(f"--similarity: {e}") from None
         if self.pretrained_image and self.tower not in hf_towers.IMAGE_KINDS:
             self.tower = hf_towers.pretrained_kind(self.pretrained_image, text=False)
         if self.pretrained_text:
@@ -86,12 +96,32 @@ class ModelConfig:
         check_towers(self)
 
 
+def head_settings(cfg) -> dict:
+    """What the similarity head may take from pretraining: ModelConfig's fields (dim, points,
+    sigma, ...) and HEAD_SETTINGS, matched by name (`pmilab.registry`). `cfg` is a ModelConfig,
+    or a PretrainConfig (those of its fields a ModelConfig has)."""
+    names = [f.name for f in fields(ModelConfig) if f.name not in NOT_HEAD_SETTINGS]
+    return {**HEAD_SETTINGS, **{k: getattr(cfg, k) for k in names if hasattr(cfg, k)}}
+
+
 def similarity_head(cfg: ModelConfig) -> nn.Module:
-    if cfg.similarity == "linear":
-        return Linear(normalize=True)
-    if cfg.similarity == "wpse":
-        return WPSE(sigma=cfg.sigma, alpha_linear=1.0, alpha_kernel=1.0)
-    return KME(sigma=cfg.sigma)
+    return registry.build_head(cfg.similarity, head_settings(cfg))
+
+
+def head_inputs(cfg):
+    """What the similarity head needs from the output heads (`pmilab.interfaces.HeadInputs`);
+    pretraining encodes images and text, so a head on raw state indices is refused. `cfg`: a
+    ModelConfig, or the PretrainConfig `train` checks before reading any data."""
+    try:
+        inputs = registry.head_inputs(cfg.similarity, head_settings(cfg))
+    except InputError as e:
+        raise InputError(f"--similarity: {e}") from None
+    if inputs.kind == "indices":
+        raise InputError(
+            f"--similarity {cfg.similarity!r} takes raw state indices (a discrete joint table); "
+            "pretraining needs a head on vectors or point sets, such as linear, wpse or kme"
+        )
+    return inputs
 
 
 class ImageTextModel(nn.Module):
@@ -123,12 +153,13 @@ class ImageTextModel(nn.Module):
                 cfg.vocab, cfg.context, cfg.text_width, cfg.text_layers, cfg.text_heads
             )
         wi, wt = self.image.width, self.text.width
-        if cfg.similarity == "linear":
-            self.image_head = PointHead(wi, cfg.dim)
-            self.text_head = PointHead(wt, cfg.dim)
+        self.inputs = inputs = head_inputs(cfg)
+        if inputs.kind == "vector":
+            self.image_head = PointHead(wi, inputs.dim)
+            self.text_head = PointHead(wt, inputs.dim)
         else:
-            self.image_head = PointSetHead(wi, cfg.dim, cfg.points, heads_for(wi))
-            self.text_head = PointSetHead(wt, cfg.dim, cfg.points, heads_for(wt))
+            self.image_head = PointSetHead(wi, inputs.dim, inputs.points, heads_for(wi))
+            self.text_head = PointSetHead(wt, inputs.dim, inputs.points, heads_for(wt))
         self.similarity = similarity_head(cfg)
 
     def enable_grad_checkpointing(self) -> None:
@@ -143,18 +174,16 @@ class ImageTextModel(nn.Module):
             hf_towers.enable_checkpointing(t)
 
     def _finish(self, out: tuple[Tensor, ...]) -> tuple[Tensor, ...]:
-        """Cast to fp32 (the logsumexp stays out of bf16) and normalise point sets."""
+        """Cast to fp32 (the logsumexp stays out of bf16), normalise point sets (and vectors
+        whose head asks for it) and prepare the weights as the head declares them."""
         dtype = torch.float64 if out[0].dtype == torch.float64 else torch.float32
         out = tuple(t.to(dtype) for t in out)
-        if self.cfg.similarity == "linear":
-            return out
+        if self.inputs.kind == "vector":
+            return (F.normalize(out[0], dim=-1),) if self.inputs.normalize else out
         points, weights = out
         points = F.normalize(points, dim=-1)
-        if self.cfg.similarity == "kme":
-            weights = torch.log_softmax(weights, dim=-1)
-        else:  # signed WPSE weights around 1, so the initial score is a mean kernel similarity
-            weights = 1.0 + weights
-        return points, weights
+        # signed weights around 1, so the initial score is a mean kernel similarity
+        return points, prepare_weights(weights, self.inputs.weights, signed_offset=1.0)
 
     def encode_image(self, images: Tensor) -> tuple[Tensor, ...]:
         return self._finish(self.image_head(*self.image(images)))
@@ -195,11 +224,14 @@ class ImageTextModel(nn.Module):
         return local_infonce(self.logit_matrix, img, txt)
 
     def logit_scale(self) -> float:
-        """The similarity's temperature parameter for the log: t (linear, wpse) or 1/sigma^2."""
+        """The similarity's temperature parameter for the log: t (a head with a logit `scale`:
+        linear, wpse), 1/sigma^2 (a head with a bandwidth `sigma`: kme), else NaN."""
         sim = self.similarity
         if hasattr(sim, "scale"):
             return float(sim.scale().detach())
-        return float(sim.sigma.detach() ** -2)
+        if hasattr(sim, "sigma"):
+            return float(torch.as_tensor(sim.sigma).detach() ** -2)
+        return math.nan
 
 
 def splice(parts: list[tuple[Tensor, ...]], slot: int, fresh: tuple[Tensor, ...]):

@@ -56,7 +56,7 @@ from pmilab.pretrain.data import (
     skip_undecodable,
 )
 from pmilab.pretrain.logs import RunLog, one_line_warnings
-from pmilab.pretrain.model import ImageTextModel, build_model
+from pmilab.pretrain.model import ImageTextModel, build_model, head_inputs
 from pmilab.pretrain.readers import CsvKeys, expand_shards, is_table, load_data
 from pmilab.pretrain.stream import ShardStream, StreamBatches, read_stream, stream_captions
 from pmilab.pretrain.tokenizer import (
@@ -239,10 +239,12 @@ def setup_model(cfg: PretrainConfig, vocab: int, device, precision, ckpt=None) -
 def train(cfg: PretrainConfig) -> dict:
     """Run (or resume) training; returns the summary written to OUT/summary.json.
 
-    Warnings print as one line each (logs.one_line_warnings); the towers' flags are checked
-    before anything is read, so a tower that cannot be built costs no data loading.
+    Warnings print as one line each (logs.one_line_warnings); the towers' flags and the
+    similarity head are checked before anything is read, so a tower that cannot be built, or a
+    head pretraining cannot feed, costs no data loading.
     """
     check_towers(cfg)
+    head_inputs(cfg)
     info = distributed.detect()
     device = setup_device(cfg, info)
     distributed.init(info, device)

@@ -5,7 +5,9 @@
 - `WPSE`: weighted point sets with a linear + universal kernel mix (exact or RFF).
 - `KME`: log inner product of Gaussian kernel mean embeddings.
 
-Every head has `logit_matrix(...) -> (B, C)` and `paired_logits(...) -> (B,)`.
+Every head has `logit_matrix(...) -> (B, C)`, `paired_logits(...) -> (B,)` and the classmethod
+`head_inputs(dim, points)`: what it needs from the encoders (`pmilab.interfaces.HeadInputs`).
+Heads are named by `pmilab.registry`, which also builds heads written outside pmilab.
 """
 
 from pmilab.similarity.base import SimilarityHead

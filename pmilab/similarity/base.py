@@ -9,6 +9,7 @@ tensors came from (docs/architecture.md dependency rules).
 from __future__ import annotations
 
 import math
+from abc import abstractmethod
 
 import torch
 from torch import Tensor, nn
@@ -137,11 +138,18 @@ class LogitScale(nn.Module):
 
 
 class SimilarityHead(nn.Module):
-    """Base class: subclasses implement `logit_matrix` and `paired_logits`."""
+    """Base class: subclasses implement `logit_matrix`, `paired_logits` and the classmethod
+    `head_inputs(dim, points)` (what they need from the encoders: `pmilab.interfaces`).
 
+    The other methods of the `pmilab.interfaces.Head` contract have their defaults here.
+    `abstractmethod` marks the two a subclass must write (the registry reports a head that
+    leaves them as "has no logit_matrix"); nn.Module is no ABC, so nothing else changes."""
+
+    @abstractmethod
     def logit_matrix(self, *args: Tensor) -> Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    @abstractmethod
     def paired_logits(self, *args: Tensor) -> Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
 

@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from pmilab.interfaces import HeadInputs
 from pmilab.similarity.base import (
     DEFAULT_LOGIT_CAP,
     DEFAULT_TEMPERATURE,
@@ -68,3 +69,8 @@ class Linear(SimilarityHead):
 
     def no_decay_parameters(self) -> list[nn.Parameter]:
         return list(self.parameters())
+
+    @classmethod
+    def head_inputs(cls, dim: int, points: int) -> HeadInputs:
+        """One vector of size d per input (normalised here when `normalize`, not by the encoder)."""
+        return HeadInputs.vector(dim)

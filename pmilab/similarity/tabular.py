@@ -10,6 +10,7 @@ import torch
 from torch import Tensor, nn
 
 from pmilab.errors import InputError
+from pmilab.interfaces import HeadInputs
 from pmilab.similarity.base import SimilarityHead, under_vmap
 
 
@@ -60,3 +61,8 @@ class Tabular(SimilarityHead):
 
     def no_decay_parameters(self) -> list[nn.Parameter]:
         return [self.table]
+
+    @classmethod
+    def head_inputs(cls, dim: int, points: int) -> HeadInputs:
+        """The raw state indices (a discrete joint only); dim and points do not apply."""
+        return HeadInputs.indices()

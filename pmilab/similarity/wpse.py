@@ -162,3 +162,10 @@ class WPSE(SimilarityHead):
 
     def no_decay_parameters(self) -> list[nn.Parameter]:
         return list(self.parameters())
+
+    @classmethod
+    def head_inputs(cls, dim: int, points: int):
+        """M points of size d with signed weights (`pmilab.interfaces.HeadInputs`)."""
+        from pmilab.interfaces import HeadInputs  # here: this file stays importable on its own
+
+        return HeadInputs.point_set(points, dim, "signed")

@@ -11,9 +11,10 @@ import typing
 from dataclasses import asdict, dataclass, field, fields, replace
 from functools import cache
 
+from pmilab import registry
 from pmilab.errors import InputError
 
-SIMILARITIES = ("tabular", "linear", "wpse", "kme")
+SIMILARITIES = registry.HEAD_NAMES  # the built-in heads; any registry spec is accepted
 OBJECTIVES = ("symmetric", "one_sided")
 # Adam step sizes that work without tuning: free tables move fast, MLPs need smaller steps.
 DEFAULT_LR_TABLE = 1e-2
@@ -24,7 +25,10 @@ DEFAULT_LR_MLP = 1e-3
 class FitConfig:
     """What `fit` trains and how (docs/theory.md names the objectives: T1 symmetric, T1a one-sided).
 
-    similarity:    "tabular" (discrete only), "linear" (CLIP), "wpse" or "kme".
+    similarity:    "tabular" (discrete only), "linear" (CLIP), "wpse" or "kme"; or any head spec
+                   of `pmilab.registry` ("package.module:Name", an entry point name) or, in the
+                   Python API, a head class, factory or instance. config.json records the
+                   spec string (`registry.head_spec`).
     dim, points:   embedding / point dimension d and points per input M (WPSE, KME).
     hidden, features: MLP widths and "raw" | "quadratic" inputs (continuous inputs only; see
                    `pmilab.encoders.MLPEncoder` for why "quadratic" helps Linear on Gaussians).
@@ -56,7 +60,7 @@ class FitConfig:
                    whose path is the claim (a fixed budget) leave it off.
     """
 
-    similarity: str = "linear"
+    similarity: str | object = "linear"
     dim: int = 8
     points: int = 4
     hidden: tuple[int, ...] = (128, 128)
@@ -103,16 +107,13 @@ class FitConfig:
         return replace(self, **changes)
 
     def as_dict(self) -> dict:
-        d = asdict(self)
+        d = asdict(replace(self, similarity=registry.head_spec(self.similarity)))
         d["hidden"] = list(self.hidden)
         return d
 
     def validated(self) -> FitConfig:
         """Self, after checking every field; raises InputError with one sentence otherwise."""
-        if self.similarity not in SIMILARITIES:
-            raise InputError(
-                f"unknown similarity {self.similarity!r}; use one of {', '.join(SIMILARITIES)}"
-            )
+        registry.check_head(self.similarity)
         if self.objective not in OBJECTIVES:
             raise InputError(f"objective must be one of {OBJECTIVES}, got {self.objective!r}")
         for name in ("dim", "points", "batch_size", "steps", "eval_samples", "eval_batches"):

@@ -6,7 +6,10 @@ only estimates a fit's bytes, per replica and for R replicas trained as one batc
 
 from __future__ import annotations
 
+from pmilab import registry
+from pmilab.interfaces import HeadInputs
 from pmilab.limits import check_bytes
+from pmilab.training.model import head_inputs
 
 # ---- the estimate of a `fit` ----------------------------------------------------------------
 # Copies of every parameter: the weights, their gradients, AdamW's two moments and the guard's
@@ -22,13 +25,10 @@ DEFAULT_PAIR_BYTES = 48
 F64 = 8
 
 
-def _widths(cfg) -> int:
-    """Numbers an encoder emits per input: d (Linear), M·(d+1) (KME, WPSE), none (Tabular)."""
-    if cfg.similarity == "tabular":
-        return 0
-    if cfg.similarity == "linear":
-        return cfg.dim
-    return cfg.points * (cfg.dim + 1)
+def _widths(inputs: HeadInputs) -> int:
+    """Numbers an encoder emits per input: D (a vector), M·(d+1) (a point set), none (raw
+    indices), as the head declares (`HeadInputs.width`)."""
+    return inputs.width
 
 
 def _mlp_layers(in_dim: int, out: int, cfg) -> list[int]:
@@ -41,25 +41,26 @@ def _mlp_params(widths: list[int]) -> int:
     return sum(a * b + b for a, b in zip(widths, widths[1:], strict=False))
 
 
-def _param_count(dist, cfg) -> int:
-    """Parameters of both encoders and the head (the head's scalars are negligible)."""
-    out = _widths(cfg)
+def _param_count(dist, cfg, inputs: HeadInputs) -> int:
+    """Parameters of both encoders and the head (the head's scalars are negligible; a head on
+    raw indices counts a value per pair of states, as the tabular head holds)."""
+    out = _widths(inputs)
     if dist.discrete:
-        head = dist.nx * dist.ny if cfg.similarity == "tabular" else 0
+        head = dist.nx * dist.ny if inputs.kind == "indices" else 0
         return (dist.nx + dist.ny) * out + head
     return sum(_mlp_params(_mlp_layers(d, out, cfg)) for d in (dist.dim_x, dist.dim_y))
 
 
-def _activations_per_input(dist, cfg) -> int:
+def _activations_per_input(dist, cfg, inputs: HeadInputs) -> int:
     """Numbers one continuous input keeps for the backward pass (each layer before and after
     its GELU); a discrete input keeps its row of the table."""
     if dist.discrete:
-        return _widths(cfg)
-    widths = [_mlp_layers(d, _widths(cfg), cfg) for d in (dist.dim_x, dist.dim_y)]
+        return _widths(inputs)
+    widths = [_mlp_layers(d, _widths(inputs), cfg) for d in (dist.dim_x, dist.dim_y)]
     return max(w[0] + 2 * sum(w[1:-1]) + w[-1] for w in widths)
 
 
-def _train_step_bytes(dist, cfg, item: int) -> float:
+def _train_step_bytes(dist, cfg, inputs: HeadInputs, item: int) -> float:
     """One training step: the batch drawn, the encodings and the logits with their copies.
 
     The point-set heads never hold their (B, C, M, N) scores (`similarity._pairwise`: tiles of
@@ -67,7 +68,7 @@ def _train_step_bytes(dist, cfg, item: int) -> float:
     """
     b = cfg.batch_size
     if dist.discrete:
-        table = (dist.nx + dist.ny) * _widths(cfg) * item * 2 + dist.nx * dist.ny * (
+        table = (dist.nx + dist.ny) * _widths(inputs) * item * 2 + dist.nx * dist.ny * (
             LOGIT_COPIES * item
         )
         if cfg.population:  # the exact loss on the table: no batch
@@ -75,8 +76,8 @@ def _train_step_bytes(dist, cfg, item: int) -> float:
         if dist.nx * dist.ny <= b * b:  # the batch scored on the nx×ny table (training.inputs)
             return b * (getattr(dist, "draw_bytes", DEFAULT_DRAW_BYTES) + 4 * F64) + table
     draws = b * getattr(dist, "draw_bytes", DEFAULT_DRAW_BYTES)
-    encodings = 2 * b * _activations_per_input(dist, cfg) * item * 2
-    tile = (1 << 24) * item if cfg.similarity in ("kme", "wpse") else 0
+    encodings = 2 * b * _activations_per_input(dist, cfg, inputs) * item * 2
+    tile = (1 << 24) * item if inputs.kind == "points" else 0
     return draws + encodings + b * b * LOGIT_COPIES * item + tile
 
 
@@ -98,18 +99,22 @@ def fit_bytes(dist, cfg, replicas: int = 1) -> float:
     (nx + ny)·M·(d+1) numbers for the point-set heads) and a training step, both per replica,
     or the evaluation (one replica at a time), whichever is larger."""
     item = F64 if cfg.dtype == "float64" else 4
-    params = PARAM_COPIES * _param_count(dist, cfg) * item
-    step = _train_step_bytes(dist, cfg, item)
+    inputs = head_inputs(cfg, dist)
+    params = PARAM_COPIES * _param_count(dist, cfg, inputs) * item
+    step = _train_step_bytes(dist, cfg, inputs, item)
     return max(replicas * (params + step), params + _eval_bytes(dist, cfg, item))
 
 
 def check_fit(dist, cfg, replicas: int = 1) -> None:
-    """Refuse a `fit` whose estimate (`fit_bytes`) is above the limit, before building it."""
-    point_set = cfg.similarity in ("kme", "wpse")
+    """Refuse a `fit` whose estimate (`fit_bytes`) is above the limit, before building it.
+    This is the first look `fit` takes at the joint's sizes, so the joint contract is checked
+    here first (one line naming what a joint object lacks)."""
+    registry.check_joint(dist)
+    point_set = head_inputs(cfg, dist).kind == "points"
     sizes = f"dim={cfg.dim}, " + (f"points={cfg.points}, " if point_set else "")
     check_bytes(
         fit_bytes(dist, cfg, replicas),
-        f"fit with similarity={cfg.similarity}, {sizes}batch_size={cfg.batch_size}"
-        + (f", {replicas} seeds" if replicas > 1 else ""),
+        f"fit with similarity={registry.head_spec(cfg.similarity)}, {sizes}"
+        f"batch_size={cfg.batch_size}" + (f", {replicas} seeds" if replicas > 1 else ""),
         hint=f"lower dim, {'points, ' if point_set else ''}batch_size or eval_samples",
     )

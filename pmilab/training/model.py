@@ -1,18 +1,22 @@
 """Build the (encoder_x, encoder_y, head) triple that `fit` trains, from a distribution.
 
-Discrete inputs get free tables (`TableEncoder`, `point_set_table`); continuous inputs get
-MLPs (`MLPEncoder`, possibly as the backbone of a `PointSetEncoder`).
+The head comes from its spec (`pmilab.registry`: a built-in name, an import path, an entry point
+or an object) and declares what it needs (`HeadInputs`). Discrete inputs get free tables of
+that (`encoders.table_encoder`); continuous inputs get MLPs (`encoders.mlp_encoder`).
 """
 
 from __future__ import annotations
 
+from dataclasses import fields
+
 import torch
 from torch import Tensor, nn
 
-from pmilab.encoders import MLPEncoder, PointSetEncoder, TableEncoder, point_set_table
+from pmilab import registry
+from pmilab.encoders import mlp_encoder, table_encoder
 from pmilab.errors import InputError
+from pmilab.interfaces import HeadInputs
 from pmilab.runtime.precision import encoder_autocast
-from pmilab.similarity import KME, WPSE, Linear, Tabular
 from pmilab.training.config import FitConfig
 
 
@@ -52,54 +56,38 @@ class PairModel(nn.Module):
         return self.logit_matrix(x, y)
 
 
-def build_head(cfg: FitConfig, nx: int | None = None, ny: int | None = None) -> nn.Module:
-    if cfg.similarity == "tabular":
-        return Tabular(nx, ny)
-    if cfg.similarity == "linear":
-        return Linear(cfg.normalize, cfg.bias, cfg.temperature, cfg.logit_cap, cfg.learn_scale)
-    if cfg.similarity == "kme":
-        return KME(sigma=cfg.sigma)
-    return WPSE(
-        sigma=cfg.sigma,
-        alpha_linear=cfg.alpha_linear,
-        alpha_kernel=cfg.alpha_kernel,
-        kernel=cfg.kernel,
-        temperature=cfg.temperature,
-        logit_cap=cfg.logit_cap,
-        learn_scale=cfg.learn_scale,
-        rff_features=cfg.rff_features,
-        dim=cfg.dim,
-        rff_seed=cfg.seed,
-    )
+def head_settings(cfg: FitConfig, dist) -> dict:
+    """What a head may take from a fit (`pmilab.registry`'s contract, matched by name): every
+    FitConfig field, `nx` and `ny` of a discrete joint, and `rff_seed`, the run's seed (a
+    head's own random features, e.g. WPSE's)."""
+    out = {
+        f.name: getattr(cfg, f.name) for f in fields(cfg) if f.name not in ("similarity", "extra")
+    }
+    out["rff_seed"] = cfg.seed
+    if dist.discrete:
+        out.update(nx=dist.nx, ny=dist.ny)
+    return out
 
 
-def _discrete_encoder(n: int, cfg: FitConfig) -> nn.Module:
-    if cfg.similarity == "tabular":
-        return nn.Identity()
-    if cfg.similarity == "linear":
-        return TableEncoder(n, cfg.dim)
-    weights = "log_softmax" if cfg.similarity == "kme" else "signed"
-    return point_set_table(n, cfg.points, cfg.dim, weights)
-
-
-def _continuous_encoder(in_dim: int, cfg: FitConfig) -> nn.Module:
-    if cfg.similarity == "linear":
-        return MLPEncoder(in_dim, cfg.dim, cfg.hidden, cfg.features)
-    out = cfg.points * (cfg.dim + 1)
-    backbone = MLPEncoder(in_dim, out, cfg.hidden, cfg.features)
-    weights = "log_softmax" if cfg.similarity == "kme" else "signed"
-    return PointSetEncoder(backbone, out, cfg.points, cfg.dim, weights, project=False)
+def head_inputs(cfg: FitConfig, dist) -> HeadInputs:
+    """What the configured head needs from each encoder (`pmilab.interfaces.HeadInputs`)."""
+    return registry.head_inputs(cfg.similarity, head_settings(cfg, dist))
 
 
 def build_model(dist, cfg: FitConfig) -> PairModel:
-    """Encoders and head for `dist`, initialised from the global RNG (seed it first)."""
+    """Encoders and head for `dist`, initialised from the global RNG (seed it first): the
+    encoders give what the head declares (`encoders.table_encoder`, `encoders.mlp_encoder`)."""
+    registry.check_joint(dist)
+    settings = head_settings(cfg, dist)
+    inputs = registry.head_inputs(cfg.similarity, settings)
     if dist.discrete:
-        head = build_head(cfg, dist.nx, dist.ny)
-        return PairModel(_discrete_encoder(dist.nx, cfg), _discrete_encoder(dist.ny, cfg), head)
-    if cfg.similarity == "tabular":
+        head = registry.build_head(cfg.similarity, settings)
+        return PairModel(table_encoder(dist.nx, inputs), table_encoder(dist.ny, inputs), head)
+    if inputs.kind == "indices":
         raise InputError(
-            "similarity 'tabular' needs a discrete joint table; use linear, wpse or kme"
+            f"similarity {registry.head_spec(cfg.similarity)!r} takes raw state indices, so it "
+            "needs a discrete joint table; use linear, wpse or kme"
         )
-    return PairModel(
-        _continuous_encoder(dist.dim_x, cfg), _continuous_encoder(dist.dim_y, cfg), build_head(cfg)
-    )
+    enc_x = mlp_encoder(dist.dim_x, inputs, cfg.hidden, cfg.features)
+    enc_y = mlp_encoder(dist.dim_y, inputs, cfg.hidden, cfg.features)
+    return PairModel(enc_x, enc_y, registry.build_head(cfg.similarity, settings))

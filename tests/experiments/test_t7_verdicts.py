@@ -19,6 +19,7 @@ from pmilab.experiments.claims.tolerances import REACH_TOL_MC
 from pmilab.experiments.framework.sweep import seed_list
 from pmilab.experiments.tasks import pixels
 from pmilab.pretrain.shapes import LatentShapesJoint
+from pmilab.similarity import KME
 
 FLOOR_K = 0.2677  # floor(d = K) / sd(PMI) of the hidden-class joint (exact, test_t7.py)
 FLOORS = {2: 0.659, 3: 0.389, 4: FLOOR_K, 5: 0.205, 6: 0.110}
@@ -256,7 +257,7 @@ def test_a_planted_logit_error_decides_t7b_at_smoke_size(smoke, monkeypatch, siz
 
     def planted(model, data, n, seed):
         lm, z, y = original(model, data, n, seed)
-        if model.kind != "kme":
+        if not isinstance(model.similarity, KME):
             return lm, z, y
         field = pixels.perturbation_field(lat.px, lat.py, seed + 1)
         return pmi[z][:, y] - 3.0 + size * REACH_TOL_MC * sd * field[z][:, y], z, y

@@ -2,7 +2,7 @@
 
 A claim module (`pmilab.experiments.claims.t1` ... `t6`) checks one claim of docs/theory.md.
 It satisfies `ClaimModule`, a `typing.Protocol` that a module satisfies structurally (as bmi's
-`interface.py` does for samplers):
+`interface.py` does for samplers; it lives with every other Protocol in `pmilab.interfaces`):
 
     CLAIM: str                                  "T2"
     TITLE: str                                  one line: what the claim says
@@ -18,13 +18,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
-
-import pandas as pd
 
 from pmilab import verdicts as V
 from pmilab.errors import InputError
-from pmilab.experiments.framework.sweep import Sweep
+from pmilab.interfaces import ClaimModule  # noqa: F401  (re-exported: its one owner is there)
 from pmilab.verdicts import Judged
 
 # smoke: seconds, for tests and notebooks (its numbers are meaningless); quick: minutes on
@@ -197,20 +194,6 @@ def implementation(
 def finding(claim: str, statement: str, measured, detail: str, figure: str = "") -> ClaimResult:
     """A finding: numbers the theory does not predict, with no verdict."""
     return ClaimResult(claim, statement, measured, "", None, figure, detail, "finding")
-
-
-@runtime_checkable
-class ClaimModule(Protocol):
-    """What `pmilab verify` needs of a claim module (see the module docstring)."""
-
-    CLAIM: str
-    TITLE: str
-
-    def config(self, preset: str, seeds: int | None = None) -> Any: ...
-
-    def sweeps(self, cfg: Any) -> list[Sweep]: ...
-
-    def evaluate(self, tables: dict[str, pd.DataFrame], cfg: Any) -> list[ClaimResult]: ...
 
 
 def check_preset(preset: str) -> str:

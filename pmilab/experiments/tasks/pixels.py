@@ -33,7 +33,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from pmilab import metrics
+from pmilab import metrics, registry
+from pmilab.encoders import prepare_weights
 from pmilab.losses import symmetric_infonce
 from pmilab.pretrain.shapes import LatentShapesJoint
 from pmilab.pretrain.shapes_stream import FixedShapes, ShapesStream
@@ -108,24 +109,36 @@ class PixelTower(nn.Module):
         return self.mlp(self.conv(images)[2])
 
 
+# What the T7 task offers a head (`pmilab.registry`'s contract) beyond dim and points: a linear
+# head is unnormalised with a bias (a rank <= d+1 logit table, the most a d-dimensional linear
+# head can do); KME keeps its defaults.
+HEAD_SETTINGS = {"normalize": False, "bias": True}
+
+
 class PixelTextModel(nn.Module):
-    """Two towers, an output head per side, and one similarity head (linear or KME)."""
+    """Two towers, an output head per side, and one similarity head (any `pmilab.registry`
+    spec on vectors or point sets: linear and KME in T7). The output heads give what the head
+    declares (`HeadInputs`): a vector of size D, or M unit-norm points of size d with their
+    weights prepared as declared (`encoders.prepare_weights`), as `pmilab pretrain` does."""
 
     def __init__(self, similarity: str, vocab: int, width: int, dim: int, points: int) -> None:
         super().__init__()
-        if similarity not in ("linear", "kme"):
-            raise ValueError(f"similarity must be 'linear' or 'kme', got {similarity!r}")
-        self.kind, self.dim, self.points = similarity, int(dim), int(points)
+        settings = {**HEAD_SETTINGS, "dim": int(dim), "points": int(points)}
+        inputs = registry.head_inputs(similarity, settings)
+        if inputs.kind == "indices":
+            raise ValueError(f"similarity {similarity!r} takes raw state indices, not pixels")
+        self.inputs, self.dim, self.points = inputs, inputs.dim, inputs.points
         self.image, self.text = PixelTower(width), BagOfWords(vocab, width)
-        out = self.dim if similarity == "linear" else self.points * (self.dim + 1)
-        self.image_out, self.text_out = nn.Linear(width, out), nn.Linear(width, out)
-        self.similarity = Linear(normalize=False, bias=True) if similarity == "linear" else KME()
+        self.image_out = nn.Linear(width, inputs.width)
+        self.text_out = nn.Linear(width, inputs.width)
+        self.similarity = registry.build_head(similarity, settings)
 
     def _finish(self, h: Tensor) -> tuple[Tensor, ...]:
-        if self.kind == "linear":
-            return (h,)
+        if self.inputs.kind == "vector":
+            return (F.normalize(h, dim=-1),) if self.inputs.normalize else (h,)
         pts = h[:, : self.points * self.dim].reshape(len(h), self.points, self.dim)
-        return F.normalize(pts, dim=-1), torch.log_softmax(h[:, self.points * self.dim :], -1)
+        w = prepare_weights(h[:, self.points * self.dim :], self.inputs.weights)
+        return F.normalize(pts, dim=-1), w
 
     def encode_image(self, images: Tensor) -> tuple[Tensor, ...]:
         return self._finish(self.image_out(self.image(images)))
@@ -321,7 +334,7 @@ def pixel_head(p: dict) -> dict:
     out["product_std"] = opt.product_std(pmi_table, lat.px, lat.py)
     # the exact Eckart–Young floor of a linear head (rank d plus a constant) at its d (NaN for
     # KME, whose `dim` is the dimension of its points), and at d = K (T7's reference line)
-    if p["similarity"] == "linear":
+    if isinstance(model.similarity, Linear):
         out["rank_floor"] = opt.rank_floor(pmi_table, lat.px, lat.py, int(p["dim"]))
     out["rank_floor_k"] = opt.rank_floor(pmi_table, lat.px, lat.py, joint.k)
     out["k"] = joint.k

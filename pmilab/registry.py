@@ -1,0 +1,204 @@
+"""The one resolver of head and joint specs: the only module that knows the built-in heads by
+name (docs/extending.md; `git grep` for a head's name elsewhere comes out empty: README).
+
+A spec is a string, and the string is what a run records (config.json, checkpoints, run
+tables), so `pmilab eval` and worker processes resolve the same spec:
+- a built-in name: "tabular", "linear", "wpse", "kme" (heads); "latent:nx=...", "gaussian:...",
+  a table file ... (joints, parsed by `pmilab.dists.parse_spec`);
+- `package.module:Name`: an import path (`pmilab.plugins`);
+- the name of an installed entry point (groups `pmilab.similarities`, `pmilab.distributions`).
+The Python API also takes the objects themselves: a head class, a factory, an instance, a joint.
+
+How a head is built from a run's settings (the contract a plugin head meets):
+- a head is a class or a factory function: it is called with the keyword arguments its
+  signature names out of the run's settings, matched by name. `pmilab fit` offers every
+  `FitConfig` field (dim, points, sigma, temperature, normalize, bias, ...), `nx` and `ny` of a
+  discrete joint, and `rff_seed` (the run's seed, for a head's own random features);
+  `pmilab pretrain` offers `ModelConfig`'s fields (dim, points, sigma, ...) and
+  alpha_linear = alpha_kernel = 1; the T7 pixel task dim, points, normalize=False, bias=True.
+  A parameter without a default that the run does not offer is an InputError naming it;
+- an instance is used as it is (deep-copied per seed, so every seed starts from it);
+- what it builds is an `nn.Module` with every method of `pmilab.interfaces.Head`
+  (subclass `pmilab.similarity.SimilarityHead` for the defaults of all but `logit_matrix`,
+  `paired_logits` and `head_inputs`);
+- `head_inputs(dim, points)` says what it needs from the encoders (`HeadInputs`). On a class
+  it should be a classmethod: the builders read it before building anything (otherwise one
+  head is built to ask it).
+
+Every failure is one InputError line naming the spec and what is missing.
+"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+from collections.abc import Mapping
+from typing import Any
+
+from pmilab import plugins
+from pmilab.errors import InputError
+from pmilab.interfaces import HEAD_METHODS, HeadInputs, joint_missing
+
+# The built-in heads by name; their classes are imported when first asked for, so naming or
+# checking one (`pmilab fit --help`, a config's validation) does not import torch.
+HEAD_NAMES = ("tabular", "linear", "wpse", "kme")
+HEAD_HINT = (
+    "tabular, linear, wpse, kme, package.module:Name or an installed pmilab.similarities "
+    "entry point"
+)
+
+
+def builtin_heads() -> dict[str, type]:
+    from pmilab.similarity import KME, WPSE, Linear, Tabular
+
+    return {"tabular": Tabular, "linear": Linear, "wpse": WPSE, "kme": KME}
+
+
+# ---- heads ----------------------------------------------------------------------------------
+
+
+def head_spec(spec: Any) -> str:
+    """The string a run records for `spec`: the spec itself, or the import path of a head
+    class or factory (of an instance: of its class). An object with no import path (a class
+    defined in __main__ or in a function) is recorded by its name in angle brackets, which
+    no later process can resolve."""
+    if isinstance(spec, str):
+        return spec.strip()
+    path = plugins.path_of(spec if callable(spec) and not _is_module(spec) else type(spec))
+    return path or f"<{getattr(spec, '__qualname__', type(spec).__qualname__)}>"
+
+
+def check_head(spec: Any) -> None:
+    """InputError unless `spec` resolves to a head that meets the contract (a built-in name
+    is accepted without importing anything)."""
+    if isinstance(spec, str) and spec.strip() in HEAD_NAMES:
+        return
+    resolve_head(spec)
+
+
+def resolve_head(spec: Any) -> Any:
+    """The class, factory or instance a head spec names, checked where it can be (a factory's
+    head is checked when built)."""
+    name = head_spec(spec)
+    if isinstance(spec, str):
+        s = spec.strip()
+        if s in HEAD_NAMES:
+            return builtin_heads()[s]
+        if not (plugins.is_import_path(s) or s in plugins.entry_point_names("head")):
+            raise InputError(f"unknown similarity {s!r}; use one of {HEAD_HINT}")
+        spec = plugins.load(s, "head")
+    if isinstance(spec, type) or _is_module(spec):
+        _check_contract(spec, name)
+    elif not callable(spec):
+        raise InputError(
+            f"head {name} is a {type(spec).__name__}, not a head class, factory or nn.Module"
+        )
+    return spec
+
+
+def build_head(spec: Any, settings: Mapping[str, Any]) -> Any:
+    """The head `spec` names, built from the run's `settings` (module docstring)."""
+    name = head_spec(spec)
+    obj = resolve_head(spec)
+    if _is_module(obj):
+        return copy.deepcopy(obj)
+    head = _call(obj, settings, name)
+    if not _is_module(head):
+        raise InputError(f"head {name} built a {type(head).__name__}, not a torch nn.Module")
+    _check_contract(head, name)
+    return head
+
+
+def head_inputs(spec: Any, settings: Mapping[str, Any]) -> HeadInputs:
+    """What the head `spec` needs from each encoder, for the run's `dim` and `points`."""
+    name = head_spec(spec)
+    obj = resolve_head(spec)
+    ask = obj
+    if not _is_module(obj) and not _class_level(obj, "head_inputs"):
+        ask = build_head(obj, settings)
+    out = ask.head_inputs(settings["dim"], settings["points"])
+    if not isinstance(out, HeadInputs):
+        raise InputError(
+            f"head {name}: head_inputs returned a {type(out).__name__}, not a "
+            "pmilab.interfaces.HeadInputs"
+        )
+    return out
+
+
+def _is_module(obj: Any) -> bool:
+    from torch import nn
+
+    return isinstance(obj, nn.Module)
+
+
+def _class_level(cls: Any, attr: str) -> bool:
+    return isinstance(cls, type) and isinstance(
+        inspect.getattr_static(cls, attr, None), classmethod | staticmethod
+    )
+
+
+def _check_contract(obj: Any, name: str) -> None:
+    """A head class or instance: an nn.Module with every method of the Head Protocol (an
+    `abstractmethod` placeholder of the base class counts as missing)."""
+    from torch import nn
+
+    if isinstance(obj, type) and not issubclass(obj, nn.Module):
+        raise InputError(f"head {name} is not a torch nn.Module subclass")
+    missing = [
+        m
+        for m in HEAD_METHODS
+        if getattr(obj, m, None) is None or getattr(getattr(obj, m), "__isabstractmethod__", 0)
+    ]
+    if missing:
+        raise InputError(
+            f"head {name} has no {', '.join(missing)} (a head needs {', '.join(HEAD_METHODS)}: "
+            "pmilab.interfaces.Head; pmilab.similarity.SimilarityHead gives the last four)"
+        )
+
+
+def _call(factory: Any, settings: Mapping[str, Any], name: str) -> Any:
+    """`factory(**the settings its signature names)`; a required one not offered is an error."""
+    try:
+        params = inspect.signature(factory).parameters.values()
+    except (TypeError, ValueError):
+        raise InputError(f"head {name} has no signature to build it from") from None
+    named = [p for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    need = [p.name for p in named if p.default is p.empty and p.name not in settings]
+    if need:
+        raise InputError(
+            f"head {name} needs {', '.join(need)}, which this run does not set (it sets: "
+            f"{', '.join(sorted(settings))})"
+        )
+    kwargs = {p.name: settings[p.name] for p in named if p.name in settings}
+    try:
+        return factory(**kwargs)
+    except InputError as e:
+        raise InputError(f"head {name}: {e}") from None
+    except (TypeError, ValueError) as e:
+        first = str(e).splitlines()[0] if str(e) else ""
+        raise InputError(f"building head {name} failed: {type(e).__name__}: {first}") from None
+
+
+# ---- joints ---------------------------------------------------------------------------------
+
+
+def resolve_joint(spec: Any, normalize: bool = False, drop_empty: bool = False) -> Any:
+    """The joint a spec names (`pmilab.dists.parse_spec`: built-in specs, table files, import
+    paths and entry points), or a joint object, checked against the joint contract."""
+    if isinstance(spec, str):
+        from pmilab.dists import parse_spec
+
+        return parse_spec(spec, normalize=normalize, drop_empty=drop_empty)
+    check_joint(spec)
+    return spec
+
+
+def check_joint(dist: Any) -> None:
+    """InputError naming what `dist` lacks as a joint (`pmilab.interfaces.joint_missing`)."""
+    missing = joint_missing(dist)
+    if missing:
+        raise InputError(
+            f"distribution {type(dist).__name__} has no {', '.join(missing)} (a joint needs "
+            "discrete, sample, pmi, pmi_matrix, mutual_information, and dim_x, dim_y or nx, "
+            "ny, table: pmilab.interfaces.JointDistribution)"
+        )
