@@ -83,6 +83,22 @@ def _shifted_scores(px: Tensor, sx: Tensor, py: Tensor, sy: Tensor, c: Tensor) -
     return z.add_(sy[..., None, None, :, :])
 
 
+def _point_gradients(p: Tensor, u: Tensor, v: Tensor):
+    """For p of shape (..., B, M, C, N) and the centred points u (..., B, M, d), v (..., C, N, d):
+    -2 Σ_{j,b} p (u_a - v_b), +2 Σ_{i,a} p (u_a - v_b), and p's row and column sums, from two
+    batched GEMMs on a view of p against the points with a column of ones appended:
+    Σ_{j,b} p (v_b, 1) and Σ_{i,a} p (u_a, 1)."""
+    flat = p.flatten(-4, -3).flatten(-2, -1)  # (..., B·M, C·N), a view
+    v1 = torch.cat([v, torch.ones_like(v[..., :1])], -1).flatten(-3, -2)
+    u1 = torch.cat([u, torch.ones_like(u[..., :1])], -1).flatten(-3, -2)
+    pv = (flat @ v1).unflatten(-2, u.shape[-3:-1])  # (..., B, M, d + 1)
+    pu = (flat.transpose(-2, -1) @ u1).unflatten(-2, v.shape[-3:-1])  # (..., C, N, d + 1)
+    rows, cols = pv[..., -1], pu[..., -1]  # (..., B, M), (..., C, N)
+    gu = (u * rows[..., None] - pv[..., :-1]).mul_(-2.0)
+    gv = (pu[..., :-1] - v * cols[..., None]).mul_(2.0)
+    return gu, gv, rows, cols
+
+
 def _unscaled(gu: Tensor, gv: Tensor, px: Tensor, py: Tensor, c: Tensor):
     """Gradients for (px, py, c) from those for u = c·px, v = c·py. c's is a sum over each
     replicate's own contiguous (B·M·d) block, so it does not depend on how many replicates share
@@ -107,21 +123,13 @@ def _batched(args: tuple, in_dims: tuple) -> tuple[list, bool]:
 
 
 class _KMESmall(torch.autograd.Function):
-    """(u, wx, v, wy) -> (..., B, C): logsumexp_{a,b}(wx_a + wy_b - ‖u_a - v_b‖²), the KME logits
-    of points already divided by √2·σ (`kme_logits_small`; σ's gradient flows through that
-    scaling).
+    """(px, wx, py, wy, c) -> (..., B, C): logsumexp_{a,b}(wx_a + wy_b - c²‖x_a - y_b‖²), the KME
+    logits with c = 1/(√2 σ) of shape (...) (`kme_logits_small`).
 
-    The scores live in the layout (..., B, M, C, N): row (i, a), column (j, b), and come out of
-    one batched GEMM of rank d + 2, as in `_pairwise_chunked` (points centred on their common
-    mean, each set's largest log-weight subtracted so every score is ≤ 0):
-
-        sx_a + sy_b - ‖u_a - v_b‖² = ⟨[2u_a, sx_a - ‖u_a‖², 1], [v_b, 1, sy_b - ‖v_b‖²]⟩.
-
-    Where that expansion's rounding error could exceed `_pairwise_chunked.KME_TOL` (its estimate
-    `_estimate`, taken per replicate from the largest terms), that replicate's scores, and its
-    point gradients, are formed from direct differences instead. If a total underflows (every pair
-    of points more than ~9 bandwidths apart), the exact per-cell max is the shift. The backward's
-    sums Σ_{j,b} P (v_b, 1) and Σ_{i,a} P (u_a, 1) are batched GEMMs on views of P.
+    Scores from `_expanded_scores` in the layout (..., B, M, C, N), shifted by each set's largest
+    log-weight so that all are ≤ 0 (the shifts are added back outside the exp); if a total
+    underflows (every pair of points more than ~9 bandwidths apart) that replicate is shifted by
+    its exact per-cell max instead. Backward: P = softmax · g, and `_point_gradients`.
     """
 
     @staticmethod
@@ -153,17 +161,7 @@ class _KMESmall(torch.autograd.Function):
     def backward(ctx, g: Tensor, *_):
         e, total, u, v, px, py, c = ctx.saved_tensors  # u, v centred
         p = e * (g / total)[..., :, None, :, None]  # (..., B, M, C, N): softmax times g
-        flat = p.flatten(-4, -3).flatten(-2, -1)  # (..., B·M, C·N), a view
-        ones_v = torch.ones_like(v[..., :1])
-        ones_u = torch.ones_like(u[..., :1])
-        # Σ_{j,b} P (v_b, 1) and Σ_{i,a} P (u_a, 1)
-        pv = (flat @ torch.cat([v, ones_v], -1).flatten(-3, -2)).unflatten(-2, u.shape[-3:-1])
-        pu = (flat.transpose(-2, -1) @ torch.cat([u, ones_u], -1).flatten(-3, -2)).unflatten(
-            -2, v.shape[-3:-1]
-        )
-        rows, cols = pv[..., -1], pu[..., -1]  # (..., B, M), (..., C, N)
-        gu = (u * rows[..., None] - pv[..., :-1]).mul_(-2.0)  # -2 Σ P (u_a - v_b)
-        gv = (pu[..., :-1] - v * cols[..., None]).mul_(2.0)  # +2 Σ P (u_a - v_b)
+        gu, gv, rows, cols = _point_gradients(p, u, v)
         gpx, gpy, gc = _unscaled(gu, gv, px, py, c)
         return gpx, rows, gpy, cols, gc
 
@@ -184,15 +182,13 @@ def kme_logits_small(px: Tensor, wx: Tensor, py: Tensor, wy: Tensor, sigma) -> T
 
 
 class _GaussSum(torch.autograd.Function):
-    """(u, wx, v, wy) -> (..., B, C): Σ_{a,b} wx_a wy_b exp(-‖u_a - v_b‖²), WPSE's Gaussian
-    kernel sum of points already divided by √2·σ (`wpse_logits_small`).
+    """(px, wx, py, wy, c) -> (..., B, C): Σ_{a,b} wx_a wy_b exp(-c²‖x_a - y_b‖²), WPSE's Gaussian
+    kernel sum with c = 1/(√2 σ) (`wpse_logits_small`).
 
-    The kernel values come from `_expanded_scores` (float64 expansion, direct differences where
-    it could miss WPSE_TOL), exponentiated in place, in the layout (..., B, M, C, N). Backward,
-    with W = g_ij wx_a wy_b and P = W·K:
+    Kernel values from `_expanded_scores` (WPSE_TOL), exponentiated in place, in the layout
+    (..., B, M, C, N). Backward, with W = g_ij wx_a wy_b and P = W·K:
         ∂/∂wx_a = Σ_j g_ij Σ_b K wy_b (kept from the forward),  ∂/∂wy_b = Σ_{i,a} g_ij wx_a K,
-        ∂/∂u_a = -2 Σ_{j,b} P (u_a - v_b),  ∂/∂v_b = +2 Σ_{i,a} P (u_a - v_b),
-    the sums over (i, a) and (j, b) as batched GEMMs on views, as in `_KMESmall`.
+        ∂/∂u_a = -2 Σ_{j,b} P (u_a - v_b),  ∂/∂v_b = +2 Σ_{i,a} P (u_a - v_b)  (`_point_gradients`).
     """
 
     @staticmethod
@@ -219,15 +215,7 @@ class _GaussSum(torch.autograd.Function):
         q = k * (g[..., :, None, :] * wx[..., None])[..., None]  # (..., B, M, C, N): g wx K
         gwy = q.sum((-4, -3))  # (..., C, N): Σ_{i,a} g wx K
         p = q.mul_(wy[..., None, None, :, :])  # P = W·K, in place of q (not needed any more)
-        flat = p.flatten(-4, -3).flatten(-2, -1)
-        pv = (flat @ torch.cat([v, torch.ones_like(v[..., :1])], -1).flatten(-3, -2)).unflatten(
-            -2, u.shape[-3:-1]
-        )
-        pu = (
-            flat.transpose(-2, -1) @ torch.cat([u, torch.ones_like(u[..., :1])], -1).flatten(-3, -2)
-        ).unflatten(-2, v.shape[-3:-1])
-        gu = (u * pv[..., -1:] - pv[..., :-1]).mul_(-2.0)
-        gv = (pu[..., :-1] - v * pu[..., -1:]).mul_(2.0)
+        gu, gv, _, _ = _point_gradients(p, u, v)
         gpx, gpy, gc = _unscaled(gu, gv, px, py, c)
         return gpx, gwx, gpy, gwy, gc
 
