@@ -22,14 +22,20 @@ from pmilab.experiments.framework.claim import check_preset
 from pmilab.experiments.verify import run_modules
 
 
-def claim_seeds(rows: list[dict], pilot: int, max_seeds: int | None) -> tuple[int, str]:
-    """(seed count, why) from one claim's row records."""
+def claim_seeds(
+    rows: list[dict], pilot: int, max_seeds: int | None, min_seeds: int = 2
+) -> tuple[int, str]:
+    """(seed count, why) from one claim's row records: the most any row needs, at least
+    `min_seeds` (the design's floor, `design.MIN_SEEDS`), at most `max_seeds` (a time budget,
+    said in `why` when it binds)."""
     needed = [r["chosen_n"] for r in rows if r["chosen_n"] is not None]
     if not needed:
-        return max(pilot, 2), "no row with a spread to power against: the pilot's size"
+        return max(pilot, min_seeds, 2), "no row with a spread to power against: the pilot's size"
     n = max(needed)
     worst = max((r for r in rows if r["chosen_n"] is not None), key=lambda r: r["chosen_n"])
     why = f"{worst['row']} needs {n}"
+    if n < min_seeds:
+        n, why = min_seeds, why + f"; raised to the floor of {min_seeds} seeds"
     if max_seeds is not None and n > max_seeds:
         return max_seeds, why + f"; capped at --max-seeds {max_seeds} (below the design power)"
     return max(n, 2), why
@@ -59,16 +65,15 @@ def run_pilots(
         "preset": preset,
         "pilot_seeds": list(seeds),
         "power": design.POWER,
-        "rule": "smallest n with P(PASS | gap 0) >= power and P(FAIL | gap 2 tol) >= power, "
-        "per judged evidence and calibration row (pmilab.verdicts.seeds_for_power); a "
-        "claim's count is the largest its rows need",
+        "rule_version": design.RULE_VERSION,
+        "rule": design.RULE,
         "date": datetime.date.today().isoformat(),
         "machine": f"{platform.machine()} {platform.system()}",
         "claims": {},
     }
     for cr in runs:
         rows = design.pilot_design(cr.results)
-        n, why = claim_seeds(rows, pilot, max_seeds)
+        n, why = claim_seeds(rows, pilot, max_seeds, design.MIN_SEEDS)
         record["claims"][cr.claim] = {"seeds": n, "why": why, "rows": rows}
     share_counts(record["claims"], {cr.claim: {sw.name for sw in cr.sweeps} for cr in runs})
     return record

@@ -27,16 +27,34 @@ def _rows(sd: float, n: int = 5):
     ]
 
 
-def test_pilot_design_is_seeds_for_power_at_the_pilot_sd():
+def test_pilot_design_is_seeds_for_power_at_the_upper_sd_and_the_holm_level():
+    """RULE_VERSION 2: each row is sized at its pilot sd's 80% upper confidence bound and at the
+    level its decisive sub-case was judged at (here one sub-case: the nominal 0.05)."""
     recs = design.pilot_design(_rows(0.03))
     assert [r["row"] for r in recs] == ["T9a|evidence|", "T9a|calibration|FAIL"]
+    upper = V.sd_upper(0.03, 5, 0.8)
     for r in recs:
         assert r["pilot_sd"] == pytest.approx(0.03, rel=1e-12) and r["tolerance"] == 0.05
-        assert r["chosen_n"] == V.seeds_for_power(0.03, 0.05)
-    # the defining property: chosen_n reaches the power, chosen_n - 1 does not
+        assert r["design_sd"] == pytest.approx(upper, rel=1e-12) and r["alpha"] == 0.05
+        assert r["chosen_n"] == V.seeds_for_power(upper, 0.05)
+    # the defining property: chosen_n reaches the power at the upper sd, chosen_n - 1 does not
     n = recs[0]["chosen_n"]
-    p = [V.power_at(k, 0.03, 2 * 0.05, 0.05, verdict="FAIL") for k in (n - 1, n)]
+    p = [V.power_at(k, upper, 2 * 0.05, 0.05, verdict="FAIL") for k in (n - 1, n)]
     assert p[0] < 0.8 <= p[1]
+
+
+def test_a_holm_adjusted_row_is_sized_at_its_adjusted_level():
+    """A row whose decisive sub-case came out of a family of 3 (Holm: alpha / 3 for the first
+    ranked) needs more seeds than at the nominal level, and the record says which level."""
+    rng = np.random.default_rng(1)
+    subcases = [V.judge(0.12 + 0.02 * rng.standard_normal(4), 0.05, "below") for _ in range(3)]
+    row = decisive_row = V.decisive(V.holm_verdicts(subcases))
+    assert min(row.alpha, row.alpha_fail) < 0.05  # the family adjusted it
+    rec = design.pilot_design([calibration("T9a", "near", decisive_row, "<= 0.05", "FAIL")])[0]
+    assert rec["alpha"] == pytest.approx(min(row.alpha, row.alpha_fail))
+    nominal = V.seeds_for_power(rec["design_sd"], 0.05, 0.05)
+    assert rec["chosen_n"] == V.seeds_for_power(rec["design_sd"], 0.05, rec["alpha"])
+    assert rec["chosen_n"] >= nominal
 
 
 def test_claim_counts_take_the_neediest_row_and_shared_sweeps_agree():
@@ -48,6 +66,12 @@ def test_claim_counts_take_the_neediest_row_and_shared_sweeps_agree():
     assert power.claim_seeds(rows, 4, None) == (12, "b needs 12")
     n, why = power.claim_seeds(rows, 4, 10)
     assert n == 10 and "capped" in why
+    few = [{"row": "a", "chosen_n": 3}]
+    assert power.claim_seeds(few, 4, None, min_seeds=5) == (
+        5,
+        "a needs 3; raised to the floor of 5 seeds",
+    )
+    assert power.claim_seeds(few, 4, None) == (3, "a needs 3")
     claims = {
         "T2": {"seeds": 12, "why": ""},
         "T3": {"seeds": 5, "why": ""},
@@ -68,9 +92,10 @@ def test_verify_runs_with_the_recorded_count_and_reports_the_planned_power(tmp_p
         assert design.claim_config(mod, "smoke") == 9
         assert design.claim_config(mod, "smoke", 3) == 3  # --seeds wins
         rows = design.planned_power(_rows(0.02, n=9), "smoke")
+        upper = V.sd_upper(0.03, 5, 0.8)  # the record's design spread
         want = min(
-            V.power_at(9, 0.03, 0.0, 0.05, verdict="PASS"),
-            V.power_at(9, 0.03, 0.1, 0.05, verdict="FAIL"),
+            V.power_at(9, upper, 0.0, 0.05, verdict="PASS"),
+            V.power_at(9, upper, 0.1, 0.05, verdict="FAIL"),
         )
         assert rows[0].judged.power == pytest.approx(want) and rows[
             1

@@ -3,7 +3,14 @@
 THEORY.md, "Verdicts": the per-seed spread is estimated on pilot seeds that the verdict never
 uses (`PILOT_BASE` + 0, 1, ...; a verdict run uses seeds 0, 1, ...), and each claim's seed count
 is the smallest n with >= `POWER` probability to PASS when the true gap is 0 and to FAIL when it
-is twice the tolerance (`pmilab.verdicts.seeds_for_power`), at the row's own level alpha.
+is twice the tolerance (`pmilab.verdicts.seeds_for_power`).
+
+The design is family-aware (RULE_VERSION 2, from the second quick record on): each row is
+powered at the level its decisive sub-case was judged at in the pilot, Holm's adjusted level
+(the smaller of its PASS and FAIL levels), not at the nominal alpha; and at the pilot spread's
+80 % upper confidence bound (`verdicts.sd_upper`), not at the point estimate. The first record
+(nominal alpha, point estimate) left two calibration cases of reports/quick INCONCLUSIVE; one,
+T1c's near miss, had 3 seeds judged at Holm's alpha / 3 with a spread 3x the 4-seed pilot's.
 
 - `pilot_design(results, ...)`: the per-row records of one claim's pilot run;
 - `pmilab power --preset P` (`pmilab.cli.power`) runs the pilots and writes the record
@@ -29,6 +36,19 @@ from pmilab.experiments.framework.claim import ClaimModule, ClaimResult, check_p
 
 PILOT_BASE = 10_000  # pilot seeds: far from every verdict seed (0, 1, ...)
 POWER = 0.8
+SD_CONFIDENCE = 0.8  # the pilot spread's upper confidence bound the design powers against
+# Every claim runs on at least this many seeds (issue "many seeds as one computation": >= 5 in
+# every stochastic cell). Below it a one-sided t bound at Holm's levels is fragile: at n = 3 and
+# alpha / 3 its quantile is 5.3 (T1c's near miss came out INCONCLUSIVE that way), at n = 5 it is 3.0.
+MIN_SEEDS = 5
+RULE_VERSION = 2
+RULE = (
+    "smallest n with P(PASS | gap 0) >= power and P(FAIL | gap 2 tol) >= power, per judged "
+    "evidence and calibration row (pmilab.verdicts.seeds_for_power), at the Holm level the row's "
+    "decisive sub-case had in the pilot and at the pilot sd's 80% upper confidence bound "
+    "(pmilab.verdicts.sd_upper); a claim's count is the largest its rows need, at least "
+    "MIN_SEEDS = 5"
+)
 DESIGN_DIR = Path(__file__).resolve().parents[1] / "claims" / "design"
 # rows whose spread decides the seed count: the claims and the calibration pairs
 DESIGNED = ("evidence", "calibration")
@@ -73,24 +93,35 @@ def pilot_design(
         kind = "equivalence" if j.test == "equivalence" else "threshold"
         tol = design_tolerance(j)
         sd = j.se * math.sqrt(j.n)
-        rec.update(pilot_sd=sd, tolerance=tol, alpha=alpha, power=power, kind=kind)
+        level = row_level(j, alpha)
+        rec.update(pilot_sd=sd, tolerance=tol, alpha=level, power=power, kind=kind)
         if j.deterministic:
             rec.update(chosen_n=2, reasoning="deterministic on the pilot: judged exactly")
         elif math.isnan(tol):
             rec.update(chosen_n=None, reasoning="threshold 0: no scale to power against")
         else:
+            upper = V.sd_upper(sd, j.n, SD_CONFIDENCE) if j.n >= 2 else sd
+            rec["design_sd"] = upper
             try:
-                n = V.seeds_for_power(sd, tol, alpha, power, kind, max_n)
+                n = V.seeds_for_power(upper, tol, level, power, kind, max_n)
                 rec.update(
                     chosen_n=n,
-                    reasoning=f"pilot sd {sd:.3g} on {j.n} seeds; {n} seeds give >= {power:.0%} "
-                    f"power to PASS at gap 0 and to FAIL at 2x the tolerance {tol:.3g} "
-                    f"({kind} rule, one-sided alpha {alpha:g})",
+                    reasoning=f"pilot sd {sd:.3g} on {j.n} seeds, {SD_CONFIDENCE:.0%} upper bound "
+                    f"{upper:.3g}; {n} seeds give >= {power:.0%} power to PASS at gap 0 and to "
+                    f"FAIL at 2x the tolerance {tol:.3g} ({kind} rule, one-sided alpha "
+                    f"{level:.3g}, the row's Holm level)",
                 )
             except ValueError as e:
                 rec.update(chosen_n=None, reasoning=str(e))
         out.append(rec)
     return out
+
+
+def row_level(j: V.Judged, alpha: float) -> float:
+    """The level a row is powered at: the smaller of the Holm levels its decisive sub-case had
+    (`alpha` for PASS, `alpha_fail` for FAIL), never above the nominal `alpha`."""
+    levels = [a for a in (j.alpha, j.alpha_fail) if math.isfinite(a) and a > 0]
+    return min([alpha, *levels])
 
 
 @cache
@@ -129,12 +160,12 @@ def planned_power(results: list[ClaimResult], preset: str) -> list[ClaimResult]:
             continue
         if rec["pilot_sd"] == 0.0 or j.deterministic:
             p = 1.0
-        else:
-            args = (j.n, rec["pilot_sd"])
-            tol, kind = rec["tolerance"], rec["kind"]
+        else:  # the record's own spread and level (design_sd: records of RULE_VERSION 2)
+            args = (j.n, rec.get("design_sd", rec["pilot_sd"]))
+            tol, kind, level = rec["tolerance"], rec["kind"], rec.get("alpha", j.alpha)
             p = min(
-                V.power_at(*args, 0.0, tol, j.alpha, kind, "PASS"),
-                V.power_at(*args, 2 * tol, tol, j.alpha, kind, "FAIL"),
+                V.power_at(*args, 0.0, tol, level, kind, "PASS"),
+                V.power_at(*args, 2 * tol, tol, level, kind, "FAIL"),
             )
         out.append(replace(r, judged=replace(j, power=p)))
     return out
