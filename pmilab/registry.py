@@ -179,6 +179,37 @@ def _call(factory: Any, settings: Mapping[str, Any], name: str) -> Any:
         raise InputError(f"building head {name} failed: {type(e).__name__}: {first}") from None
 
 
+# ---- claims and figures about a named built-in head -----------------------------------------
+
+
+def is_builtin(spec: Any, *names: str) -> bool:
+    """Whether `spec` is one of the built-in heads `names` ("kme", ...): that name, its class,
+    or an instance of it. Code outside this module compares no head name: a claim or figure
+    about a named head selects its runs with this (or `builtin_mask`), and code that asks
+    what a head needs reads its declaration (`head_inputs`) instead."""
+    _check_names(names)
+    if isinstance(spec, str):
+        return spec.strip() in names
+    cls = spec if isinstance(spec, type) else type(spec)
+    if not cls.__module__.startswith("pmilab.similarity"):
+        return False  # not a built-in head (and torch stays unimported)
+    heads = builtin_heads()
+    return any(cls is heads[n] for n in names)
+
+
+def builtin_mask(specs: Any, *names: str) -> Any:
+    """`is_builtin` of every spec in `specs`, a pandas Series (a run table's `similarity`
+    column): the boolean mask of the rows of the built-in heads `names`."""
+    _check_names(names)
+    return specs.map(lambda s: is_builtin(s, *names)).astype(bool)
+
+
+def _check_names(names: tuple[str, ...]) -> None:
+    unknown = [n for n in names if n not in HEAD_NAMES]
+    if not names or unknown:
+        raise ValueError(f"not built-in head names: {list(unknown)}; use some of {HEAD_NAMES}")
+
+
 # ---- joints ---------------------------------------------------------------------------------
 
 

@@ -5,7 +5,9 @@
     pmilab fit --dist latent:nx=32,ny=32,k=4,seed=0 --similarity kme --seeds 0:32 --out runs/k32
 
 Writes OUT/metrics.json (docs/theory.md names), OUT/config.json, OUT/model.pt and, for discrete
-joints, OUT/logits.npy (the learned nx×ny logit table). Numbers are parsed here, not by
+joints, OUT/logits.npy (the learned nx×ny logit table).
+The training options are FitConfig's fields, built from its schema (`add_settings`: a new field
+is a new flag with no edit here). Their values are read by `FitConfig.from_text`, not by
 argparse, so every bad value ends in one line (pmilab.cli turns InputError into exit 2).
 OUT is checked before training: a file, or a folder holding an earlier run (without
 --overwrite), is refused. Exit 1 when training stopped early or its logits are degenerate (the
@@ -15,14 +17,35 @@ run is still written, with `stopped_at_step` / `constant_logits` in metrics.json
 from __future__ import annotations
 
 import argparse
-import math
+import importlib.util
 import sys
 import warnings
 from pathlib import Path
+from types import ModuleType
 
 from pmilab.errors import InputError
 
 SUMMARY = ("pmi_rmse_product", "pmi_rmse_joint", "pmi_corr", "excess_loss", "mi_infonce")
+METAVARS = {"int": "N", "float": "X", "widths": "WIDTHS"}
+CONFIG_PY = Path(__file__).resolve().parents[1] / "training" / "config.py"
+
+
+def config_module() -> ModuleType:
+    """pmilab/training/config.py (FitConfig, the schema the options are built from) without
+    importing its package, which imports torch (seconds of CPU that `pmilab fit --help` does
+    not need; config.py itself imports nothing heavy). Once the package is imported, its own
+    module is used; before, the file is loaded once under a private name (as `cli.pretrain`
+    loads PretrainConfig)."""
+    real = sys.modules.get("pmilab.training.config")
+    if real is not None:
+        return real
+    name = "pmilab.cli._fit_config"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, CONFIG_PY)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module  # dataclasses looks its module up while building the class
+        spec.loader.exec_module(module)
+    return sys.modules[name]
 
 
 def add_parser(subparsers) -> None:
@@ -30,44 +53,35 @@ def add_parser(subparsers) -> None:
         "fit",
         help="train a similarity head on a joint and score it against the exact PMI",
         description=(
-            "Train tabular / linear (CLIP) / WPSE / KME logits under symmetric InfoNCE on a "
+            "Train a tabular / linear (CLIP) / WPSE / KME or plugin head under InfoNCE on a "
             "joint with known PMI, then write OUT/metrics.json and, for discrete joints, "
-            "OUT/logits.npy (the learned nx x ny logit table)."
+            "OUT/logits.npy (the learned nx x ny logit table). Every setting below is a field "
+            "of pmilab.training.FitConfig."
         ),
     )
-    p.add_argument(
+    joint = p.add_argument_group("joint")
+    joint.add_argument(
         "--dist",
         required=True,
         metavar="SPEC",
         help="a .npy/.csv joint table (options: --normalize, --drop-empty, or ?normalize, "
         "?drop_empty after the path) or a named spec such as latent:nx=32,ny=32,k=4,seed=0 or "
-        "gaussian:dx=4,dy=4,rho=0.9",
+        "gaussian:dx=4,dy=4,rho=0.9, package.module:Name or an installed "
+        "pmilab.distributions entry point",
     )
-    p.add_argument(
+    joint.add_argument(
         "--normalize",
+        dest="normalize_table",
         action="store_true",
         help="table files: divide the table by its sum (same as ?normalize)",
     )
-    p.add_argument(
+    joint.add_argument(
         "--drop-empty",
         action="store_true",
         help="table files: remove all-zero rows and columns (same as ?drop_empty)",
     )
-    p.add_argument(
-        "--similarity",
-        default="linear",
-        help="tabular | linear | wpse | kme (default linear), or package.module:Name or an "
-        "installed pmilab.similarities entry point (docs/extending.md)",
-    )
-    p.add_argument("--dim", default="8", help="embedding / point dimension d (default 8)")
-    p.add_argument("--points", default="4", help="points per input M for wpse/kme (default 4)")
-    p.add_argument("--steps", default="2000", help="optimizer steps (default 2000)")
-    p.add_argument("--batch-size", default="256", help="pairs per step (default 256)")
-    p.add_argument(
-        "--lr", default=None, help="AdamW step size (default 1e-2 for tables, 1e-3 for MLPs)"
-    )
-    p.add_argument("--seed", default="0", help="seed of initialisation and sampling (default 0)")
-    p.add_argument(
+    groups = add_settings(p, config_module().FitConfig)
+    groups["training"].add_argument(
         "--seeds",
         default=None,
         metavar="LIST",
@@ -75,63 +89,50 @@ def add_parser(subparsers) -> None:
         "to B-1); writes OUT/seed<s>/ per seed and prints each seed's summary and the mean "
         "± SE over seeds (replaces --seed)",
     )
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda[:N] (default auto)")
-    p.add_argument(
-        "--objective", default="symmetric", help="symmetric (CLIP) | one_sided (default symmetric)"
-    )
-    p.add_argument(
-        "--population",
-        action="store_true",
-        help="discrete joints: train on the exact population loss (full batch) instead of samples",
-    )
-    p.add_argument(
-        "--temperature", default="0.07", help="initial 1/logit-scale of linear/wpse (default 0.07)"
-    )
-    p.add_argument(
-        "--logit-cap", default="100", help="max logit scale of linear/wpse, or 'none' (default 100)"
-    )
-    p.add_argument("--sigma", default="0.5", help="initial kernel bandwidth (default 0.5)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.add_argument("--out", required=True, metavar="DIR", help="output directory")
-    p.add_argument(
+    out = p.add_argument_group("output")
+    out.add_argument("--out", required=True, metavar="DIR", help="output directory")
+    out.add_argument(
         "--overwrite",
         action="store_true",
         help="replace an earlier run in --out (default: refuse a folder that holds one)",
     )
+    out.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
 
-def _number(value, flag: str, kind=float):
-    try:
-        v = kind(value)
-    except (TypeError, ValueError):
-        raise InputError(
-            f"{flag} must be {'an integer' if kind is int else 'a number'}, got {value!r}"
-        ) from None
-    if kind is float and not math.isfinite(v):
-        raise InputError(f"{flag} must be a finite number, got {value!r}")
-    return v
+def add_settings(p: argparse.ArgumentParser, schema) -> dict:
+    """One option per setting of `schema` (FitConfig: `FitConfig.settings()`), in sections
+    (`schema.GROUPS`), each with its help, choices and default. Values stay text
+    here (None: not given) and are read by `schema.from_text`, so a bad one is one line.
+    Returns the sections by group name."""
+    groups = {g: p.add_argument_group(title) for g, title in schema.GROUPS.items()}  # empty: hidden
+    for s in schema.settings():
+        if not s.cli:
+            continue
+        if s.group not in groups:
+            groups[s.group] = p.add_argument_group(s.group)
+        text = f"{s.help} (default: {s.shown_default()})".lstrip()
+        kw = {"dest": s.name, "default": None, "help": text}
+        if s.kind == "bool":
+            kw["action"] = argparse.BooleanOptionalAction
+        elif s.choices:
+            kw["metavar"] = "{" + ",".join(s.choices) + "}"
+        else:
+            kw["metavar"] = s.metavar or METAVARS.get(s.kind, s.name.upper())
+        groups[s.group].add_argument(s.flag, **kw)
+    return groups
 
 
 def _config(args: argparse.Namespace):
+    """The FitConfig of the given options (the others at FitConfig's defaults), validated."""
     from pmilab.training import FitConfig
 
-    cap = None if str(args.logit_cap).lower() == "none" else _number(args.logit_cap, "--logit-cap")
-    return FitConfig(
-        similarity=args.similarity,
-        dim=_number(args.dim, "--dim", int),
-        points=_number(args.points, "--points", int),
-        steps=_number(args.steps, "--steps", int),
-        batch_size=_number(args.batch_size, "--batch-size", int),
-        lr=None if args.lr is None else _number(args.lr, "--lr"),
-        seed=_number(args.seed, "--seed", int),
-        device=args.device,
-        objective=args.objective,
-        population=args.population,
-        temperature=_number(args.temperature, "--temperature"),
-        logit_cap=cap,
-        sigma=_number(args.sigma, "--sigma"),
-    ).validated()
+    given = {
+        s.name: getattr(args, s.name)
+        for s in FitConfig.settings()
+        if s.cli and getattr(args, s.name, None) is not None
+    }
+    return FitConfig.from_text(given).validated()
 
 
 MAX_SEEDS = 100_000  # a bigger list is a typo (every seed is a model held in memory)
@@ -171,7 +172,7 @@ def run(args: argparse.Namespace) -> int:
     if seeds is not None:
         for s in seeds:
             check_out_dir(Path(args.out) / f"seed{s}", args.overwrite)
-    dist = parse_spec(args.dist, normalize=args.normalize, drop_empty=args.drop_empty)
+    dist = parse_spec(args.dist, normalize=args.normalize_table, drop_empty=args.drop_empty)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # reported below as one line
         if seeds is not None:

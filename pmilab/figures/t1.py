@@ -14,7 +14,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from pmilab import registry
 from pmilab.experiments.claims.t1 import (
+    EVIDENCE_HEADS,
     SAT_MARGIN,
     SAT_TOL,
     is_control,
@@ -89,11 +91,12 @@ def _convergence(tables, results, fig_dir: Path) -> list[Path]:
     fig, (a, b, e) = plt.subplots(1, 3, figsize=(14, 6.2))
     sym = d[d.objective == "symmetric"]
     groups = [
-        (s, sym[sym.similarity == s].t1_rel, HEAD_COLORS[s], False)
-        for s in ("tabular", "kme", "wpse")
+        (s, sym[registry.builtin_mask(sym.similarity, s)].t1_rel, HEAD_COLORS[s], False)
+        for s in EVIDENCE_HEADS
     ]
-    groups.append(("control: linear d=2", sym[sym.similarity == "linear"].t1_rel, "#0969da", True))
-    tab = sym[sym.similarity == "tabular"]
+    ctl = sym[registry.builtin_mask(sym.similarity, "linear")]
+    groups.append(("control: linear d=2", ctl.t1_rel, "#0969da", True))
+    tab = sym[registry.builtin_mask(sym.similarity, "tabular")]
     _reach_panel(
         a,
         groups,
@@ -111,7 +114,7 @@ def _convergence(tables, results, fig_dir: Path) -> list[Path]:
         for j in joints
     ]
     _reach_panel(b, groups, cal, REACH_TOL_MC, "T1b: continuous joints (minibatches, Monte Carlo)")
-    one = d[(d.similarity == "tabular") & (d.objective == "one_sided")]
+    one = d[registry.builtin_mask(d.similarity, "tabular") & (d.objective == "one_sided")]
     for i, (vals, color) in enumerate(((one.t1_off, "#8250df"), (tab.t1_off, "#444444"))):
         _point(e, i, vals, color, "s")
     _point(e, 2 - 0.12, tab.cal_off_near, CAL_COLOR, "v", True, "calibration: 2x (must FAIL)")

@@ -13,6 +13,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from pmilab import registry
 from pmilab.experiments.claims.t2 import DOUBLE, HALF, LONG_FACTOR
 from pmilab.experiments.claims.tolerances import REACH_TOL, REACH_TOL_MC, rel_error
 from pmilab.experiments.framework.claim import ClaimResult
@@ -25,6 +26,7 @@ LABELS = {
     "wpse": "WPSE, x = M",
     "tabular": "tabular (reference)",
 }
+CURVES = ("linear", "wpse", "kme")  # the heads drawn as capacity curves (tabular: a reference)
 FLOOR_CLIP = 1e-8  # exact floors below this are drawn at it (log axis)
 
 
@@ -43,7 +45,8 @@ def _capacity(
     results: list[ClaimResult],
     fig_dir: Path,
 ) -> list[Path]:
-    df = df.assign(rel=rel_error(df), cap=np.where(df.similarity == "linear", df["dim"], df.points))
+    linear = registry.builtin_mask(df.similarity, "linear")
+    df = df.assign(rel=rel_error(df), cap=np.where(linear, df["dim"], df.points))
     long = long.assign(rel=rel_error(long), cap=long["dim"])
     ctl = ctl.assign(rel=rel_error(ctl), cap=ctl.points)
     ks = sorted(df.k.unique())
@@ -63,7 +66,7 @@ def _capacity(
             handles.setdefault(lab, h)
     axes[0].set_ylabel("PMI error rmse / sd(PMI)  [mean ± SE over seeds]")
     ax = axes[-1]
-    lin = df[df.similarity == "linear"]
+    lin = df[linear]
     d = np.array(sorted(lin["dim"].unique()))
     ax.plot(
         d, np.minimum(d + 1, 20), color="grey", lw=4, alpha=0.4, label="rank bound min(d+1, ny)"
@@ -90,8 +93,8 @@ def _capacity(
 
 
 def _capacity_panel(ax, sub: pd.DataFrame, long: pd.DataFrame, k: int) -> None:
-    for sim in ("linear", "wpse", "kme"):
-        s = group_mean_se(sub[sub.similarity == sim], ["cap"], "rel")
+    for sim in CURVES:
+        s = group_mean_se(sub[registry.builtin_mask(sub.similarity, sim)], ["cap"], "rel")
         if len(s):
             _errorbar(
                 ax, s.cap, s["mean"], s["se"], color=HEAD_COLORS[sim],
@@ -103,7 +106,7 @@ def _capacity_panel(ax, sub: pd.DataFrame, long: pd.DataFrame, k: int) -> None:
             ax, s.cap * 1.12, s["mean"], s["se"], fmt="o", mfc="none", color=HEAD_COLORS["linear"],
             label=f"linear d = K, {LONG_FACTOR}x the steps (T2a)",
         )  # fmt: skip
-    lin = sub[sub.similarity == "linear"]
+    lin = sub[registry.builtin_mask(sub.similarity, "linear")]
     if len(lin):
         fl = group_mean_se(lin.assign(fl=lin.rank_floor / lin.product_std), ["cap"], "fl")
         ax.plot(
@@ -115,7 +118,7 @@ def _capacity_panel(ax, sub: pd.DataFrame, long: pd.DataFrame, k: int) -> None:
             alpha=0.7,
             label=f"linear floor (Eckart-Young, exact; drawn at >= {FLOOR_CLIP:g})",
         )
-    tab = group_mean_se(sub[sub.similarity == "tabular"], ["cap"], "rel")
+    tab = group_mean_se(sub[registry.builtin_mask(sub.similarity, "tabular")], ["cap"], "rel")
     if len(tab):
         _errorbar(
             ax, tab.cap, tab["mean"], tab["se"], fmt=HEAD_MARKERS["tabular"],

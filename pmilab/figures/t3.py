@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.ticker import NullFormatter
 
+from pmilab import registry
 from pmilab.experiments.claims.t3 import (
     NEAR_MISS,
     ORDER_ROWS,
@@ -43,6 +44,7 @@ from pmilab.figures.style import (
 )
 
 FLOOR = 1e-12  # log axes: values below are drawn at the floor
+HEADS = ("tabular", "linear", "wpse", "kme")  # the built-in heads of the heads sweep
 
 
 def mean_se(df: pd.DataFrame, keys: list[str], cols: list[str]) -> pd.DataFrame:
@@ -76,8 +78,8 @@ def _bound_panel(a, heads, lad, rand, limit) -> None:
     _bars(a, lm.risk_bound, lm.probe_excess, lm.risk_bound_se, lm.probe_excess_se, True,
           color=c, marker=mk, label=f"T3a: linear probe on f(x), d <= {limit} (ladder)")  # fmt: skip
     other = heads[~covered(heads)]
-    for sim in ("tabular", "linear", "wpse", "kme"):
-        s = other[other.similarity == sim]
+    for sim in HEADS:
+        s = other[registry.builtin_mask(other.similarity, sim)]
         if not len(s):
             continue
         m = mean_se(s, ["k", "dim", "points"], cols)
@@ -85,7 +87,7 @@ def _bound_panel(a, heads, lad, rand, limit) -> None:
         _bars(a, m.risk_bound, m.probe_excess, m.risk_bound_se, m.probe_excess_se, True,
               color=c, marker=mk, mfc="none",
               label=f"{sim}: probe on {int(s.probe_dim.max())}-dim features (not judged)")  # fmt: skip
-        if sim == "kme":
+        if registry.is_builtin(sim, "kme"):
             _bars(a, m.ens_bound, m.ensemble_excess, m.ens_bound_se, m.ensemble_excess_se,
                   True, color=c, marker="P", label="T3c: KME prompt ensemble vs eps_ens + 2 Delta")  # fmt: skip
     rm = mean_se(rand, ["k", "dim"], cols)
@@ -114,8 +116,8 @@ def _wedge_panel(b, df) -> None:
     b.plot(d, 2 * d, "k--", lw=1)
     b.plot(d, -2 * d, "k--", lw=1)
     b.axhline(0, color="grey", lw=0.8)
-    for sim in ("tabular", "linear", "wpse", "kme"):
-        s = df[df.similarity == sim]
+    for sim in HEADS:
+        s = df[registry.builtin_mask(df.similarity, sim)]
         if not len(s):
             continue
         m = mean_se(s, ["k", "dim", "points"], ["pmi_delta", "gap"])
@@ -128,15 +130,15 @@ def _wedge_panel(b, df) -> None:
 
 
 def _gap_panel(a, heads) -> None:
-    for sim in ("tabular", "linear", "wpse", "kme"):
-        s = heads[heads.similarity == sim]
+    for sim in HEADS:
+        s = heads[registry.builtin_mask(heads.similarity, sim)]
         if not len(s):
             continue
         m = mean_se(s, ["k", "dim", "points"], ["pmi_delta", "constructed_gap", "ensemble_gap"])
         _bars(a, m.pmi_delta, m.constructed_gap, m.pmi_delta_se, m.constructed_gap_se, True,
               color=HEAD_COLORS[sim], marker=HEAD_MARKERS[sim],
               label=f"{sim}: |constructed - eps|")  # fmt: skip
-        if sim == "kme":
+        if registry.is_builtin(sim, "kme"):
             _bars(a, m.pmi_delta, m.ensemble_gap, m.pmi_delta_se, m.ensemble_gap_se, True,
                   color=HEAD_COLORS[sim], marker="P", mfc="none",
                   label="kme: |ensemble - eps_ens| (T3g)")  # fmt: skip

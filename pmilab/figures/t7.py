@@ -17,6 +17,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from pmilab import registry
 from pmilab.experiments.claims.t7 import crossing, trace_long
 from pmilab.experiments.claims.tolerances import REACH_TOL_MC, Z_TOL
 from pmilab.experiments.framework.claim import ClaimResult
@@ -91,14 +92,10 @@ def _curve(ax, tr: pd.DataFrame, color: str, label: str, x: str = "step") -> Non
 
 
 def _steps_panel(ax, tr: pd.DataFrame, floor_k: float, optimum: float, n_train: int) -> None:
-    _curve(ax, tr[(tr.similarity == "kme") & (tr.data == "fresh")], FRESH, "KME, fresh samples")
-    _curve(
-        ax,
-        tr[(tr.similarity == "kme") & (tr.data == "fixed")],
-        FIXED,
-        f"KME, fixed set of {n_train}",
-    )
-    lin = tr[(tr.similarity == "linear") & (tr["dim"] == HIDDEN_CLASSES)]
+    kme = registry.builtin_mask(tr.similarity, "kme")
+    _curve(ax, tr[kme & (tr.data == "fresh")], FRESH, "KME, fresh samples")
+    _curve(ax, tr[kme & (tr.data == "fixed")], FIXED, f"KME, fixed set of {n_train}")
+    lin = tr[registry.builtin_mask(tr.similarity, "linear") & (tr["dim"] == HIDDEN_CLASSES)]
     _curve(ax, lin, HEAD_COLORS["linear"], f"linear d=K={HIDDEN_CLASSES}, fresh")
     ax.axhline(floor_k, color="black", ls="--", label=f"linear floor at d=K ({floor_k:.3f})")
     ax.axhline(
@@ -116,7 +113,9 @@ def _steps_panel(ax, tr: pd.DataFrame, floor_k: float, optimum: float, n_train: 
 
 def _overfit_panel(ax, tr: pd.DataFrame, n_train: int, batch: int) -> None:
     """x: epochs of the fixed set (for fresh samples: the same number of images seen)."""
-    kme = tr[tr.similarity == "kme"].assign(ep=lambda t: t.step * batch / n_train)
+    kme = tr[registry.builtin_mask(tr.similarity, "kme")].assign(
+        ep=lambda t: t.step * batch / n_train
+    )
     fixed, fresh = kme[kme.data == "fixed"], kme[kme.data == "fresh"]
     for g, color, label in ((fixed, FIXED, "fixed set"), (fresh, FRESH, "fresh samples")):
         m = mean_se(g, "ep", "train_loss")

@@ -1,4 +1,15 @@
-"""`FitConfig`: every knob of `pmilab.training.fit`, validated at the boundary.
+"""`FitConfig`: every knob of `pmilab.training.fit`, validated at the boundary, and the one
+settings schema of a fit.
+
+Each field carries its setting in its metadata (`setting`): the help text, the `pmilab fit`
+section and flag, the choices, and how a run table writes None. From these alone:
+- `pmilab fit`'s options are built (`pmilab.cli.fit`: a flag per field, grouped, with its
+  default), and `FitConfig.from_text` reads them;
+- the claims write their runs' parameters (`FitConfig.table_params`: plain JSON values, so run
+  ids hash them) and the tasks read them back into `fit` keyword arguments
+  (`FitConfig.from_table`).
+A new field is a new fit flag and a new run parameter with no other edit; a field without
+metadata is offered too (in an "other" section, its name as its flag).
 
 Defaults run on a typical 10–50 state table in well under a minute on a laptop CPU.
 """
@@ -7,9 +18,12 @@ from __future__ import annotations
 
 import math
 import numbers
+import types
 import typing
-from dataclasses import asdict, dataclass, field, fields, replace
+from collections.abc import Mapping
+from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 from functools import cache
+from typing import Any, ClassVar
 
 from pmilab import registry
 from pmilab.errors import InputError
@@ -20,79 +34,407 @@ OBJECTIVES = ("symmetric", "one_sided")
 DEFAULT_LR_TABLE = 1e-2
 DEFAULT_LR_MLP = 1e-3
 
+# The sections of `pmilab fit --help`, in order (a setting's `group`).
+GROUPS = {
+    "head": "similarity head",
+    "encoders": "encoders (continuous joints: MLPs; discrete joints get free tables)",
+    "training": "training",
+    "evaluation": "evaluation",
+    "runtime": "runtime",
+    "other": "other settings",
+}
+KEY = "pmilab"  # the field-metadata key of a setting
+
+
+def setting(
+    help: str,
+    group: str,
+    *,
+    flag: str | None = None,
+    choices: tuple[str, ...] = (),
+    metavar: str = "",
+    table_none: Any = "none",
+    cli: bool = True,
+    table: bool = True,
+) -> dict:
+    """A field's metadata (`field(metadata=setting(...))`): its help text and `pmilab fit`
+    section (GROUPS), its flag (default: --field-name) and metavar, the values it accepts
+    (shown in the help and checked by `validated`), what stands for None in a run table
+    (default "none"; a positive field may say 0: "0 or less means None"), and whether it is a
+    fit flag and a run parameter."""
+    return {
+        KEY: {
+            "help": help,
+            "group": group,
+            "flag": flag,
+            "choices": tuple(choices),
+            "metavar": metavar,
+            "table_none": table_none,
+            "cli": cli,
+            "table": table,
+        }
+    }
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One field of the schema as the fit flags and the run tables see it.
+
+    kind: "int", "float", "str", "bool" or "widths" (a tuple of ints), read from the field's
+    annotation; optional: the annotation admits None."""
+
+    name: str
+    kind: str
+    optional: bool
+    default: Any
+    help: str
+    group: str
+    flag: str
+    choices: tuple[str, ...]
+    metavar: str
+    table_none: Any
+    cli: bool
+    table: bool
+
+    def shown_default(self) -> str:
+        """The default as `--help` shows it (and as the flag would take it)."""
+        v = self.default
+        if v is None:
+            return "none"
+        if self.kind == "bool":
+            return "on" if v else "off"
+        if self.kind == "widths":
+            return "x".join(str(h) for h in v) or "none"
+        if self.kind == "float":
+            return f"{v:g}"
+        return str(v)
+
+    def from_text(self, text: str) -> Any:
+        """The value of `text` as given on the command line; one InputError line naming the
+        flag otherwise (ranges are `FitConfig.validated`'s)."""
+        s = str(text).strip()
+        if self.optional and s.lower() == "none":
+            return None
+        if self.kind == "int":
+            try:
+                return int(s)
+            except ValueError:
+                raise InputError(f"{self.flag} must be an integer, got {text!r}") from None
+        if self.kind == "float":
+            try:
+                v = float(s)
+            except ValueError:
+                raise InputError(f"{self.flag} must be a number, got {text!r}") from None
+            if not math.isfinite(v):
+                raise InputError(f"{self.flag} must be a finite number, got {text!r}")
+            return v
+        if self.kind == "widths":
+            return _widths(s, self.flag)
+        return text
+
+    def to_table(self, value: Any) -> Any:
+        """`value` as a run table holds it: a plain JSON value (run ids hash it)."""
+        if value is None:
+            return self.table_none
+        if self.kind == "bool":
+            return int(bool(value))
+        if self.kind == "widths":
+            widths = _widths(value, self.name) if isinstance(value, str) else value
+            return "x".join(str(int(h)) for h in widths)
+        return value
+
+    def from_table(self, value: Any) -> Any:
+        """The field's value from a run table's `value` (`to_table`'s inverse); MISSING for ""
+        (the field's default), except for widths, where "" is no hidden layer."""
+        if self.kind == "widths":
+            return _widths(value, self.name) if isinstance(value, str) else tuple(value)
+        if value is None or (self.optional and value == self.table_none):
+            return None
+        if isinstance(value, str) and value == "":
+            return MISSING
+        if self.optional and self.table_none == 0 and float(value) <= 0:
+            return None  # "0 (or less) in the table means no cap"
+        if self.kind == "bool":
+            return bool(int(value))
+        return value
+
+
+def _widths(value: Any, name: str) -> tuple[int, ...]:
+    """'128x128' (or '128,128') -> (128, 128); '' or 'none' -> () (no hidden layer)."""
+    if not isinstance(value, str):
+        return tuple(value)
+    s = value.strip().lower()
+    if s in ("", "none"):
+        return ()
+    try:
+        return tuple(int(h) for h in s.replace(",", "x").split("x"))
+    except ValueError:
+        raise InputError(
+            f"{name} must be layer widths such as 128x128 (or none), got {value!r}"
+        ) from None
+
+
+def _kind(hint: Any) -> tuple[str, bool]:
+    """(kind, optional) of a field annotation; kind "" for one that is not a setting (dict)."""
+    union = typing.get_origin(hint) in (typing.Union, types.UnionType)
+    args = typing.get_args(hint) if union else (hint,)
+    optional = type(None) in args
+    rest = [a for a in args if a is not type(None)]
+    first = typing.get_origin(rest[0]) or rest[0]
+    kinds = {bool: "bool", int: "int", float: "float", str: "str", tuple: "widths"}
+    return kinds.get(first, ""), optional
+
+
+@cache
+def settings_of(schema: type) -> tuple[Setting, ...]:
+    """Every setting of `schema` (FitConfig or a subclass), in field order."""
+    hints = typing.get_type_hints(schema)
+    defaults = schema()
+    out = []
+    for f in fields(schema):
+        kind, optional = _kind(hints[f.name])
+        meta = f.metadata.get(KEY, {})
+        usable = kind != ""
+        out.append(
+            Setting(
+                name=f.name,
+                kind=kind,
+                optional=optional,
+                default=getattr(defaults, f.name),
+                help=meta.get("help", ""),
+                group=meta.get("group", "other"),
+                flag=meta.get("flag") or "--" + f.name.replace("_", "-"),
+                choices=meta.get("choices", ()),
+                metavar=meta.get("metavar", ""),
+                table_none=meta.get("table_none", "none"),
+                cli=usable and meta.get("cli", True),
+                table=usable and meta.get("table", True),
+            )
+        )
+    return tuple(out)
+
 
 @dataclass
 class FitConfig:
-    """What `fit` trains and how (docs/theory.md names the objectives: T1 symmetric, T1a one-sided).
+    """What `fit` trains and how (docs/theory.md names the objectives: T1 symmetric, T1a
+    one-sided). Each field's help is in its metadata (`setting`): `pmilab fit --help` shows it.
 
-    similarity:    "tabular" (discrete only), "linear" (CLIP), "wpse" or "kme"; or any head spec
-                   of `pmilab.registry` ("package.module:Name", an entry point name) or, in the
-                   Python API, a head class, factory or instance. config.json records the
-                   spec string (`registry.head_spec`).
-    dim, points:   embedding / point dimension d and points per input M (WPSE, KME).
-    hidden, features: MLP widths and "raw" | "quadratic" inputs (continuous inputs only; see
-                   `pmilab.encoders.MLPEncoder` for why "quadratic" helps Linear on Gaussians).
-    batch_size, steps, lr, weight_decay, warmup: AdamW with linear warmup then cosine decay;
-                   lr=None picks 1e-2 for discrete (table) encoders and 1e-3 for MLPs.
-    population:    discrete joints only: full-batch training on the exact population loss L∞.
-    objective:     "symmetric" (CLIP) or "one_sided" InfoNCE.
-    normalize, bias: the Linear head's options. temperature: initial 1/t for Linear and WPSE.
-    logit_cap:     clamp of t after each step for Linear/WPSE (None: no cap; T5).
-    learn_scale:   False fixes t at 1/temperature.
-    sigma:         initial kernel bandwidth (learnable for KME, fixed for WPSE).
-    alpha_linear, alpha_kernel, kernel, rff_features: WPSE options (rff_features None = exact).
-    eval_samples:  held-out draws n for the Monte Carlo metrics of continuous joints (n×n grid).
-    eval_batches:  held-out batches of `batch_size` for `mi_infonce`.
-    dtype:         "float32" or "float64" parameters.
-    amp:           "auto" (bf16 autocast for the encoders on CUDA only), "bf16" (also on CPU) or
-                   "off". The head, its logsumexp and the loss always stay in `dtype`.
-    threads:       CPU threads torch uses during `fit` (restored afterwards). 1 is the fastest
-                   for the lab's small models (measured 4x faster than 2 threads on a loaded
-                   2-core machine) and keeps numbers identical across machines.
-    check_every:   the safety checks (finite losses, gradients and parameters, per seed) and the
-                   rollback copy run every this many steps, not every step (they cost 20-25% of
-                   a small step). A seed that goes non-finite is stopped at the first bad step and
-                   keeps the parameters of the last check whose loss was finite. 1 checks every
-                   step (the kept parameters are then those of the last finite loss).
-    converge_window, converge_tol: stop a seed once its loss moved by less than `converge_tol`
-                   (max - min, nats) over the last `converge_window` steps, judged at the checks;
-                   recorded as `converged_at_step`. None (the default): run every step. Claims
-                   whose path is the claim (a fixed budget) leave it off.
+    similarity:  a head spec of `pmilab.registry` (a built-in name, "package.module:Name", an
+                 entry point name) or, in the Python API, a head class, factory or instance;
+                 config.json records the spec string (`registry.head_spec`).
+    threads:     1 is the fastest for the lab's small models (measured 4x faster than 2 threads
+                 on a loaded 2-core machine) and keeps numbers identical across machines.
+    check_every: the safety checks and the rollback copy cost 20-25% of a small step, so they
+                 run every this many steps. A seed that goes non-finite is stopped at the first
+                 bad step and keeps the parameters of the last check whose loss was finite (1:
+                 of the last finite loss).
+    converge_window: off by default; claims whose path is the claim (a fixed budget) leave it off.
     """
 
-    similarity: str | object = "linear"
-    dim: int = 8
-    points: int = 4
-    hidden: tuple[int, ...] = (128, 128)
-    features: str = "raw"
-    batch_size: int = 256
-    steps: int = 2000
-    lr: float | None = None
-    weight_decay: float = 0.0
-    warmup: int = 0
-    seed: int = 0
-    device: str = "auto"
-    objective: str = "symmetric"
-    population: bool = False
-    normalize: bool = True
-    bias: bool = False
-    temperature: float = 0.07
-    logit_cap: float | None = 100.0
-    learn_scale: bool = True
-    sigma: float = 0.5
-    alpha_linear: float = 0.0
-    alpha_kernel: float = 1.0
-    kernel: str = "gaussian"
-    rff_features: int | None = None
-    eval_samples: int = 1024
-    eval_batches: int = 8
-    dtype: str = "float32"
-    amp: str = "auto"
-    threads: int | None = 1
-    check_every: int = 50
-    converge_window: int | None = None
-    converge_tol: float = 1e-7
-    extra: dict = field(default_factory=dict)  # free-form labels carried into config.json
+    GROUPS: ClassVar[dict[str, str]] = GROUPS  # the sections of its fit flags
+
+    similarity: str | object = field(
+        default="linear",
+        metadata=setting(
+            f"the head: {registry.HEAD_HINT} (docs/extending.md)", "head", metavar="SPEC"
+        ),
+    )
+    dim: int = field(default=8, metadata=setting("embedding / point dimension d", "head"))
+    points: int = field(default=4, metadata=setting("points per input M (wpse, kme)", "head"))
+    hidden: tuple[int, ...] = field(
+        default=(128, 128),
+        metadata=setting("MLP hidden widths, e.g. 128x128 (none: a linear map)", "encoders"),
+    )
+    features: str = field(
+        default="raw",
+        metadata=setting(
+            "MLP inputs: raw, or quadratic (x and its squares and products: lets a linear head "
+            "reach a Gaussian's PMI; pmilab.encoders.MLPEncoder)",
+            "encoders",
+            choices=("raw", "quadratic"),
+        ),
+    )
+    batch_size: int = field(default=256, metadata=setting("pairs per step", "training"))
+    steps: int = field(default=2000, metadata=setting("optimizer steps", "training"))
+    lr: float | None = field(
+        default=None,
+        metadata=setting(
+            "AdamW step size (none: 1e-2 for tables, 1e-3 for MLPs); linear warmup, then "
+            "cosine decay",
+            "training",
+        ),
+    )
+    weight_decay: float = field(default=0.0, metadata=setting("AdamW weight decay", "training"))
+    warmup: int = field(default=0, metadata=setting("linear warmup steps", "training"))
+    seed: int = field(
+        default=0, metadata=setting("seed of initialisation and sampling", "training")
+    )
+    device: str = field(
+        default="auto",
+        metadata=setting(
+            "auto | cpu | cuda[:N] (auto: CUDA if present)", "runtime", metavar="DEVICE"
+        ),
+    )
+    objective: str = field(
+        default="symmetric",
+        metadata=setting("InfoNCE: symmetric (CLIP) or one_sided", "training", choices=OBJECTIVES),
+    )
+    population: bool = field(
+        default=False,
+        metadata=setting(
+            "discrete joints: train on the exact population loss (full batch) instead of samples",
+            "training",
+        ),
+    )
+    normalize: bool = field(
+        default=True,
+        metadata=setting(
+            "linear: L2-normalise the embeddings (cosine similarity)",
+            "head",
+            flag="--normalize-embeddings",  # --normalize divides a table file by its sum
+        ),
+    )
+    bias: bool = field(default=False, metadata=setting("linear: a learnable logit bias", "head"))
+    temperature: float = field(
+        default=0.07, metadata=setting("initial 1/logit-scale of linear and wpse", "head")
+    )
+    logit_cap: float | None = field(
+        default=100.0,
+        metadata=setting(
+            "max logit scale of linear and wpse after each step, or none (T5)",
+            "head",
+            table_none=0,  # a run table writes "no cap" as 0
+        ),
+    )
+    learn_scale: bool = field(
+        default=True,
+        metadata=setting("learn the logit scale (off: fixed at 1/temperature)", "head"),
+    )
+    sigma: float = field(
+        default=0.5,
+        metadata=setting("initial kernel bandwidth (learnable for kme, fixed for wpse)", "head"),
+    )
+    alpha_linear: float = field(
+        default=0.0, metadata=setting("wpse: weight of the linear kernel", "head")
+    )
+    alpha_kernel: float = field(
+        default=1.0, metadata=setting("wpse: weight of the gaussian or imq kernel", "head")
+    )
+    kernel: str = field(
+        default="gaussian", metadata=setting("wpse: gaussian | imq", "head", metavar="KERNEL")
+    )
+    rff_features: int | None = field(
+        default=None,
+        metadata=setting("wpse: random Fourier features D, or none (the exact kernel)", "head"),
+    )
+    eval_samples: int = field(
+        default=1024,
+        metadata=setting(
+            "held-out draws n for the Monte Carlo metrics of continuous joints (an n x n grid)",
+            "evaluation",
+        ),
+    )
+    eval_batches: int = field(
+        default=8, metadata=setting("held-out batches of --batch-size for mi_infonce", "evaluation")
+    )
+    dtype: str = field(
+        default="float32",
+        metadata=setting("parameter precision", "runtime", choices=("float32", "float64")),
+    )
+    amp: str = field(
+        default="auto",
+        metadata=setting(
+            "auto (bf16 autocast for the encoders on CUDA only), bf16 (also on CPU) or off; the "
+            "head, its logsumexp and the loss stay in --dtype",
+            "runtime",
+            choices=("auto", "bf16", "off"),
+        ),
+    )
+    threads: int | None = field(
+        default=1,
+        metadata=setting(
+            "CPU threads torch uses during the fit, or none (torch's default)", "runtime"
+        ),
+    )
+    check_every: int = field(
+        default=50,
+        metadata=setting(
+            "run the safety checks (finite losses, gradients, parameters) and keep a rollback "
+            "copy every N steps (1: every step)",
+            "training",
+        ),
+    )
+    converge_window: int | None = field(
+        default=None,
+        metadata=setting(
+            "stop a seed once its loss moved by less than --converge-tol over this many steps "
+            "(judged at the checks; recorded as converged_at_step), or none: every step",
+            "training",
+        ),
+    )
+    converge_tol: float = field(
+        default=1e-7,
+        metadata=setting("nats: see --converge-window", "training"),
+    )
+    extra: dict = field(
+        default_factory=dict,
+        metadata=setting(
+            "free-form labels carried into config.json", "other", cli=False, table=False
+        ),
+    )
+
+    # ---- the schema: fit flags and run-table parameters -----------------------------------
+
+    @classmethod
+    def settings(cls) -> tuple[Setting, ...]:
+        """Every setting of this schema, in field order (`settings_of`)."""
+        return settings_of(cls)
+
+    @classmethod
+    def setting_named(cls, name: str) -> Setting:
+        """The setting of the field `name`; one InputError line for a name that is not one."""
+        for s in cls.settings():
+            if s.name == name:
+                return s
+        raise InputError(f"unknown fit option {name!r}; see FitConfig's fields")
+
+    @classmethod
+    def table_params(cls, **values) -> dict:
+        """The run-table form of these settings, in the order given: what a claim records as
+        a run's parameters (`framework.sweep.RunSpec`: its id hashes them). Booleans are 0/1,
+        widths '64x64', None the field's `table_none`; other values as given."""
+        out = {}
+        for name, v in values.items():
+            s = cls.setting_named(name)
+            if not s.table:
+                raise InputError(f"fit option {name!r} is not a run parameter")
+            out[name] = s.to_table(v)
+        return out
+
+    @classmethod
+    def from_table(cls, params: Mapping[str, Any]) -> dict:
+        """The `fit` keyword arguments a run's parameters hold: every key that names a setting,
+        read back (`table_params`' inverse; "" leaves the field at its default). Other keys
+        (the joint, a task's own parameters) are not the schema's."""
+        out = {}
+        for s in cls.settings():
+            if s.table and s.name in params:
+                v = s.from_table(params[s.name])
+                if v is not MISSING:
+                    out[s.name] = v
+        return out
+
+    @classmethod
+    def from_text(cls, given: Mapping[str, Any]) -> FitConfig:
+        """The config of these command-line values (strings, or booleans of on/off flags),
+        the other fields at their defaults; not yet validated."""
+        values = {}
+        for name, text in given.items():
+            s = cls.setting_named(name)
+            values[name] = text if s.kind == "bool" else s.from_text(text)
+        return cls(**values)
+
+    # ---------------------------------------------------------------------------------------
 
     @classmethod
     def smoke(cls, **overrides) -> FitConfig:
@@ -114,8 +456,10 @@ class FitConfig:
     def validated(self) -> FitConfig:
         """Self, after checking every field; raises InputError with one sentence otherwise."""
         registry.check_head(self.similarity)
-        if self.objective not in OBJECTIVES:
-            raise InputError(f"objective must be one of {OBJECTIVES}, got {self.objective!r}")
+        for s in self.settings():
+            v = getattr(self, s.name)
+            if s.choices and v not in s.choices:
+                raise InputError(f"{s.name} must be {_one_of(s.choices)}, got {v!r}")
         for name in ("dim", "points", "batch_size", "steps", "eval_samples", "eval_batches"):
             _positive_int(getattr(self, name), name)
         if self.batch_size < 2:
@@ -137,12 +481,6 @@ class FitConfig:
             or self.warmup < 0
         ):
             raise InputError(f"warmup must be an integer >= 0 (steps), got {self.warmup!r}")
-        if self.dtype not in ("float32", "float64"):
-            raise InputError(f"dtype must be 'float32' or 'float64', got {self.dtype!r}")
-        if self.amp not in ("auto", "bf16", "off"):
-            raise InputError(f"amp must be 'auto', 'bf16' or 'off', got {self.amp!r}")
-        if self.features not in ("raw", "quadratic"):
-            raise InputError(f"features must be 'raw' or 'quadratic', got {self.features!r}")
         if self.threads is not None:
             _positive_int(self.threads, "threads")
         _positive_int(self.check_every, "check_every")
@@ -153,6 +491,12 @@ class FitConfig:
             _positive_int(h, "hidden width")
         self.hidden = tuple(int(h) for h in self.hidden)
         return self
+
+
+def _one_of(choices: tuple[str, ...]) -> str:
+    """('a', 'b', 'c') -> "'a', 'b' or 'c'"."""
+    quoted = [repr(c) for c in choices]
+    return quoted[0] if len(quoted) == 1 else ", ".join(quoted[:-1]) + " or " + quoted[-1]
 
 
 @cache

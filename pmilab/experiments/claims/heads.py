@@ -12,10 +12,14 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from functools import partial
 
+from pmilab import registry
 from pmilab.experiments.claims.tolerances import REACH_TOL
 from pmilab.experiments.framework.claim import check_preset
 from pmilab.experiments.framework.sweep import RunSpec, Sweep, dist_id, seed_list
+from pmilab.experiments.tasks.fitting import population_params
 from pmilab.experiments.tasks.t2_calibration import HEADS_METRICS, heads_cell, heads_run
+
+POINT_SET_HEADS = ("kme", "wpse")  # the built-in heads whose capacity is M points
 
 
 @dataclass(frozen=True)
@@ -75,9 +79,11 @@ def heads_config(preset: str, seeds: int | tuple[int, ...] | None = None) -> Hea
     return replace(cfg, seeds=seeds) if seeds else cfg
 
 
-def steps_for(cfg: HeadsConfig, sim: str) -> int:
-    """The training budget of one head: `point_steps` for point-set heads, `steps` otherwise."""
-    return cfg.point_steps if sim in ("kme", "wpse") else cfg.steps
+def steps_for(cfg: HeadsConfig, sim: str, dim: int, points: int) -> int:
+    """The training budget of one head: `point_steps` for a head on point sets (its
+    declaration, `registry.head_inputs`), `steps` otherwise."""
+    inputs = registry.head_inputs(sim, {"dim": dim, "points": points})
+    return cfg.point_steps if inputs.kind == "points" else cfg.steps
 
 
 def heads_for(cfg: HeadsConfig, k: int) -> list[tuple[str, int, int]]:
@@ -85,27 +91,17 @@ def heads_for(cfg: HeadsConfig, k: int) -> list[tuple[str, int, int]]:
     if k in cfg.curve_ks:
         heads = [("tabular", 1, 1)]
         heads += [("linear", d, 1) for d in cfg.linear_dims]
-        heads += [(s, cfg.point_dim, m) for s in ("kme", "wpse") for m in cfg.points]
+        heads += [(s, cfg.point_dim, m) for s in POINT_SET_HEADS for m in cfg.points]
         return heads
     return [("linear", k, 1), ("kme", cfg.point_dim, max(1, k // 2)), ("kme", cfg.point_dim, k)]
 
 
 def run_params(cfg: HeadsConfig, k: int, sim: str, dim: int, points: int, seed: int) -> dict:
+    steps = steps_for(cfg, sim, dim, points)
     return {
         "dist": cfg.spec(k),
         "k": k,
-        "similarity": sim,
-        "dim": dim,
-        "points": points,
-        "normalize": 0,
-        "bias": 1,
-        "logit_cap": 0,
-        "objective": "symmetric",
-        "population": 1,
-        "batch_size": 256,
-        "steps": steps_for(cfg, sim),
-        "lr": cfg.lr,
-        "seed": seed,
+        **population_params(sim, dim, points, steps, cfg.lr, seed),
         "probe_n": cfg.probe_n,
     }
 

@@ -32,6 +32,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import pandas as pd
 
+from pmilab import registry
 from pmilab import verdicts as V
 from pmilab.experiments.claims.tolerances import REACH_TOL, REACH_TOL_MC
 from pmilab.experiments.framework.claim import (
@@ -43,6 +44,7 @@ from pmilab.experiments.framework.claim import (
     judged_row,
 )
 from pmilab.experiments.framework.sweep import RunSpec, Sweep, dist_id, seed_list
+from pmilab.experiments.tasks.fitting import population_params, sample_params
 from pmilab.experiments.tasks.saturation import mi_saturation, mi_saturations, saturation_metrics
 from pmilab.experiments.tasks.t1_heads import (
     CAL_HALF,
@@ -54,6 +56,7 @@ from pmilab.experiments.tasks.t1_heads import (
     t1_discrete_head,
     t1_discrete_heads,
 )
+from pmilab.training.config import FitConfig
 from pmilab.verdicts import Judged
 
 CLAIM = "T1"
@@ -130,18 +133,7 @@ def _discrete(cfg: T1Config) -> Sweep:
         for seed in seed_list(cfg.seeds):
             p = {
                 "dist": cfg.discrete,
-                "similarity": sim,
-                "dim": dim,
-                "points": m,
-                "normalize": 0,
-                "bias": 1,
-                "logit_cap": 0,
-                "objective": obj,
-                "population": 1,
-                "batch_size": 256,
-                "steps": cfg.steps,
-                "lr": cfg.lr,
-                "seed": seed,
+                **population_params(sim, dim, m, cfg.steps, cfg.lr, seed, objective=obj),
                 "probe_n": 0,
                 "cal_tol": cal,
             }
@@ -157,25 +149,19 @@ def _continuous(cfg: T1Config) -> Sweep:
     control = (f"{cfg.continuous[0][0]}|shuffled", *cfg.continuous[0][1:])  # T1b's control
     for spec, sim, m in (*cfg.continuous, control):
         for seed in seed_list(cfg.seeds):
-            p = {
-                "dist": spec,
-                "similarity": sim,
-                "dim": 2,
-                "points": m,
-                "hidden": cfg.hidden,
-                "features": "raw",
-                "normalize": 0,
-                "bias": 1,
-                "logit_cap": 0,
-                "objective": "symmetric",
-                "population": 0,
-                "batch_size": cfg.c_batch,
-                "steps": cfg.c_steps,
-                "lr": cfg.c_lr,
-                "seed": seed,
-                "eval_samples": cfg.eval_samples,
-                "cal_tol": 0.0 if spec.endswith("|shuffled") else REACH_TOL_MC,
-            }
+            fit = sample_params(
+                sim,
+                dim=2,
+                points=m,
+                hidden=cfg.hidden,
+                batch_size=cfg.c_batch,
+                steps=cfg.c_steps,
+                lr=cfg.c_lr,
+                seed=seed,
+                eval_samples=cfg.eval_samples,
+            )
+            cal = 0.0 if spec.endswith("|shuffled") else REACH_TOL_MC
+            p = {"dist": spec, **fit, "cal_tol": cal}
             rid = (
                 "t1c",
                 dist_id(spec),
@@ -200,17 +186,10 @@ def _saturation(cfg: T1Config) -> Sweep:
     runs = []
     for spec, cal in ((cfg.saturation, 0.0), (cfg.saturation_far, SAT_TOL)):
         for seed in seed_list(cfg.seeds):
-            p = {
-                "dist": spec,
-                "similarity": "tabular",
-                "population": 1,
-                "steps": cfg.steps,
-                "lr": cfg.lr,
-                "seed": seed,
-                "sizes": cfg.sizes,
-                "pairs": cfg.pairs,
-                "cal_tol": cal,
-            }
+            fit = FitConfig.table_params(
+                similarity="tabular", population=True, steps=cfg.steps, lr=cfg.lr, seed=seed
+            )
+            p = {"dist": spec, **fit, "sizes": cfg.sizes, "pairs": cfg.pairs, "cal_tol": cal}
             runs.append(
                 RunSpec.of(
                     p, "t1sat", dist_id(spec), f"s{cfg.steps}", f"p{cfg.pairs}", f"seed{seed}"
@@ -264,8 +243,9 @@ def _cells_text(cells: dict[str, Judged]) -> str:
 
 def _reach_discrete(df: pd.DataFrame) -> list[ClaimResult]:
     sym = df[df.objective == "symmetric"]
-    ev, ctl = sym[sym.similarity.isin(EVIDENCE_HEADS)], sym[sym.similarity == "linear"]
-    tab = sym[sym.similarity == "tabular"].sort_values("seed")
+    ev = sym[registry.builtin_mask(sym.similarity, *EVIDENCE_HEADS)]
+    ctl = sym[registry.builtin_mask(sym.similarity, "linear")]
+    tab = sym[registry.builtin_mask(sym.similarity, "tabular")].sort_values("seed")
     rule = lambda v: reach_judged(v, REACH_TOL)  # noqa: E731
     cells = per_group(ev, "similarity", "t1_rel", rule)
     threshold = f"mean rmse/sd < {REACH_TOL} (95% upper bound), every head (Holm)"
@@ -379,7 +359,7 @@ def one_sided_judged(off_one, excess_one, off_sym) -> dict[str, Judged]:
 
 
 def _one_sided(df: pd.DataFrame) -> list[ClaimResult]:
-    tab = df[df.similarity == "tabular"]
+    tab = df[registry.builtin_mask(df.similarity, "tabular")]
     one = tab[tab.objective == "one_sided"].sort_values("seed")
     sym = tab[tab.objective == "symmetric"].sort_values("seed")
     if list(one.seed) != list(sym.seed):

@@ -37,6 +37,7 @@ from functools import partial
 import numpy as np
 import pandas as pd
 
+from pmilab import registry
 from pmilab import verdicts as V
 from pmilab.experiments.claims.heads import (
     HeadsConfig,
@@ -56,11 +57,13 @@ from pmilab.experiments.framework.claim import (
 )
 from pmilab.experiments.framework.sweep import RunSpec, Sweep, dist_id, seed_list
 from pmilab.experiments.tasks.discrete import DISCRETE_METRICS, discrete_head, discrete_heads
+from pmilab.experiments.tasks.fitting import sample_params
 from pmilab.experiments.tasks.t2_calibration import (
     GAUSS_METRICS,
     gauss_cell,
     gauss_run,
 )
+from pmilab.training.config import FitConfig
 from pmilab.verdicts import Judged
 
 CLAIM = "T2"
@@ -117,24 +120,19 @@ def gauss_sweep(g: GaussConfig) -> Sweep:
     runs = []
     for feats in ("raw", "quadratic"):
         for seed in seed_list(g.seeds):
-            p = {
-                "dist": g.spec,
-                "similarity": "linear",
-                "dim": g.dim,
-                "points": 1,
-                "hidden": "",
-                "features": feats,
-                "normalize": 0,
-                "bias": 1,
-                "logit_cap": 0,
-                "objective": "symmetric",
-                "population": 0,
-                "batch_size": g.batch_size,
-                "steps": g.steps,
-                "lr": g.lr,
-                "seed": seed,
-                "eval_samples": g.eval_samples,
-            }
+            fit = sample_params(
+                "linear",
+                dim=g.dim,
+                points=1,
+                hidden=(),  # a linear map of the features
+                features=feats,
+                batch_size=g.batch_size,
+                steps=g.steps,
+                lr=g.lr,
+                seed=seed,
+                eval_samples=g.eval_samples,
+            )
+            p = {"dist": g.spec, **fit}
             rid = (
                 "t2gauss",
                 "gaussian-2-2-0.8-0.5",
@@ -160,7 +158,7 @@ def long_sweep(h: HeadsConfig) -> Sweep:
     for k in h.ks:
         for seed in seed_list(h.seeds):
             p = run_params(h, k, "linear", k, 1, seed)
-            p.update(steps=LONG_FACTOR * h.steps, probe_n=0)
+            p.update(FitConfig.table_params(steps=LONG_FACTOR * h.steps), probe_n=0)
             rid = ("t2long", dist_id(p["dist"]), "linear", f"d{k}", f"s{p['steps']}", f"seed{seed}")
             runs.append(RunSpec.of(p, *rid))
     return heads_task_sweep("t2-linear-long", runs)
@@ -280,7 +278,7 @@ def floor_identities(lin: pd.DataFrame) -> tuple[list[Judged], float, int]:
 
 
 def _t2a(df: pd.DataFrame, long: pd.DataFrame) -> list[ClaimResult]:
-    lin = df[df.similarity == "linear"]
+    lin = df[registry.builtin_mask(df.similarity, "linear")]
     at_k = lin[lin["dim"] == lin["k"]]
     ev = rank_not_training(at_k, long, "rel")
     near = rank_not_training(at_k, long, DOUBLE)
@@ -352,8 +350,8 @@ def _t2a(df: pd.DataFrame, long: pd.DataFrame) -> list[ClaimResult]:
 
 
 def _t2b(df: pd.DataFrame) -> list[ClaimResult]:
-    kme = df[df.similarity == "kme"]
-    lin = df[df.similarity == "linear"]
+    kme = df[registry.builtin_mask(df.similarity, "kme")]
+    lin = df[registry.builtin_mask(df.similarity, "linear")]
     kme_k, lin_k = kme[kme.points == kme.k], lin[lin["dim"] == lin["k"]]
     ev = reach_by_k(kme_k, "rel")
     near = reach_by_k(lin_k, "rel")
@@ -425,7 +423,7 @@ def falls_to_pmi(curve: pd.DataFrame, top_col: str = "rel") -> tuple[list[Judged
 
 
 def _t2c(df: pd.DataFrame, ctl: pd.DataFrame) -> list[ClaimResult]:
-    wpse = df[df.similarity == "wpse"]
+    wpse = df[registry.builtin_mask(df.similarity, "wpse")]
     ev, parts = falls_to_pmi(wpse)
     near, near_parts = falls_to_pmi(wpse, DOUBLE)
     half, half_parts = falls_to_pmi(wpse, HALF)

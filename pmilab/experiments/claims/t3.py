@@ -49,6 +49,7 @@ import numpy as np
 import pandas as pd
 from scipy.special import ndtr
 
+from pmilab import registry
 from pmilab import verdicts as V
 from pmilab.experiments.claims.heads import (
     HeadsConfig,
@@ -76,6 +77,7 @@ TITLE = "The downstream excess risk: the bound eps + 2 Delta, and its shrinking 
 ROUNDOFF = 1e-9
 # The random heads of T3a's control draw their f, g from seeds far from every training seed.
 RANDOM_HEAD_SEED = 424_242
+RANDOM_LINEAR = "random_linear"  # the "similarity" of T3a's random heads: a label, not a spec
 # T3d-T3g: the discordant-pair fraction's tolerance, fixed before the first run (docs/theory.md
 # T3): Kendall's tau >= 0.5, three pairs of heads in four ordered alike by Delta and by the
 # excess risk. 2x the tolerance, 0.5, is the expected discordance when Delta carries no
@@ -127,7 +129,7 @@ def random_sweep(cfg: HeadsConfig) -> Sweep:
             p = {
                 "dist": cfg.spec(k),
                 "k": k,
-                "similarity": "random_linear",
+                "similarity": RANDOM_LINEAR,
                 "dim": dim,
                 "logit_scale": 1 / math.sqrt(dim),
                 "seed": RANDOM_HEAD_SEED + seed,
@@ -165,7 +167,12 @@ def probe_dim_limit(df: pd.DataFrame) -> pd.Series:
 
 def covered(df: pd.DataFrame) -> pd.Series:
     """Rows whose probe T3a covers (linear, probe feature dimension <= n_x/4)."""
-    return df.similarity.isin(["linear", "random_linear"]) & (df.probe_dim <= probe_dim_limit(df))
+    return df.similarity.map(_linear).astype(bool) & (df.probe_dim <= probe_dim_limit(df))
+
+
+def _linear(spec) -> bool:
+    """A linear head, trained (the built-in "linear") or T3a's random one."""
+    return spec == RANDOM_LINEAR or registry.is_builtin(spec, "linear")
 
 
 def probe_check(df: pd.DataFrame, bound: pd.Series) -> tuple[pd.Series, bool]:
@@ -320,7 +327,7 @@ def _probe(lad: pd.DataFrame, rand: pd.DataFrame, heads: pd.DataFrame, cfg) -> l
     )
     other = heads[~covered(heads)]
     skipped = ", ".join(
-        f"{s}{f' with d > {limit}' if s == 'linear' else ''} ({int(n)} runs)"
+        f"{s}{f' with d > {limit}' if registry.is_builtin(s, 'linear') else ''} ({int(n)} runs)"
         for s, n in other.groupby("similarity").size().items()
     )
     rand = rand[covered(rand)]
@@ -418,7 +425,7 @@ def _tight(df: pd.DataFrame) -> ClaimResult:
 
 
 def _kme(df: pd.DataFrame) -> ClaimResult:
-    kme = df[df.similarity == "kme"]
+    kme = df[registry.builtin_mask(df.similarity, "kme")]
     one_sided = kme.ensemble_excess - kme.ens_bound
     pairs = "; ".join(
         f"K={int(r.k)} M={int(r.points)}: ensemble {fmt(r.ensemble_excess)} vs probe on mu_x "
@@ -492,7 +499,7 @@ def order_rows(tables: dict[str, pd.DataFrame], ids: tuple[str, ...] = ()) -> li
         if ids and cid not in ids:
             continue
         df = tables[table]
-        focus = None if fam is None else df.similarity == fam
+        focus = None if fam is None else registry.builtin_mask(df.similarity, fam)
         counts = pair_counts(df, risk, focus=focus)
         heads = int(df.groupby("seed").size().max())
         out.append(

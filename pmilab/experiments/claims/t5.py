@@ -44,6 +44,7 @@ from pmilab.experiments.framework.claim import (
     judged_row,
 )
 from pmilab.experiments.framework.sweep import RunSpec, Sweep, dist_id, seed_list
+from pmilab.experiments.tasks.fitting import population_params
 from pmilab.experiments.tasks.t5_heads import (
     LOSSN_METRICS,
     cap_head,
@@ -123,20 +124,21 @@ def _cap_sweep(cfg: T5Config) -> Sweep:
     runs = []
     for cap in (*cfg.caps, 0.0):  # 0: no cap (the free head; T5b and T5d)
         for seed in seed_list(cfg.seeds):
+            # a cap of 0.0 is the table's "no cap" (FitConfig.logit_cap's table_none)
+            fit = population_params(
+                "linear",
+                dim=cfg.cap_dim,
+                points=1,
+                steps=cfg.steps,
+                lr=cfg.lr,
+                seed=seed,
+                normalize=True,
+                bias=False,
+                logit_cap=cap,
+            )
             p = {
                 "dist": cfg.spec,
-                "similarity": "linear",
-                "dim": cfg.cap_dim,
-                "points": 1,
-                "normalize": 1,
-                "bias": 0,
-                "logit_cap": cap,
-                "objective": "symmetric",
-                "population": 1,
-                "batch_size": 256,
-                "steps": cfg.steps,
-                "lr": cfg.lr,
-                "seed": seed,
+                **fit,
                 "probe_n": 0,
                 "near_rel": DOUBLE,
                 "half_rel": HALF,

@@ -52,6 +52,7 @@ from pmilab.experiments.framework.claim import (
 )
 from pmilab.experiments.framework.sweep import RunSpec, Sweep, dist_id, seed_list
 from pmilab.experiments.tasks.continuous import INVARIANCE_METRICS
+from pmilab.experiments.tasks.fitting import sample_params
 from pmilab.experiments.tasks.montecarlo import MC_METRICS, mc_check
 from pmilab.experiments.tasks.t6_invariance import QUANTIZE, t6_head, t6_heads
 
@@ -162,25 +163,18 @@ def _invariance(cfg: T6Config) -> Sweep:
     runs = []
     for tr in arms(cfg):
         for seed in seed_list(cfg.seeds):
-            p = {
-                "dist": _spec(cfg, tr),
-                "transform": tr,
-                "similarity": cfg.similarity,
-                "dim": cfg.dim,
-                "points": cfg.points,
-                "hidden": cfg.hidden,
-                "features": "raw",
-                "normalize": 0,
-                "bias": 1,
-                "logit_cap": 0,
-                "objective": "symmetric",
-                "population": 0,
-                "batch_size": cfg.batch_size,
-                "steps": cfg.steps,
-                "lr": cfg.lr,
-                "seed": seed,
-                "eval_samples": cfg.eval_samples,
-            }
+            fit = sample_params(
+                cfg.similarity,
+                dim=cfg.dim,
+                points=cfg.points,
+                hidden=cfg.hidden,
+                batch_size=cfg.batch_size,
+                steps=cfg.steps,
+                lr=cfg.lr,
+                seed=seed,
+                eval_samples=cfg.eval_samples,
+            )
+            p = {"dist": _spec(cfg, tr), "transform": tr, **fit}
             rid = (
                 "t6inv",
                 dist_id(cfg.base),

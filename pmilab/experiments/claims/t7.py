@@ -157,12 +157,11 @@ def config(preset: str, seeds: int | tuple[int, ...] | None = None) -> T7Config:
     return cfg
 
 
-def _params(cfg: T7Config, sim: str, data: str, dim: int, points: int, seed: int) -> dict:
-    kme = sim == "kme"
-    if not kme:
-        steps = cfg.linear_steps
-    else:
-        steps = cfg.fixed_steps if data == "fixed" else cfg.kme_steps
+def _params(
+    cfg: T7Config, sim: str, data: str, dim: int, points: int, seed: int, steps: int, records: int
+) -> dict:
+    """One pixel run (`tasks.pixels`: its own trainer, not `fit`): `steps` and `records` are
+    the budget and the held-out evaluations of its head (KME: T7b, T7c; linear: T7a)."""
     return {
         "data": data,
         "n_train": cfg.n_train if data == "fixed" else 0,
@@ -178,7 +177,7 @@ def _params(cfg: T7Config, sim: str, data: str, dim: int, points: int, seed: int
         "warmup": cfg.warmup,
         "weight_decay": cfg.weight_decay,
         "seed": seed,
-        "records": cfg.records if kme else max(1, cfg.records // 2),
+        "records": records,
         "eval_n": cfg.eval_n,
     }
 
@@ -193,15 +192,20 @@ def sweeps(cfg: T7Config) -> list[Sweep]:
     if HIDDEN_CLASSES not in cfg.linear_dims:
         raise ValueError(f"linear_dims must include d = K = {HIDDEN_CLASSES} (T7b's control)")
     seeds = seed_list(cfg.seeds)
+    lin_records = max(1, cfg.records // 2)
+    kme_steps = {"fresh": cfg.kme_steps, "fixed": cfg.fixed_steps}
     kme = {
         data: [
-            _run(_params(cfg, "kme", data, cfg.point_dim, cfg.points, s), f"M{cfg.points}")
+            _run(
+                _params(cfg, "kme", data, cfg.point_dim, cfg.points, s, steps, cfg.records),
+                f"M{cfg.points}",
+            )
             for s in seeds
         ]
-        for data in ("fresh", "fixed")
+        for data, steps in kme_steps.items()
     }
     lin = [
-        _run(_params(cfg, "linear", "fresh", d, 1, s), f"d{d}")
+        _run(_params(cfg, "linear", "fresh", d, 1, s, cfg.linear_steps, lin_records), f"d{d}")
         for s in seeds
         for d in cfg.linear_dims
     ]
@@ -216,7 +220,6 @@ def sweeps(cfg: T7Config) -> list[Sweep]:
             "floor_tol": FLOOR_TOL,
         }
         table.append(RunSpec.of(p, "t7", "latent-table-kme", f"M{HIDDEN_CLASSES}", f"seed{s}"))
-    lin_records = max(1, cfg.records // 2)
     return [
         Sweep("t7-kme", pixel_head, kme["fresh"], pixel_metrics(cfg.kme_steps, cfg.records), "T7"),
         Sweep(

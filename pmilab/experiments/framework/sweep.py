@@ -112,7 +112,7 @@ CONV_FACTOR = 10.0
 def run_cost(params: dict) -> float:
     """Estimated cost of one run in linear-head steps: steps x head factor x encoder factor."""
     steps = float(params.get("steps") or 1)
-    head = POINT_SET_FACTOR if params.get("similarity") in ("kme", "wpse") else 1.0
+    head = POINT_SET_FACTOR if _on_point_sets(params) else 1.0
     if params.get("width"):
         enc = CONV_FACTOR
     elif params.get("hidden"):
@@ -120,6 +120,27 @@ def run_cost(params: dict) -> float:
     else:
         enc = 1.0
     return steps * head * enc
+
+
+def _on_point_sets(params: dict) -> bool:
+    """Whether the run's head takes point sets, as it declares (`registry.head_inputs`)."""
+    sim = params.get("similarity")
+    if not isinstance(sim, str) or not sim:
+        return False
+    dim, points = int(params.get("dim") or 1), int(params.get("points") or 1)
+    return _input_kind(sim, dim, points) == "points"
+
+
+@functools.cache
+def _input_kind(sim: str, dim: int, points: int) -> str:
+    """The kind of input the head `sim` declares; "" where `sim` is not a head spec (a task's
+    own label, e.g. T3's random heads) or the head cannot say without a run's settings."""
+    from pmilab import registry
+
+    try:
+        return registry.head_inputs(sim, {"dim": dim, "points": points}).kind
+    except InputError:
+        return ""
 
 
 @dataclass

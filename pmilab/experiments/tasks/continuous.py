@@ -45,19 +45,20 @@ def canonical_gaussian(d):
 def continuous_head(p: dict, metrics: list[str] = CONTINUOUS_METRICS) -> dict:
     """Train a head on a continuous joint; Monte Carlo PMI errors with standard errors."""
     d = make_dist(p["dist"])
-    return _continuous_metrics(fit_run(d, p, **_encoder_kwargs(p)), d, p, metrics)
+    return _continuous_metrics(fit_run(d, p), d, p, metrics)
 
 
 def continuous_heads(ps: list[dict], metrics: list[str] = CONTINUOUS_METRICS) -> list[dict]:
     """`continuous_head` for each seed of a cell, trained as one batched computation."""
     d = make_dist(ps[0]["dist"])
-    runs = fit_runs(d, ps, **_encoder_kwargs(ps[0]))
+    runs = fit_runs(d, ps)
     return [_continuous_metrics(run, d, p, metrics) for run, p in zip(runs, ps, strict=True)]
 
 
 def _encoder_kwargs(p: dict) -> dict:
-    """The `fit` arguments of a continuous run beyond `fit_kwargs`: its encoder and its
-    evaluation sample size."""
+    """A continuous run's encoder and evaluation settings as `fit` arguments. `fit_run` and
+    `fit_runs` read them from the parameters already (`fitting.fit_kwargs`); a caller may
+    still pass them, and they then win over the parameters."""
     hidden = tuple(int(h) for h in str(p.get("hidden", "")).split("x") if h)
     return {
         "hidden": hidden,

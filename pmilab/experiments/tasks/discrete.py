@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from pmilab import registry
 from pmilab.experiments.tasks.catalog import make_dist
 from pmilab.experiments.tasks.fitting import NAN, PROBE_SEED_OFFSET, fit_run, fit_runs
 from pmilab.experiments.tasks.probe import head_t3_quantities
@@ -81,7 +82,7 @@ def _discrete_metrics(run, p: dict) -> dict:
         row_offset_sd=float(np.sqrt(px.numpy() @ (offsets - cmean) ** 2)),
         rank=opt.numerical_rank(table, rtol=1e-5),  # float32 training: 1e-5 is above roundoff
         rank_floor=opt.rank_floor(pmi, px, py, int(p["dim"]))
-        if p["similarity"] == "linear"
+        if registry.is_builtin(p["similarity"], "linear")  # a rank-d bilinear table
         else NAN,
         cap_floor=opt.cap_floor(pmi, px, py, float(p["logit_cap"]))
         if float(p.get("logit_cap") or 0) > 0

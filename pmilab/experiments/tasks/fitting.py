@@ -1,34 +1,77 @@
-"""What every training task shares: run parameters -> `pmilab.fit` keyword arguments."""
+"""What every training task shares: a run's parameters <-> `pmilab.fit` keyword arguments.
+
+Both directions are `FitConfig`'s schema (`pmilab.training.config`): a claim writes a run's fit
+settings with `FitConfig.table_params` (here: `population_params`, `sample_params`, the two
+kinds of fit run the claims make) and a task reads them back with `fit_kwargs`
+(`FitConfig.from_table`). A new FitConfig field is a run parameter with no edit here.
+"""
 
 from __future__ import annotations
 
+from pmilab.training.config import FitConfig
+
 NAN = float("nan")
 PROBE_SEED_OFFSET = 1_000_003  # held-out probe draws never reuse a training seed
+SWEEP_RUN = {"device": "cpu", "threads": 1}  # every sweep run, whatever its parameters say
 
-FIT_KEYS = (
-    "similarity",
-    "dim",
-    "points",
-    "normalize",
-    "bias",
-    "logit_cap",
-    "objective",
-    "population",
-    "batch_size",
-    "steps",
-    "lr",
-    "seed",
-)
+
+def population_params(
+    similarity, dim: int, points: int, steps: int, lr: float, seed: int, **changes
+) -> dict:
+    """The run parameters of a head trained on the exact population loss of a discrete joint
+    (T1, T2, T3, T5): unnormalised, with a bias, no logit cap, symmetric InfoNCE, batches of
+    256 for the held-out metrics; `changes` replace those settings."""
+    shared = {
+        "normalize": False,
+        "bias": True,
+        "logit_cap": None,
+        "objective": "symmetric",
+        "population": True,
+        "batch_size": 256,
+        **changes,
+    }
+    return FitConfig.table_params(
+        similarity=similarity, dim=dim, points=points, **shared, steps=steps, lr=lr, seed=seed
+    )
+
+
+def sample_params(
+    similarity,
+    dim: int,
+    points: int,
+    hidden,
+    batch_size: int,
+    steps: int,
+    lr: float,
+    seed: int,
+    eval_samples: int,
+    features: str = "raw",
+) -> dict:
+    """The run parameters of a head trained on minibatches of a continuous joint (T1b, T2d,
+    T6): MLP encoders of widths `hidden`, an unnormalised head with a bias, no logit cap,
+    symmetric InfoNCE, Monte Carlo metrics on `eval_samples` held-out draws."""
+    return FitConfig.table_params(
+        similarity=similarity,
+        dim=dim,
+        points=points,
+        hidden=hidden,
+        features=features,
+        normalize=False,
+        bias=True,
+        logit_cap=None,
+        objective="symmetric",
+        population=False,
+        batch_size=batch_size,
+        steps=steps,
+        lr=lr,
+        seed=seed,
+        eval_samples=eval_samples,
+    )
 
 
 def fit_kwargs(p: dict) -> dict:
-    kw = {k: p[k] for k in FIT_KEYS if k in p and p[k] != ""}
-    for k in ("normalize", "bias", "population"):
-        if k in kw:
-            kw[k] = bool(int(kw[k]))
-    if "logit_cap" in kw and (kw["logit_cap"] is None or float(kw["logit_cap"]) <= 0):
-        kw["logit_cap"] = None  # 0 in the table means "no cap"
-    return kw
+    """The `fit` keyword arguments of a run's parameters: every FitConfig setting it holds."""
+    return FitConfig.from_table(p)
 
 
 def _check_trainable(dist, p: dict) -> None:
@@ -43,7 +86,7 @@ def fit_run(dist, p: dict, **extra):
     from pmilab.training import fit
 
     _check_trainable(dist, p)
-    return fit(dist, progress=False, device="cpu", threads=1, **fit_kwargs(p), **extra)
+    return fit(dist, progress=False, **{**fit_kwargs(p), **SWEEP_RUN, **extra})
 
 
 def fit_runs(dist, ps: list[dict], **extra) -> list:
@@ -59,4 +102,4 @@ def fit_runs(dist, ps: list[dict], **extra) -> list:
     kw = fit_kwargs(ps[0])
     kw.pop("seed", None)
     seeds = [int(p["seed"]) for p in ps]
-    return fit(dist, seeds=seeds, progress=False, device="cpu", threads=1, **kw, **extra)
+    return fit(dist, seeds=seeds, progress=False, **{**kw, **SWEEP_RUN, **extra})

@@ -1,18 +1,20 @@
 """The downstream side of T3 on a discrete head: features, the scikit-learn linear probe and the
 exact risks of the constructed classifiers (docs/theory.md T3).
 
-Features F(x) a probe sees, per head:
+Features F(x) a probe sees, per head (`feature_kind`):
 - linear:          the head's own embedding, the encoder output f(x) (L2-normalised when the
                    head normalises), with d dimensions. Its scalar bias is a constant feature,
                    which the probe's intercept already holds. The constructed classifier
                    t⟨f(x), E_{q_c} g⟩ is linear in f(x), so the T3 bound covers the probe; T3a
                    judges the heads with d <= n_x/4, where a probe cannot fit an arbitrary head;
-- tabular, WPSE:   the similarity profile ℓ(x, ·) (nx, ny); the constructed classifier
-                   Σ_y q_c(y) ℓ(x, y) is linear in it. Its n_y dimensions are close to n_x,
-                   so T3a does not judge these heads (a profile lets the probe fit any head);
-- KME:             exp ℓ(x, ·) = ⟨μ_x, ν_·⟩, the span of the mean embedding μ_x that a linear
+- KME (a head on point sets with log-softmax weights: its `HeadInputs`):
+                   exp ℓ(x, ·) = ⟨μ_x, ν_·⟩, the span of the mean embedding μ_x that a linear
                    probe on μ_x can use. The T3 bound does not cover it (ℓ is log-linear in μ_x);
-                   the log-linear prompt ensemble is the KME classifier the bound does cover.
+                   the log-linear prompt ensemble is the KME classifier the bound does cover;
+- any other head (tabular, WPSE, a plugin head):
+                   the similarity profile ℓ(x, ·) (nx, ny); the constructed classifier
+                   Σ_y q_c(y) ℓ(x, y) is linear in it. Its n_y dimensions are close to n_x,
+                   so T3a does not judge these heads (a profile lets the probe fit any head).
 
 `t3_quantities` takes the logit table, the features and the reference weights explicitly, so a
 trained head (`head_t3_quantities`) and an untrained random head (`random_linear_head`, T3a's
@@ -28,21 +30,36 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 
 from pmilab import metrics as M
+from pmilab import registry
 from pmilab.experiments.tasks.catalog import make_dist
 from pmilab.theory import excess_risk as er
+from pmilab.training.model import head_inputs
+
+
+def feature_kind(run) -> str:
+    """What a probe sees of a trained discrete run (module docstring): "embedding" for the
+    built-in linear head (its bilinear form is what T3's constructed classifier needs),
+    "mean_embedding" for a head on point sets with log-softmax weights (KME), "profile"
+    otherwise."""
+    if registry.is_builtin(run.config.similarity, "linear"):
+        return "embedding"
+    inputs = head_inputs(run.config, run.dist)
+    if inputs.kind == "points" and inputs.weights == "log_softmax":
+        return "mean_embedding"
+    return "profile"
 
 
 def probe_features(run) -> np.ndarray:
     """(nx, p) float64 features of every x state of a trained discrete run."""
-    sim = run.config.similarity
-    if sim == "linear":
+    kind = feature_kind(run)
+    if kind == "embedding":
         with torch.no_grad():
             f = run.model.enc_x(torch.arange(run.dist.nx)).to(torch.float64)
             if run.config.normalize:
                 f = F.normalize(f, dim=-1)
         return f.numpy()
     table = run.logit_table().numpy()
-    if sim == "kme":
+    if kind == "mean_embedding":
         return np.exp(table - table.max())  # a positive rescaling: same linear span
     return table
 
@@ -50,11 +67,11 @@ def probe_features(run) -> np.ndarray:
 def reference_weights(run) -> np.ndarray | None:
     """(K, p) weights W_c = E_{q_c} G(y) of the constructed classifier in `probe_features`
     coordinates (T3); None for KME, whose constructed classifier is not linear in its features."""
-    sim, d = run.config.similarity, run.dist
+    kind, d = feature_kind(run), run.dist
     q = d.py_given_z.numpy()  # (K, ny) prompts q_c = p(y | c)
-    if sim in ("tabular", "wpse"):
+    if kind == "profile":
         return q  # h_c(x) = Σ_y q_c(y) ℓ(x, y): weights q_c on the similarity profile
-    if sim == "linear":
+    if kind == "embedding":
         with torch.no_grad():
             g = run.model.enc_y(torch.arange(d.ny)).to(torch.float64)
             if run.config.normalize:

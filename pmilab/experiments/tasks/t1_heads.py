@@ -32,7 +32,6 @@ import torch
 from pmilab import metrics as M
 from pmilab.experiments.tasks.catalog import ShuffledPairs, make_dist
 from pmilab.experiments.tasks.continuous import CONTINUOUS_METRICS, _continuous_metrics
-from pmilab.experiments.tasks.continuous import _encoder_kwargs as _continuous_kwargs
 from pmilab.experiments.tasks.discrete import DISCRETE_METRICS, _discrete_metrics
 from pmilab.experiments.tasks.fitting import NAN, PROBE_SEED_OFFSET, fit_run, fit_runs
 from pmilab.theory import optimum as opt
@@ -123,11 +122,11 @@ def _continuous_t1(run, d, p: dict) -> dict:
 def t1_continuous_head(p: dict) -> dict:
     """`continuous_head` plus T1b's calibration cases."""
     d = make_dist(p["dist"])
-    return _continuous_t1(fit_run(d, p, **_continuous_kwargs(p)), d, p)
+    return _continuous_t1(fit_run(d, p), d, p)
 
 
 def t1_continuous_heads(ps: list[dict]) -> list[dict]:
     """`t1_continuous_head` for each seed of a cell, trained as one batched computation."""
     d = make_dist(ps[0]["dist"])
-    runs = fit_runs(d, ps, **_continuous_kwargs(ps[0]))
+    runs = fit_runs(d, ps)
     return [_continuous_t1(run, d, p) for run, p in zip(runs, ps, strict=True)]

@@ -26,11 +26,7 @@ import torch
 
 from pmilab import metrics as M
 from pmilab.experiments.tasks.catalog import make_dist
-from pmilab.experiments.tasks.continuous import (
-    CONTINUOUS_METRICS,
-    _continuous_metrics,
-    _encoder_kwargs,
-)
+from pmilab.experiments.tasks.continuous import CONTINUOUS_METRICS, _continuous_metrics
 from pmilab.experiments.tasks.discrete import DISCRETE_METRICS, _discrete_metrics
 from pmilab.experiments.tasks.fitting import fit_runs
 from pmilab.theory import optimum as opt
@@ -139,7 +135,7 @@ def gauss_run(p: dict, tol: float) -> dict:
 def gauss_cell(ps: list[dict], tol: float) -> list[dict]:
     """`gauss_run` for each seed of a cell, trained as one batched computation."""
     d = make_dist(ps[0]["dist"])
-    runs = fit_runs(d, ps, **_encoder_kwargs(ps[0]))
+    runs = fit_runs(d, ps)
     out = []
     for run, p in zip(runs, ps, strict=True):
         m = _continuous_metrics(run, d, p, CONTINUOUS_METRICS)

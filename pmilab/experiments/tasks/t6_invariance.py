@@ -24,11 +24,7 @@ from scipy.stats import norm
 
 from pmilab.errors import InputError
 from pmilab.experiments.tasks.catalog import make_dist
-from pmilab.experiments.tasks.continuous import (
-    INVARIANCE_METRICS,
-    _continuous_metrics,
-    _encoder_kwargs,
-)
+from pmilab.experiments.tasks.continuous import INVARIANCE_METRICS, _continuous_metrics
 from pmilab.experiments.tasks.fitting import fit_runs
 
 QUANTIZE = "quantize"
@@ -114,7 +110,7 @@ def t6_heads(ps: list[dict]) -> list[dict]:
     computation on `t6_dist(ps[0]["dist"])`, with `continuous.INVARIANCE_METRICS` (the same
     metrics, in the same units, as `continuous.continuous_heads` gives with them)."""
     d = t6_dist(ps[0]["dist"])
-    runs = fit_runs(d, ps, **_encoder_kwargs(ps[0]))
+    runs = fit_runs(d, ps)
     return [
         _continuous_metrics(run, _scored(d), p, INVARIANCE_METRICS)
         for run, p in zip(runs, ps, strict=True)
