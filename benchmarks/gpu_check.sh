@@ -10,9 +10,17 @@
 #                                       first run did not reach (B = 16384, M = 16), and, if ncu is
 #                                       there, an ncu report of the KME kernels; each section under
 #                                       its own time limit
+#   benchmarks/gpu_check.sh --short     issue 27 in about 4 minutes (6 of device time with the
+#                                       machine's start-up): the compiled tests of the flattened
+#                                       kernels, the target shape (B = 4096, M = 8, d = 256, KME
+#                                       and WPSE fwd+bwd) on the tiled and the flattened kernels
+#                                       (both backward modes) with the bf16 GEMM rate measured in
+#                                       the same run, and, if ncu is there, an ncu profile of one
+#                                       flattened KME fwd+bwd (SpeedOfLight, Occupancy,
+#                                       WarpStateStats, MemoryWorkloadAnalysis; --clock-control none)
 #   benchmarks/gpu_check.sh --dry-run   on a CPU: checks this script and the benchmark's code path
 #                                       (Triton interpreter, tiny sizes); writes to a temp dir
-#   benchmarks/gpu_check.sh --focus --dry-run   the same for the focus sections
+#   benchmarks/gpu_check.sh --focus --dry-run   the same for the focus sections (--short alike)
 #   SECTIONS="sweep ncu" benchmarks/gpu_check.sh --focus   only these sections (after machine):
 #                                       the focus run takes ~8-9 minutes in all (tests ~2, sweep
 #                                       ~2.5, grid rows ~2, ncu <= 2.5), so a 10-minute call may
@@ -28,6 +36,7 @@
 #   pretrain-<gpu>.md, .json       section 4: bf16 pretraining smoke per head, heads vs GEMM
 #   --focus: <gpu>-tests-triton.txt, <gpu>-sweep.{md,csv}, <gpu>-sweep-profile.md,
 #            <gpu>-grid-rest.{md,csv}, <gpu>-ncu-kme.txt
+#   --short: <gpu>-short-tests.txt, <gpu>-short.{md,csv}, <gpu>-short-ncu.txt
 # Sections run in order; a failing section is reported and the next one still runs; the script
 # exits 1 if any failed. To add a section (e.g. a bf16 pretraining smoke run), add a function
 # `section_<name>` below and one `run_section <name>` line at the end.
@@ -37,19 +46,25 @@ cd "$(dirname "$0")/.." || exit 2
 PY="${PY:-.venv/bin/python}"
 MODE=full
 FOCUS=0
+SHORT=0
+USAGE="usage: $0 [--quick | --focus | --short] [--dry-run]"
 for arg in "$@"; do
   case "$arg" in
     --quick) MODE=quick ;;
     --dry-run) MODE=dry ;;
     --focus) FOCUS=1 ;;
-    *) echo "usage: $0 [--quick | --focus] [--dry-run]" >&2; exit 2 ;;
+    --short) SHORT=1 ;;
+    *) echo "$USAGE" >&2; exit 2 ;;
   esac
 done
+if ((FOCUS && SHORT)); then echo "$USAGE" >&2; exit 2; fi
 FOCUS_ALL="tests_triton sweep grid_rest ncu"
-read -r -a FOCUS_SECTIONS <<<"${SECTIONS:-$FOCUS_ALL}"
+SHORT_ALL="tests_flat target ncu_flat"
+if ((SHORT)); then KIND=short ALL=$SHORT_ALL; else KIND=focus ALL=$FOCUS_ALL; fi
+read -r -a FOCUS_SECTIONS <<<"${SECTIONS:-$ALL}"
 for name in "${FOCUS_SECTIONS[@]}"; do
-  if [[ " $FOCUS_ALL " != *" $name "* ]]; then
-    echo "gpu_check: no focus section '$name' (SECTIONS takes: $FOCUS_ALL)" >&2
+  if [[ " $ALL " != *" $name "* ]]; then
+    echo "gpu_check: no $KIND section '$name' (SECTIONS takes: $ALL)" >&2
     exit 2
   fi
 done
@@ -199,8 +214,54 @@ section_ncu() {
   return "${PIPESTATUS[0]}"
 }
 
+# --- short sections (--short): issue 27, about 4 minutes in all -------------------------------
+# The target shape on every Triton variant in one benchmark process (one bf16 GEMM rate for all)
+TARGET_IMPLS=(triton triton-flat triton-flat-atomic)
+FLAT_TESTS=(tests/similarity/triton/test_flat_heads.py tests/similarity/triton/test_flat_negative_controls.py)
+
+section_tests_flat() {
+  if [[ $MODE == dry ]]; then
+    "$PY" -m pytest -m cuda --collect-only -q "${FLAT_TESTS[@]}" | tail -n 3 \
+      | tee "$OUT/$GPU-short-tests.txt"
+    local rc=${PIPESTATUS[0]}
+    ((rc == 5)) && rc=0  # 5: nothing collected
+    return "$rc"
+  fi
+  limit 90 "$PY" -m pytest -m cuda -q -rs --maxfail=3 "${FLAT_TESTS[@]}" 2>&1 \
+    | tee "$OUT/$GPU-short-tests.txt"
+  return "${PIPESTATUS[0]}"
+}
+
+section_target() {
+  local args=(--out "$OUT" --name "$GPU-short" --impls "${TARGET_IMPLS[@]}")
+  if [[ $MODE == dry ]]; then
+    args+=(--dry-run --configs 20,3,20)
+  else
+    args+=(--configs 4096,8,256 --target-seconds 0.3)
+  fi
+  limit 90 "$PY" benchmarks/pairwise_gpu.py "${args[@]}"
+}
+
+section_ncu_flat() {
+  local args=(--out "$(mktemp -d)" --name ncu --impls triton-flat --heads kme --max-seconds 0)
+  local ncu_args=(--clock-control none --kernel-name "regex:_kme_(fwd|bwd)_flat" --launch-count 3
+    --section SpeedOfLight --section Occupancy --section WarpStateStats
+    --section MemoryWorkloadAnalysis)
+  if [[ $MODE == dry ]]; then
+    echo "dry run: ncu ${ncu_args[*]} $PY benchmarks/pairwise_gpu.py ${args[*]} --configs 4096,8,256"
+    return 0
+  fi
+  if ! command -v ncu >/dev/null; then
+    echo "ncu not found: no Nsight Compute profile (the target section's times still stand)"
+    return 0
+  fi
+  limit 60 ncu "${ncu_args[@]}" "$PY" benchmarks/pairwise_gpu.py "${args[@]}" --configs 4096,8,256 \
+    2>&1 | tee "$OUT/$GPU-short-ncu.txt"
+  return "${PIPESTATUS[0]}"
+}
+
 run_section machine
-if ((FOCUS)); then
+if ((FOCUS || SHORT)); then
   for name in "${FOCUS_SECTIONS[@]}"; do run_section "$name"; done
 else
   run_section tests

@@ -12,7 +12,10 @@ Grid: B = C ∈ {1024, 4096, 16384}, M = N ∈ {4, 8, 16}, d ∈ {64, 256}, head
 (Gaussian, α₁ = 0), implementations:
 - triton:  `_pairwise.kme_logits` / `wpse_logits` through `_backend` = "triton" (the fused kernels),
 - chunked: the same public functions with `_backend` forced to "chunked" (pure torch, fp32),
-- einsum:  `kme_logits_einsum` / `wpse_logits_einsum` (materialises (B, C, M, N) for autograd).
+- einsum:  `kme_logits_einsum` / `wpse_logits_einsum` (materialises (B, C, M, N) for autograd),
+- triton-flat, triton-flat-atomic (only when asked for, --impls): the Triton kernels with the
+  point sets flattened into the tile (`_triton_flat_*`, issue 27; $PMILAB_TRITON_VARIANT), the
+  backward's columns by a second pass or by atomics.
 Inputs are bf16 unit-norm points and bf16 log-softmax weights (what a bf16 encoder hands over),
 σ = 0.5 learnable in fp32. Workload: logits → symmetric InfoNCE → backward. Each configuration
 reports the best and median fwd+bwd time, the peak GPU memory above the inputs, and the achieved
@@ -41,7 +44,9 @@ GRID = {"B": (1024, 4096, 16384), "M": (4, 8, 16), "d": (64, 256)}
 QUICK = {"B": (1024, 4096), "M": (8,), "d": (64, 256)}
 DRY = {"B": (20,), "M": (2, 3), "d": (20,)}  # ragged against the interpreter's 16-wide tiles
 HEADS = ("kme", "wpse")
-IMPLS = ("triton", "chunked", "einsum")
+IMPLS = ("triton", "chunked", "einsum")  # the default; --impls may add the flattened variants
+# Triton implementations by the `_pairwise.triton_variant` they run
+TRITON_IMPLS = {"triton": "tiled", "triton-flat": "flat", "triton-flat-atomic": "flat-atomic"}
 # Upper bound on the einsum version's peak: ~10 live (B, C, M, N) fp32 tensors in backward
 # (measured on CPU: 7.5 for KME, 9.5 for WPSE; see pairwise.py NAIVE_TENSORS).
 EINSUM_BYTES_PER_SCORE = 40
@@ -59,7 +64,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--out", type=Path, default=HERE / "results" / "gpu", help="results directory")
     ap.add_argument("--name", default=None, help="file name (default: the GPU's name, slugified)")
     ap.add_argument("--heads", nargs="+", choices=HEADS, default=list(HEADS))
-    ap.add_argument("--impls", nargs="+", choices=IMPLS, default=list(IMPLS))
+    ap.add_argument(
+        "--impls", nargs="+", choices=[*IMPLS, *list(TRITON_IMPLS)[1:]], default=list(IMPLS)
+    )
     ap.add_argument(
         "--configs",
         nargs="+",
@@ -75,7 +82,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=[None],
         metavar="BB,BC,WARPS[,STAGES]",
         help="run the Triton kernels on each of these tiles (num_stages optional; 'default': "
-        "_triton_common.tile_shape's); the other implementations run once",
+        "_triton_common.tile_shape's; the flattened kernels read BB, BC as points); the other "
+        "implementations run once",
     )
     ap.add_argument(
         "--profile",
@@ -175,6 +183,22 @@ def gemm_rate(device, n: int, reps: int = 5) -> float:
 
 
 @contextlib.contextmanager
+def triton_variant(name: str):
+    """$PMILAB_TRITON_VARIANT = `name` inside the block (`_pairwise.triton_variant`)."""
+    from pmilab.similarity._pairwise import TRITON_VARIANT_ENV
+
+    old = os.environ.get(TRITON_VARIANT_ENV)
+    os.environ[TRITON_VARIANT_ENV] = name
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop(TRITON_VARIANT_ENV, None)
+        else:
+            os.environ[TRITON_VARIANT_ENV] = old
+
+
+@contextlib.contextmanager
 def forced_backend(name: str):
     """`_pairwise._backend` answers `name` inside the block (the chunked path on a GPU, or the
     Triton kernels on CPU tensors in a dry run)."""
@@ -217,8 +241,10 @@ def logits_fn(head: str, impl: str):
             return P.kme_logits_einsum
         return lambda *a: P.wpse_logits_einsum(*a, 0.0, 1.0)
 
+    backend, variant = ("triton", TRITON_IMPLS[impl]) if impl in TRITON_IMPLS else (impl, "tiled")
+
     def fn(*a):
-        with forced_backend(impl):
+        with forced_backend(backend), triton_variant(variant):
             return P.kme_logits(*a) if head == "kme" else P.wpse_logits(*a, 0.0, 1.0)
 
     return fn
@@ -276,13 +302,13 @@ def measure(run, device, args) -> dict:
     }
 
 
-def agreement(head: str, leaves: list) -> float:
+def agreement(head: str, leaves: list, impl: str = "triton") -> float:
     """max |ℓ_triton − ℓ_chunked| / max(1, |ℓ_chunked|) (KME) or / max|S_chunked| (WPSE): a
     sanity check of the kernels at the benchmark's sizes (the tests use small ones)."""
     import torch
 
     with torch.no_grad():
-        a, b = (logits_fn(head, impl)(*leaves).double() for impl in ("triton", "chunked"))
+        a, b = (logits_fn(head, i)(*leaves).double() for i in (impl, "chunked"))
     scale = b.abs().clamp_min(1.0) if head == "kme" else b.abs().max().clamp_min(1e-30)
     return ((a - b).abs() / scale).max().item()
 
@@ -309,8 +335,8 @@ def run_one(head: str, impl: str, leaves: list, device, args) -> dict:
         return {"status": why}
     try:
         out = {"status": "ok"} | measure(workload(head, impl, leaves), device, args)
-        if impl == "triton":
-            out["max_rel_diff_vs_chunked"] = agreement(head, leaves)
+        if impl in TRITON_IMPLS:
+            out["max_rel_diff_vs_chunked"] = agreement(head, leaves, impl)
         return out
     except torch.OutOfMemoryError:
         return {"status": "out of memory"}
@@ -333,7 +359,7 @@ def runs(args) -> list[tuple[str, tuple[int, ...] | None]]:
     """(impl, tiles) pairs of one configuration and head: Triton once per tile shape."""
     out = []
     for impl in args.impls:
-        out += [(impl, t) for t in args.tiles] if impl == "triton" else [(impl, None)]
+        out += [(impl, t) for t in args.tiles] if impl in TRITON_IMPLS else [(impl, None)]
     return out
 
 
@@ -348,7 +374,7 @@ def run_grid(args, device) -> list[dict]:
         for head in args.heads:
             for impl, shape in runs(args):
                 row = {"B": b, "M": m, "d": d, "head": head, "impl": impl}
-                row["tiles"] = tiles_name(shape) if impl == "triton" else ""
+                row["tiles"] = tiles_name(shape) if impl in TRITON_IMPLS else ""
                 with override_tiles(shape):
                     row |= {"flops": 6.0 * b * b * m * m * d} | run_one(
                         head, impl, leaves, device, args
@@ -377,14 +403,15 @@ def profile(args, device, info: dict) -> str:
 
     unit = "device" if device.type == "cuda" else "CPU"
     lines = header(device, info)
-    shapes = [t for impl, t in runs(args) if impl == "triton"] or [None]
+    shapes = [(i, t) for i, t in runs(args) if i in TRITON_IMPLS] or [("triton", None)]
     for b, m, d in configurations(args):
         leaves = inputs(b, m, d, device)
         for head in args.heads:
-            for shape in shapes:
+            for impl, shape in shapes:
                 with override_tiles(shape):
-                    times = kernel_times(workload(head, "triton", leaves), device)
+                    times = kernel_times(workload(head, impl, leaves), device)
                 title = f"B = C = {b}, M = N = {m}, d = {d}, {head}, tiles {tiles_name(shape)}"
+                title += "" if impl == "triton" else f", {impl}"
                 lines += step_lines(title, times, unit)
                 print(f"profiled {title}", flush=True)
     return "\n".join(lines)
@@ -393,7 +420,7 @@ def profile(args, device, info: dict) -> str:
 def _line(row: dict) -> str:
     t = f"{row['time_s'] * 1e3:9.2f} ms" if "time_s" in row else " " * 12
     tiles = f" [{row['tiles']}]" if row.get("tiles") else ""
-    return f"B={row['B']:6d} M={row['M']:3d} d={row['d']:4d} {row['head']:5s} {row['impl']:8s}{t}  {row['status']}{tiles}"
+    return f"B={row['B']:6d} M={row['M']:3d} d={row['d']:4d} {row['head']:5s} {row['impl']:18s}{t}  {row['status']}{tiles}"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -9,6 +9,18 @@ import pandas as pd
 # Expected fraction of the bf16 GEMM rate of the Triton kernels on an H100/H200, fwd+bwd at large
 # B, default tiles (benchmarks/README.md, "Expected fraction of the bf16 GEMM rate"), by d.
 EXPECTED = {64: "0.25–0.4", 256: "0.25–0.4 (0.44–0.6 with wgmma tiles)"}
+# ... and of the flattened kernels (issue 27; benchmarks/README.md, "The flattened kernels"), by
+# implementation and d
+EXPECTED_FLAT = {
+    "triton-flat": {64: "0.19–0.28", 256: "0.35–0.55"},
+    "triton-flat-atomic": {256: "0.3–0.45"},
+}
+
+
+def expected(impl: str, d: int) -> str:
+    """The paper estimate for this Triton implementation at this d, or "—"."""
+    table = {d: EXPECTED.get(d, "—")} if impl == "triton" else EXPECTED_FLAT.get(impl, {})
+    return table.get(d, "—")
 
 
 def _fmt(x, spec=".3g") -> str:
@@ -48,15 +60,18 @@ def summary(df: pd.DataFrame) -> list[str]:
 
 
 def tile_sweep(df: pd.DataFrame) -> list[str]:
-    """Triton on each tile shape (when more than one ran), fastest first per configuration."""
-    tri = df[df.impl == "triton"] if "tiles" in df else df.iloc[:0]
-    if tri.empty or tri.tiles.nunique() < 2:
+    """Triton on each variant and tile shape (when more than one ran), fastest first per
+    configuration."""
+    tri = df[df.impl.str.startswith("triton")] if "tiles" in df else df.iloc[:0]
+    if tri.empty or len(tri.groupby(["impl", "tiles"])) < 2:
         return []
     lines = [
-        "## Tile sweep (Triton, fwd+bwd; BB,BC,warps[,stages])",
+        "## Tile sweep (Triton variants, fwd+bwd; BB,BC,warps[,stages]: sets, or points for "
+        "the flattened kernels)",
         "",
-        "| B | M | d | head | tiles | fraction of bf16 GEMM | ms | MiB | max rel diff vs chunked |",
-        "|" + "---|" * 9,
+        "| B | M | d | head | impl | tiles | fraction of bf16 GEMM | expected | ms | MiB "
+        "| max rel diff vs chunked |",
+        "|" + "---|" * 11,
     ]
     for _, grp in tri.groupby(["B", "M", "d", "head"], sort=False):
         grp = grp.sort_values("time_s", na_position="last") if "time_s" in grp else grp
@@ -68,7 +83,8 @@ def tile_sweep(df: pd.DataFrame) -> list[str]:
             if r.status != "ok":
                 frac = r.status
             lines.append(
-                f"| {r.B} | {r.M} | {r.d} | {r.head} | {r.tiles} | {frac} | {ms} | {mib} | {diff} |"
+                f"| {r.B} | {r.M} | {r.d} | {r.head} | {r.impl} | {r.tiles} | {frac} "
+                f"| {expected(r.impl, r.d)} | {ms} | {mib} | {diff} |"
             )
     return lines + [""]
 
@@ -117,7 +133,7 @@ def write_report(df: pd.DataFrame, info: dict, args) -> str:
         f"run {info['date']}",
         "- Triton tiles: "
         + (f"--tiles {info['tiles']} (BB,BC,warps[,stages])" if "tiles" in info else "the defaults")
-        + " (`_triton_common.tile_shape`)",
+        + " (`_triton_common.tile_shape`; the flattened kernels: `flat_tile_shape`)",
         f"- bf16 GEMM rate measured in this run (best {n}² matmul, interleaved with the runs): "
         f"{rate:.1f} TFLOP/s",
         "- workload: logits → symmetric InfoNCE → backward, C = B, N = M, bf16 unit-norm points "

@@ -4,16 +4,20 @@
     .venv/bin/python benchmarks/triton_compile_check.py --arch 100  # another architecture
     .venv/bin/python benchmarks/triton_compile_check.py --tiles 64,64,4   # try other tiles
     .venv/bin/python benchmarks/triton_compile_check.py --tiles 64,32,8,3 # ... and num_stages
+    .venv/bin/python benchmarks/triton_compile_check.py --variants flat   # the flattened only
 
-For both heads, forward and both backward kernels, bf16 and fp32 points, d ∈ {64, 128, 256},
-M = N = 8, with the tiles `_triton_common.tile_shape` picks (or --tiles BB,BC,WARPS[,STAGES]):
-Triton's front end and its NVIDIA back end lower the kernel to PTX, and the ptxas that ships
-with Triton assembles it, printing registers per thread, spilled bytes and shared memory,
-how many warps of it one SM can hold (the occupancy that registers and shared memory allow),
-whether the dot products use the Hopper tensor-core instructions (wgmma), how many loads are
-asynchronous copies into shared memory (cp.async: software-pipelined) and how many are 16-byte
-vector loads. It proves the kernels compile for that GPU and fit its register file; it measures
-no speed. Prints a markdown table.
+For both heads, forward and backward kernels, bf16 and fp32 points, d ∈ {64, 128, 256},
+M = N = 8: the tiled kernels (`_triton_kme`, `_triton_wpse`, with the tiles
+`_triton_common.tile_shape` picks) and the flattened ones (`_triton_flat_*`, issue 27, with
+`flat_tile_shape`'s; "rows+atomic" is the one-pass backward of $PMILAB_TRITON_VARIANT=
+flat-atomic), or --tiles BB,BC,WARPS[,STAGES] for all of them (points, not sets, for the
+flattened ones). Triton's front end and its NVIDIA back end lower the kernel to PTX, and the
+ptxas that ships with Triton assembles it, printing registers per thread, spilled bytes and
+shared memory, how many warps of it one SM can hold (the occupancy that registers and shared
+memory allow), which tensor-core instructions the dot products use (wgmma: Hopper's; mma:
+mma.sync; none: the FMA units), how many loads are asynchronous copies into shared memory
+(cp.async: software-pipelined) and how many are 16-byte vector loads. It proves the kernels
+compile for that GPU and fit its register file; it measures no speed. Prints a markdown table.
 
 The compile is specialised as Triton's launcher specialises it at run time: every pointer
 16-byte aligned, every integer argument divisible by 16 (B, C and d of the benchmark's sizes;
@@ -91,37 +95,91 @@ def compile_one(
         "registers": int(regs[0]) if regs else -1,
         "spill_bytes": int(spills[0]) if spills else 0,
         "shared_bytes": k.metadata.shared,
-        "wgmma": "wgmma" in ptx,
+        "tensor_cores": tensor_cores(ptx),
         "async_copies": len(re.findall(r"cp\.async\.c[ag]\.shared\.global", ptx)),
         "vector_loads": len(re.findall(r"ld\.global(?:\.\w+)*\.v4\.b32", ptx)),
         "scalar_b16_loads": len(re.findall(r"ld\.global(?:\.\w+)*\.b16", ptx)),
     }
 
 
-def variants(dtype: str, d: int, tiles: tuple[int, ...] | None):
-    """(name, kernel, constexprs, warps) of every kernel launch for these points."""
+VARIANTS = ("tiled", "flat", "flat-atomic")  # `_pairwise.TRITON_VARIANTS`
+M = N = 8  # points per set, as at the issues' target
+
+
+def tensor_cores(ptx: str) -> str:
+    """Which tensor-core instructions the PTX multiplies with: "wgmma" (Hopper's asynchronous
+    warpgroup MMA), "mma" (mma.sync, Ampere's), or "none" (the FMA units: fp32 IEEE dots)."""
+    if re.search(r"\bwgmma\.mma_async", ptx):
+        return "wgmma"
+    if re.search(r"\bmma\.sync", ptx):
+        return "mma"
+    return "none"
+
+
+def variants(dtype: str, d: int, tiles: tuple[int, ...] | None, which=VARIANTS[:1]):
+    """(name, kernel, constexprs, warps, stages, tile) of every kernel launch for these points:
+    the tiled kernels (tile: BB × BC sets) and/or the flattened ones (`_triton_flat_*`; tile:
+    rows × cols points, BB = rows/8 sets), each with `tiles` or its own default shape (stages:
+    None for Triton's default)."""
     import torch
 
-    from pmilab.similarity import _triton_kme as K
-    from pmilab.similarity import _triton_wpse as W
-    from pmilab.similarity._triton_common import tile_shape
+    from pmilab.similarity._triton_common import flat_tile_shape, tile_shape
 
     torch_dtype = torch.bfloat16 if dtype == "bf16" else torch.float32
     bd = max(16, 1 << (d - 1).bit_length())
-    bb, bc, warps = (tiles or tile_shape(torch_dtype, bd))[:3]
-    common = {"M": 8, "N": 8, "BLOCK_D": bd, "DOT_F32": False}
+    common = {"M": M, "N": N, "BLOCK_D": bd, "DOT_F32": False}
     common["PRECISION"] = "ieee" if dtype == "fp32" else "tf32"
     half = dtype != "fp32"
+    if "tiled" in which:
+        bb, bc, warps, *stages = tiles or tile_shape(torch_dtype, bd)
+        for name, fn, consts, tile in _tiled(common, half, bb, bc):
+            yield name, fn, consts, warps, (stages or [None])[0], tile
+    flat = [v for v in which if v != "tiled"]
+    if flat:
+        rows, cols, warps, *stages = tiles or flat_tile_shape(torch_dtype, bd)
+        common |= {"MP": M, "NP": N, "BLOCK_B": max(1, rows // M), "BLOCK_C": max(1, cols // N)}
+        for name, fn, consts, tile in _flat(common, half, flat):
+            yield name, fn, consts, warps, (stages or [None])[0], tile
+
+
+def _tiled(common: dict, half: bool, bb: int, bc: int):
+    from pmilab.similarity import _triton_kme as K
+    from pmilab.similarity import _triton_wpse as W
+
     lim = {"SUM_LO": 2.0**-100, "SUM_HI": 2.0**100}
     kme = {"BLOCK_B": bb, "BLOCK_C": bc}
-    yield "kme forward", K._kme_fwd, common | kme | lim, warps
-    yield "kme backward rows", K._kme_bwd, common | kme | {"COLUMNS": False, "HALF": half}, warps
-    yield "kme backward columns", K._kme_bwd, common | kme | {"COLUMNS": True, "HALF": half}, warps
+    tile = f"{bb}×{bc}"
+    yield "kme forward", K._kme_fwd, common | kme | lim, tile
+    for side, cols in (("rows", False), ("columns", True)):
+        extra = kme | {"COLUMNS": cols, "HALF": half}
+        yield f"kme backward {side}", K._kme_bwd, common | extra, tile
     for kernel, imq in (("gaussian", False), ("imq", True)):
-        yield f"wpse-{kernel} forward", W._wpse_fwd, common | kme | {"IMQ": imq}, warps
+        yield f"wpse-{kernel} forward", W._wpse_fwd, common | kme | {"IMQ": imq}, tile
         for side, (r, s) in (("rows", (bb, bc)), ("columns", (bc, bb))):
             extra = {"BLOCK_R": r, "BLOCK_S": s, "IMQ": imq, "HALF": half}
-            yield f"wpse-{kernel} backward {side}", W._wpse_bwd, common | extra, warps
+            yield f"wpse-{kernel} backward {side}", W._wpse_bwd, common | extra, f"{r}×{s}"
+
+
+def _flat(common: dict, half: bool, which: list[str]):
+    """The flattened kernels: forward, and the backward's passes of each variant asked for (the
+    columns pass only without atomics; with them, the rows pass adds the columns' sums)."""
+    from pmilab.similarity import _pairwise_blocks as blocks
+    from pmilab.similarity import _triton_flat_kme as FK
+    from pmilab.similarity import _triton_flat_wpse as FW
+
+    tile = f"{common['BLOCK_B'] * M}×{common['BLOCK_C'] * N} pts"
+    lim = {"SUM_LO": 2.0**-100, "SUM_HI": 2.0**100, "LN2": blocks.LN2}
+    passes = [("rows", False, False), ("columns", True, False)] * ("flat" in which)
+    passes += [("rows+atomic", False, True)] * ("flat-atomic" in which)
+    yield "kme-flat forward", FK._kme_fwd_flat, common | lim, tile
+    for side, cols, atomic in passes:
+        extra = {"COLUMNS": cols, "ATOMIC": atomic, "HALF": half}
+        yield f"kme-flat backward {side}", FK._kme_bwd_flat, common | extra, tile
+    for kernel, imq in (("gaussian", False), ("imq", True)):
+        yield f"wpse-{kernel}-flat forward", FW._wpse_fwd_flat, common | {"IMQ": imq}, tile
+        for side, cols, atomic in passes:
+            extra = {"COLUMNS": cols, "ATOMIC": atomic, "IMQ": imq, "HALF": half}
+            yield f"wpse-{kernel}-flat backward {side}", FW._wpse_bwd_flat, common | extra, tile
 
 
 # One Hopper SM (H100/H200, compute capability 9.0): 64K 32-bit registers, allocated per warp in
@@ -158,36 +216,42 @@ def main(argv: list[str] | None = None) -> int:
         "--tiles",
         type=tile_spec,
         default=None,
-        help="BB,BC,WARPS[,STAGES] instead of tile_shape's (and Triton's)",
+        help="BB,BC,WARPS[,STAGES] instead of tile_shape's / flat_tile_shape's (and Triton's)",
     )
     ap.add_argument("--dims", type=int, nargs="+", default=[64, 128, 256])
     ap.add_argument("--dtypes", nargs="+", default=["bf16", "fp32"], choices=["bf16", "fp32"])
     ap.add_argument(
         "--ragged", action="store_true", help="sizes not divisible by 16 (no integer hints)"
     )
+    ap.add_argument(
+        "--variants",
+        nargs="+",
+        default=list(VARIANTS),
+        choices=VARIANTS,
+        help="which kernels: the tiled ones, the flattened ones (flat: forward and the two "
+        "backward passes; flat-atomic: the one-pass backward); --tiles then counts points",
+    )
     args = ap.parse_args(argv)
     tiles = args.tiles
-    stages = tiles[3] if tiles and len(tiles) == 4 else None
     sizes = "sizes not divisible by 16" if args.ragged else "sizes divisible by 16"
-    print(f"sm_{args.arch}, Triton {triton.__version__}, M = N = 8, {sizes}\n")
+    print(f"sm_{args.arch}, Triton {triton.__version__}, M = N = {M}, {sizes}\n")
     print(
         "| points | d | kernel | tile, warps, stages | registers | spilled bytes | shared KiB "
-        "| resident warps / SM | wgmma | async copies | 16-byte loads | 2-byte loads |"
+        "| resident warps / SM | tensor cores | async copies | 16-byte loads | 2-byte loads |"
     )
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     bad = 0
     for dtype in args.dtypes:
         for d in args.dims:
-            for name, fn, consts, warps in variants(dtype, d, tiles):
+            for name, fn, consts, warps, stages, tile in variants(dtype, d, tiles, args.variants):
                 r = compile_one(fn, dtype, consts, warps, args.arch, stages, args.ragged)
-                bb = consts.get("BLOCK_B", consts.get("BLOCK_R"))
-                bc = consts.get("BLOCK_C", consts.get("BLOCK_S"))
                 bad += r["spill_bytes"] > 0
+                resident = resident_warps(r["registers"], warps, r["shared_bytes"])
                 print(
-                    f"| {dtype} | {d} | {name} | {bb}×{bc}, {warps}, {stages or 'default'} | "
+                    f"| {dtype} | {d} | {name} | {tile}, {warps}, {stages or 'default'} | "
                     f"{r['registers']} | {r['spill_bytes']} | {r['shared_bytes'] / 1024:.0f} | "
-                    f"{resident_warps(r['registers'], warps, r['shared_bytes'])} | {r['wgmma']} | {r['async_copies']} | {r['vector_loads']} | "
-                    f"{r['scalar_b16_loads']} |",
+                    f"{resident} | {r['tensor_cores']} | {r['async_copies']} | "
+                    f"{r['vector_loads']} | {r['scalar_b16_loads']} |",
                     flush=True,
                 )
     print(f"\n{bad} kernel(s) spill registers")

@@ -16,8 +16,9 @@ The public functions are memory-bounded: they never hold the (B, C, M, N) scores
 They compute in fp32 for half-precision inputs or under autocast, in float64 for float64 inputs.
 `_backend` picks the implementation: CUDA tensors in fp32/bf16/fp16 run the fused Triton kernels
 (`_triton_kme`, `_triton_wpse`; docs/theory.md T2) when Triton is installed, everything else (CPU,
-float64) the chunked torch code, unchanged. The kernels multiply bf16/fp16 points as given,
-accumulating in fp32.
+float64) the chunked torch code, unchanged. $PMILAB_TRITON_VARIANT picks the kernels' variant
+(`triton_variant`: tiled by default, or the point sets flattened into the tile). The kernels
+multiply bf16/fp16 points as given, accumulating in fp32.
 The `*_naive` versions materialise (B, C, M, N, d) and are the brute-force references the tests
 compare against; the `*_einsum` versions materialise (B, C, M, N) with autograd, the usual
 implementation, and are the benchmarks' "naive" baseline.
@@ -26,11 +27,13 @@ implementation, and are the benchmarks' "naive" baseline.
 from __future__ import annotations
 
 import importlib.util
+import os
 from functools import cache
 
 import torch
 from torch import Tensor
 
+from pmilab.errors import InputError
 from pmilab.similarity._pairwise_chunked import kme_chunked, wpse_chunked
 
 
@@ -243,16 +246,44 @@ def _as(x, dtype: torch.dtype, device: torch.device) -> Tensor:
     return torch.tensor(float(x), dtype=dtype, device=device)
 
 
-def _kme_triton(*args) -> Tensor:
-    from pmilab.similarity._triton_kme import kme_logits_triton  # imports triton: only on use
+# Which fused kernels "triton" runs: "tiled" (`_triton_kme`, `_triton_wpse`: one tl.dot per point
+# pair on a tile of sets; the default until a GPU shows the others faster), "flat" (the point sets
+# flattened into the tile, `_triton_flat_*`, issue 27) or "flat-atomic" (the same, the backward in
+# one pass with atomic adds). Read from the environment at each call, so a benchmark can choose.
+TRITON_VARIANT_ENV = "PMILAB_TRITON_VARIANT"
+TRITON_VARIANTS = ("tiled", "flat", "flat-atomic")
 
-    return kme_logits_triton(*args)
+
+def triton_variant() -> str:
+    """The fused kernels' variant: $PMILAB_TRITON_VARIANT, "tiled" when unset."""
+    name = os.environ.get(TRITON_VARIANT_ENV, "") or "tiled"
+    if name not in TRITON_VARIANTS:
+        raise InputError(
+            f"{TRITON_VARIANT_ENV}={name!r}: expected one of {', '.join(TRITON_VARIANTS)}"
+        )
+    return name
+
+
+def _kme_triton(*args) -> Tensor:
+    variant = triton_variant()
+    if variant == "tiled":
+        from pmilab.similarity._triton_kme import kme_logits_triton  # imports triton: on use
+
+        return kme_logits_triton(*args)
+    from pmilab.similarity._triton_flat_kme import kme_logits_triton_flat
+
+    return kme_logits_triton_flat(*args, atomic=variant == "flat-atomic")
 
 
 def _wpse_triton(*args) -> Tensor:
-    from pmilab.similarity._triton_wpse import wpse_logits_triton
+    variant = triton_variant()
+    if variant == "tiled":
+        from pmilab.similarity._triton_wpse import wpse_logits_triton
 
-    return wpse_logits_triton(*args)
+        return wpse_logits_triton(*args)
+    from pmilab.similarity._triton_flat_wpse import wpse_logits_triton_flat
+
+    return wpse_logits_triton_flat(*args, atomic=variant == "flat-atomic")
 
 
 # Implementations by backend name: "chunked" (pure torch, CPU and CUDA; gets its inputs in the

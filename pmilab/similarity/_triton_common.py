@@ -12,9 +12,11 @@ backward pass recomputes the scores (FlashAttention style): nothing of size B·C
 
 This module holds the torch side: which dtype the dot products run in, the tile sizes, and the
 launch checks. The kernels live in `_triton_kme` and `_triton_wpse`; `_pairwise._backend` selects
-them for CUDA tensors. On CPU tensors they run only under Triton's interpreter
-(`TRITON_INTERPRET=1` set before triton is first imported), which is how the tests run them
-(tests/similarity/triton).
+them for CUDA tensors. The flattened variant (`_triton_flat_kme`, `_triton_flat_wpse`; issue 27:
+the point sets as two matrices, one tl.dot per tile of points, `FlatTiles`, `block_sum`) runs
+instead when $PMILAB_TRITON_VARIANT asks for it (`_pairwise.triton_variant`). On CPU tensors
+they run only under Triton's interpreter (`TRITON_INTERPRET=1` set before triton is first
+imported), which is how the tests run them (tests/similarity/triton).
 """
 
 from __future__ import annotations
@@ -177,6 +179,116 @@ def score_tile(dot, x, y, c):
     interpreter; on a GPU by the tiny-σ tests, whose gradients depend on it).
     """
     return dot * c + x[:, None] + y[None, :]
+
+
+# --- the flattened variant (`_triton_flat_kme`, `_triton_flat_wpse`) -------------------------
+# The point sets as a (B·M, d) and a (C·N, d) matrix: a program's score tile is `rows` points of
+# P against `cols` points of Q (rows/MP sets × cols/NP sets, M and N padded to powers of two MP,
+# NP), one tl.dot per tile, its MP × NP sub-blocks reduced in registers (`block_sum`). Sets of
+# more than FLAT_MAX_POINTS points take the tiled kernels (the tile would outgrow the registers).
+FLAT_MAX_POINTS = 128
+
+
+@dataclass(frozen=True)
+class FlatTiles:
+    """Launch parameters of the flattened kernels: rows × cols points per score tile (the same
+    tile in the forward and both backward passes, so that the backward recomputes the forward's
+    scores bit for bit, as the tiled kernels do), MP, NP the padded set sizes, block_d the padded
+    d; atomic: the backward's one pass adds the columns' gradients by atomics (else a second pass
+    over the columns, deterministic)."""
+
+    rows: int
+    cols: int
+    mp: int
+    np: int
+    block_d: int
+    num_warps: int
+    programs: int
+    num_stages: int | None = None
+    atomic: bool = False
+
+    @property
+    def block_b(self) -> int:
+        return self.rows // self.mp
+
+    @property
+    def block_c(self) -> int:
+        return self.cols // self.np
+
+    @property
+    def launch(self) -> dict:
+        stages = {} if self.num_stages is None else {"num_stages": self.num_stages}
+        return {"num_warps": self.num_warps} | stages
+
+
+def flat_tile_shape(dtype: torch.dtype, block_d: int) -> tuple[int, ...]:
+    """(rows, cols, num_warps, num_stages) of the flattened kernels on a GPU, in points.
+
+    bf16/fp16: 128 × 64 points (16 × 8 sets at M = N = 8), 8 warps, 2 pipeline stages, for every
+    d. Chosen on paper and by the compile check for sm_90a (benchmarks/results/
+    triton_compile_sm90.md), not on a GPU: every flattened kernel uses wgmma there; at d = 256
+    it is the largest tile whose backward does not spill (KME and the Gaussian; the IMQ's rows
+    and columns passes spill 8 and 260 bytes), and its 128-row tiles halve the bytes per score
+    of 64-row ones (benchmarks/README.md). 128 × 128 does not fit (257 KiB of shared memory at d = 256,
+    spills at every d). fp32 points (IEEE dot products on the FMA units, far below the bf16
+    rate; not what this variant is for): 32 × 32 points with 8 warps up to d = 64, 16 × 16 above
+    (its columns pass spills 300–450 bytes at d = 256; every fp32 tile tried spilled there, with
+    4 warps kilobytes). `override_tiles` replaces these too (its BB, BC then count points);
+    `benchmarks/gpu_check.sh --short` is to measure them on a GPU.
+    """
+    if dtype in HALF:
+        return (128, 64, 8, 2)
+    return (32, 32, 8) if block_d <= 64 else (16, 16, 8)
+
+
+def _pow2(n: int) -> int:
+    return 1 << (n - 1).bit_length()
+
+
+def flat_tiles(
+    device: torch.device, m: int, n: int, d: int, dtype: torch.dtype, atomic: bool = False
+) -> FlatTiles | None:
+    """The flattened kernels' tiles for sets of m and n points of dimension d, or None where a
+    set has more than FLAT_MAX_POINTS points. Rows and columns grow to hold one whole set."""
+    if max(m, n) > FLAT_MAX_POINTS:
+        return None
+    mp, np_, bd = _pow2(m), _pow2(n), max(16, _pow2(d))
+    if device.type != "cuda":
+        rows, cols, warps, stages, programs = 16, 16, 1, None, INTERPRETER_PROGRAMS
+    else:
+        rows, cols, warps, *more = _override or flat_tile_shape(dtype, bd)
+        stages = more[0] if more else None
+        programs = 2 * torch.cuda.get_device_properties(device).multi_processor_count
+    return FlatTiles(max(rows, mp), max(cols, np_), mp, np_, bd, warps, programs, stages, atomic)
+
+
+@triton.jit
+def flat_points(s0, S, BLOCK: tl.constexpr, MP: tl.constexpr, K: tl.constexpr):
+    """The BLOCK·MP rows of a flattened tile starting at set s0 (of S sets of K points, padded
+    to MP): their row in the (S·K, d) matrix, and whether they are real points."""
+    r = tl.arange(0, BLOCK * MP)
+    if MP == K:
+        return s0 * K + r, r < (S - s0) * K
+    i, a = s0 + r // MP, r % MP
+    return i * K + a, (i < S) & (a < K)
+
+
+@triton.jit
+def block_sum(t, BB: tl.constexpr, MP: tl.constexpr, BC: tl.constexpr, NP: tl.constexpr):
+    """(BB·MP, BC·NP) -> (BB, BC): the sum of each MP × NP sub-block (one pair of sets)."""
+    return tl.sum(tl.sum(tl.reshape(t, (BB, MP, BC, NP)), axis=3), axis=1)
+
+
+@triton.jit
+def block_max(t, BB: tl.constexpr, MP: tl.constexpr, BC: tl.constexpr, NP: tl.constexpr):
+    """(BB·MP, BC·NP) -> (BB, BC): the largest element of each sub-block."""
+    return tl.max(tl.max(tl.reshape(t, (BB, MP, BC, NP)), axis=3), axis=1)
+
+
+@triton.jit
+def expand(v, BB: tl.constexpr, MP: tl.constexpr, BC: tl.constexpr, NP: tl.constexpr):
+    """(BB, BC) -> (BB·MP, BC·NP): each pair of sets' value over its sub-block."""
+    return tl.reshape(tl.broadcast_to(v[:, None, :, None], (BB, MP, BC, NP)), (BB * MP, BC * NP))
 
 
 def interpreted(kernel) -> bool:

@@ -335,17 +335,20 @@ class KMEFused(torch.autograd.Function):
         return grad_p, grad_q, gx, gy, grad_r
 
 
-def kme_logits_triton(px: Tensor, wx: Tensor, py: Tensor, wy: Tensor, sigma: Tensor) -> Tensor:
+def kme_logits_triton(
+    px: Tensor, wx: Tensor, py: Tensor, wy: Tensor, sigma: Tensor, fused=KMEFused.apply
+) -> Tensor:
     """(B, M, d), (B, M), (C, N, d), (C, N), 0-dim σ -> (B, C) fp32 KME logits (fused kernels).
 
     Points in fp32, bf16 or fp16 (fp32 accumulation either way); weights and σ in any float
-    dtype. Same contract as `_pairwise.kme_logits`.
+    dtype. Same contract as `_pairwise.kme_logits`. fused: the kernels' Function, called as
+    fused(p, q, wx, wy, r) (`_triton_flat_kme` passes its own).
     """
     refuse_functorch()
     (_, m, d), n = px.shape, py.shape[1]
     p, q = point_operands(px, py)
     wx, wy, r = wx.float(), wy.float(), sigma.float().pow(-2)
-    out = KMEFused.apply(p, q, wx, wy, r)
+    out = fused(p, q, wx, wy, r)
     with torch.no_grad():  # the expansion's error estimate, as `_pairwise_chunked.kme_expanded`
         pn, _, x = _side_terms(p, wx, r)
         qn, _, y = _side_terms(q, wy, r)

@@ -308,10 +308,12 @@ def wpse_logits_triton(
     alpha_linear,
     alpha_kernel,
     kernel: str,
+    fused=KernelSumFused.apply,
 ) -> Tensor:
     """WPSE similarities (B, C) fp32 without the logit scale, with the fused kernel sum.
 
-    Same contract as `_pairwise.wpse_logits`; points in fp32, bf16 or fp16.
+    Same contract as `_pairwise.wpse_logits`; points in fp32, bf16 or fp16. fused: the kernel
+    sum's Function, called as fused(p, q, wx, wy, r, kernel) (`_triton_flat_wpse` passes its own).
     """
     refuse_functorch()
     (b, m), (c, n) = px.shape[:2], wy.shape
@@ -324,7 +326,7 @@ def wpse_logits_triton(
     if not _is_zero(alpha_kernel):
         r = sigma.float().pow(-2)
         p, q = point_operands(px, py)
-        ker = KernelSumFused.apply(p, q, wx, wy, r, kernel)
+        ker = fused(p, q, wx, wy, r, kernel)
         with torch.no_grad():  # the expansion's error estimate, as `_pairwise_chunked`
             pn, qn = p.float().pow(2).sum(-1), q.float().pow(2).sum(-1)
             s = kernel_score_scale(pn, qn, r, kernel)

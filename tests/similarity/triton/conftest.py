@@ -22,8 +22,9 @@ import torch
 
 ON_GPU = torch.cuda.is_available()
 KERNEL_MODULES = tuple(
-    f"pmilab.similarity._triton_{name}" for name in ("common", "kme", "wpse")
-)  # common first: it holds a jit helper the others import
+    f"pmilab.similarity._triton_{name}"
+    for name in ("common", "kme", "wpse", "flat_kme", "flat_wpse")
+)  # common first: it holds jit helpers the others import; the flat modules import kme, wpse
 INSTALLED = importlib.util.find_spec("triton") is not None
 SKIP_REASON = 'Triton is not installed (pip install -e ".[triton]"; `make test` installs it)'
 

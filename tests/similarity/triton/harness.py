@@ -98,6 +98,28 @@ def heads() -> list[Head]:
     return [kme_head(), wpse_head("gaussian"), wpse_head("imq")]
 
 
+def flat_kme_head(atomic: bool = False) -> Head:
+    """KME on the flattened kernels (`_triton_flat_kme`); atomic: the one-pass backward."""
+    from pmilab.similarity._triton_flat_kme import kme_logits_triton_flat
+
+    def tri(px, wx, py, wy, sigma):
+        return kme_logits_triton_flat(px, wx, py, wy, sigma, atomic=atomic)
+
+    return Head("kme-flat" + "-atomic" * atomic, tri, P.kme_logits_naive)
+
+
+def flat_wpse_head(kernel: str, atomic: bool = False, alphas=(0.3, -0.8)) -> Head:
+    """WPSE on the flattened kernels (`_triton_flat_wpse`)."""
+    from pmilab.similarity._triton_flat_wpse import wpse_logits_triton_flat
+
+    def tri(px, wx, py, wy, sigma, al, ak):
+        return wpse_logits_triton_flat(px, wx, py, wy, sigma, al, ak, kernel, atomic=atomic)
+
+    base = wpse_head(kernel, alphas)
+    name = f"wpse-{kernel}-flat" + "-atomic" * atomic
+    return Head(name, tri, base.reference, base.alphas, base.kwargs)
+
+
 def inputs(head: Head, kind: str, b, c, m, n, d, seed=0) -> list[Tensor]:
     """Float64 (px, wx, py, wy): `point_sets` of `kind`; WPSE gets signed weights."""
     px, wx, py, wy = point_sets(kind, b, c, m, n, d, seed=seed)

@@ -21,10 +21,11 @@ ROOT = Path(__file__).resolve().parents[3]
 SCRIPT = ROOT / "benchmarks" / "triton_compile_check.py"
 
 
-def _table(*extra: str) -> list[dict]:
-    """Rows of the script's markdown table for bf16 points, d = 64, the 64 × 32 tiles."""
+def _table(*extra: str, tiles="64,32,8,2", variants=("tiled",), dtype="bf16") -> list[dict]:
+    """Rows of the script's markdown table for these points, d = 64, these tiles and variants."""
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}  # compile, not interpret
-    cmd = [sys.executable, str(SCRIPT), "--dims", "64", "--dtypes", "bf16", "--tiles", "64,32,8,2"]
+    cmd = [sys.executable, str(SCRIPT), "--dims", "64", "--dtypes", dtype, "--variants", *variants]
+    cmd += ["--tiles", tiles] if tiles else []
     res = subprocess.run(
         cmd + list(extra), cwd=ROOT, capture_output=True, text=True, timeout=300, env=env
     )
@@ -32,9 +33,21 @@ def _table(*extra: str) -> list[dict]:
         pytest.skip("this Triton ships no ptxas")
     assert res.returncode == 0, res.stderr[-2000:]
     rows = [
-        line.strip("|").split("|") for line in res.stdout.splitlines() if line.startswith("| bf16")
+        line.strip("|").split("|")
+        for line in res.stdout.splitlines()
+        if line.startswith(f"| {dtype} ")
     ]
-    keys = ["points", "d", "kernel", "tiles", "registers", "spilled", "shared", "resident", "wgmma"]
+    keys = [
+        "points",
+        "d",
+        "kernel",
+        "tiles",
+        "registers",
+        "spilled",
+        "shared",
+        "resident",
+        "tensor",
+    ]
     keys += ["async", "vector", "scalar"]
     return [dict(zip(keys, (c.strip() for c in r), strict=True)) for r in rows]
 
@@ -47,7 +60,26 @@ def test_specialised_compile_vectorises_and_pipelines_the_point_loads():
         assert int(r["scalar"]) == 0, r
         assert int(r["vector"]) + int(r["async"]) > 0, r
     fwd = next(r for r in rows if r["kernel"] == "kme forward")
-    assert fwd["wgmma"] == "True" and int(fwd["async"]) > 0 and int(fwd["spilled"]) == 0
+    assert fwd["tensor"] == "wgmma" and int(fwd["async"]) > 0 and int(fwd["spilled"]) == 0
+    # the column that says so tells the instructions apart: the WPSE column pass's 32-row tile
+    # runs on mma.sync (benchmarks/results/triton_compile_sm90.md)
+    cols = next(r for r in rows if r["kernel"] == "wpse-gaussian backward columns")
+    assert cols["tensor"] == "mma"
+
+
+def test_flattened_kernels_use_the_tensor_cores():
+    """Issue 27: every flattened kernel (forward, both backward passes, the one-pass atomic
+    backward; both heads) compiles for sm_90a with wgmma on its default tiles, its point loads
+    vectorised; fp32 points (IEEE dots) use no tensor cores, which the column must say."""
+    rows = _table(tiles=None, variants=("flat", "flat-atomic"))
+    assert len(rows) == 12
+    assert {r["tiles"] for r in rows} == {"128×64 pts, 8, 2"}
+    for r in rows:
+        assert r["tensor"] == "wgmma", r
+        assert int(r["scalar"]) == 0 and int(r["vector"]) + int(r["async"]) > 0, r
+        assert int(r["resident"]) >= 8 and int(r["registers"]) <= 255, r
+    fp32 = _table(tiles=None, variants=("flat",), dtype="fp32")
+    assert len(fp32) == 9 and {r["tensor"] for r in fp32} == {"none"}
 
 
 def test_unspecialised_compile_is_the_control():

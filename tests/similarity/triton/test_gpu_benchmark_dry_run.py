@@ -138,3 +138,72 @@ def test_gpu_check_rejects_unknown_arguments():
     assert res.stderr.strip() == (
         "gpu_check: no focus section 'bogus' (SECTIONS takes: tests_triton sweep grid_rest ncu)"
     )
+
+
+def test_flat_variants_are_implementations():
+    """--impls takes the flattened kernels (issue 27) as Triton implementations: once per tile
+    shape, each run under its $PMILAB_TRITON_VARIANT; the default grid does not run them."""
+    sys.path.insert(0, str(SCRIPT.parent))
+    try:
+        import pairwise_gpu as bench
+    finally:
+        sys.path.remove(str(SCRIPT.parent))
+    assert "triton-flat" not in bench.parse_args([]).impls
+    args = bench.parse_args(["--impls", "triton-flat", "chunked", "--tiles", "default", "64,64,8"])
+    assert bench.runs(args) == [
+        ("triton-flat", None),
+        ("triton-flat", (64, 64, 8)),
+        ("chunked", None),
+    ]
+    seen = []
+    with bench.triton_variant("flat-atomic"):
+        from pmilab.similarity._pairwise import triton_variant
+
+        seen.append(triton_variant())
+    assert seen == ["flat-atomic"] and bench.TRITON_IMPLS["triton-flat-atomic"] == "flat-atomic"
+
+
+def test_short_dry_run_runs_every_section(tmp_path):
+    """`gpu_check.sh --short --dry-run`: the sections a GPU session runs for issue 27 (the flat
+    kernels' tests, the target shape on every Triton variant in one run with its GEMM rate, the
+    ncu command), on CPU at tiny sizes."""
+    from pmilab.similarity._triton_support import interpreter_problem
+
+    if (why := interpreter_problem()) is not None:
+        pytest.skip(why)
+    env = {**os.environ, "PY": sys.executable, "TMPDIR": str(tmp_path)}
+    cmd = ["bash", str(ROOT / "benchmarks" / "gpu_check.sh"), "--short", "--dry-run"]
+    res = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600, env=env)
+    assert res.returncode == 0, (res.stdout + res.stderr)[-3000:]
+    for section in ("machine", "tests_flat", "target", "ncu_flat"):
+        assert f"=== {section}: ok ===" in res.stdout
+    (out,) = [p for p in tmp_path.iterdir() if (p / "dry-run-short.csv").exists()]
+    df = pd.read_csv(out / "dry-run-short.csv")
+    assert sorted(df.impl) == sorted(["triton", "triton-flat", "triton-flat-atomic"] * 2)
+    assert (df.status == "ok").all() and (df.frac_bf16_gemm > 0).all()
+    assert df.bf16_gemm_tflops.nunique() == 1  # one GEMM rate for every variant
+    assert (df.max_rel_diff_vs_chunked < 1e-4).all()
+    assert "| 20 | 3 | 20 | kme | triton-flat |" in (out / "dry-run-short.md").read_text()
+    tests = (out / "dry-run-short-tests.txt").read_text()
+    assert "deselected" in tests or "collected" in tests
+    (ncu,) = [line for line in res.stdout.splitlines() if line.startswith("dry run: ncu")]
+    for part in ("--clock-control none", "SpeedOfLight", "Occupancy", "WarpStateStats"):
+        assert part in ncu
+    assert "MemoryWorkloadAnalysis" in ncu and "--impls triton-flat " in ncu
+    assert "--configs 4096,8,256" in ncu
+
+
+def test_short_mode_rejects_focus_and_unknown_sections():
+    script = str(ROOT / "benchmarks" / "gpu_check.sh")
+    res = subprocess.run(
+        ["bash", script, "--short", "--focus"], cwd=ROOT, capture_output=True, text=True
+    )
+    assert res.returncode == 2 and res.stderr.strip().startswith("usage:")
+    env = {**os.environ, "SECTIONS": "target sweep"}
+    res = subprocess.run(
+        ["bash", script, "--short", "--dry-run"], cwd=ROOT, capture_output=True, text=True, env=env
+    )
+    assert res.returncode == 2 and res.stdout == ""
+    assert res.stderr.strip() == (
+        "gpu_check: no short section 'sweep' (SECTIONS takes: tests_flat target ncu_flat)"
+    )
