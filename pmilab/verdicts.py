@@ -441,9 +441,20 @@ def _nct_sf(x: float, nu: int, delta: float) -> float:
     p = float(stats.nct.sf(x, nu, delta))
     if not math.isfinite(p):
         p = 1.0 - float(stats.nct.cdf(x, nu, delta))
+    if not math.isfinite(p) and abs(delta) > _NCT_FAR * max(1.0, abs(x)):
+        # T = (Z + delta) / sqrt(V / nu): with |delta| this far beyond x, T falls on x's other
+        # side only if Z or the chi-square V is absurdly far out (scipy returns NaN here, e.g.
+        # a spread of 1e-16 against a tolerance of 1e-6: delta ~ 1e10): the limit is exact to
+        # double precision
+        p = 1.0 if delta > x else 0.0
     if not math.isfinite(p):
         raise ArithmeticError(f"noncentral t tail not computable at x={x}, nu={nu}, delta={delta}")
     return min(1.0, max(0.0, p))
+
+
+# how far beyond x the noncentrality must lie for `_nct_sf` to take its limit (see there): at
+# 1e4, P(T on x's other side) <= P(sqrt(V / nu) > 1e4 / 2) + P(|Z| > 5e3), far below 1e-300
+_NCT_FAR = 1e4
 
 
 def _tost_pass_probability(n: int, sd: float, gap: float, tol: float, alpha: float) -> float:

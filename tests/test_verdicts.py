@@ -418,3 +418,14 @@ def test_sd_upper_is_the_chi_square_bound_and_covers_the_true_spread():
     for bad in [(1.0, 1, 0.8), (1.0, 4, 1.0), (-1.0, 4, 0.8), (math.nan, 4, 0.8)]:
         with pytest.raises(ValueError):
             V.sd_upper(*bad)
+
+
+def test_power_at_a_spread_far_below_the_tolerance_is_the_limit_not_a_crash():
+    """A near-deterministic row (sd 6.6e-16 against a tolerance of 1e-6, T4a's pilot): scipy's
+    noncentral t returns NaN at delta ~ 4e9; the power is then exactly the limit, 1 to PASS at
+    gap 0 and 1 to FAIL at 2 tol (threshold rule: T4a's). Control: a moderate delta still goes
+    through scipy."""
+    assert V.power_at(8, 6.6e-16, 0.0, 1e-6, verdict="PASS") == pytest.approx(1.0)
+    assert V.power_at(8, 6.6e-16, 2e-6, 1e-6, verdict="FAIL") == pytest.approx(1.0)
+    assert V._nct_sf(1.9, 7, 4.27e9) == 1.0 and V._nct_sf(1.9, 7, -4.27e9) == 0.0
+    assert V._nct_sf(1.9, 7, 3.0) == pytest.approx(float(stats.nct.sf(1.9, 7, 3.0)))
