@@ -4,6 +4,7 @@
     d = pl.dists.random_latent_class(nx=24, ny=20, k=4, seed=0)
     run = pl.fit(d, similarity="kme", dim=4, points=4, steps=2000, seed=0)
     run.metrics["pmi_rmse_product"]
+    card = pl.check_head("mypkg.heads:MyHead", preset="smoke", out="check-out")  # report card
 
 Subpackages are imported lazily so `import pmilab` stays fast.
 """
@@ -31,7 +32,11 @@ _SUBMODULES = {
     "registry",
 }
 # Public names re-exported from a submodule: name -> module.
-_REEXPORTS = {"fit": "pmilab.training", "Run": "pmilab.training"}
+_REEXPORTS = {
+    "fit": "pmilab.training",
+    "Run": "pmilab.training",
+    "check_head": "pmilab.cli.check",  # `pmilab check`: the report card of a head
+}
 
 __all__ = sorted(_SUBMODULES | set(_REEXPORTS) | {"InputError"})
 

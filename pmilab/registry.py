@@ -1,13 +1,20 @@
-"""The one resolver of head and joint specs: the only module that knows the built-in heads by
-name (docs/extending.md; `git grep` for a head's name elsewhere comes out empty: README).
+"""The one resolver of head, joint and claim specs: the only module that knows the built-in
+heads by name (docs/extending.md; `git grep` for a head's name elsewhere comes out empty: README).
 
 A spec is a string, and the string is what a run records (config.json, checkpoints, run
 tables), so `pmilab eval` and worker processes resolve the same spec:
 - a built-in name: "tabular", "linear", "wpse", "kme" (heads); "latent:nx=...", "gaussian:...",
   a table file ... (joints, parsed by `pmilab.dists.parse_spec`);
 - `package.module:Name`: an import path (`pmilab.plugins`);
-- the name of an installed entry point (groups `pmilab.similarities`, `pmilab.distributions`).
-The Python API also takes the objects themselves: a head class, a factory, an instance, a joint.
+- the name of an installed entry point (groups `pmilab.similarities`, `pmilab.distributions`,
+  `pmilab.claims`).
+The Python API also takes the objects themselves: a head class, a factory, an instance, a joint,
+a claim module.
+
+A claim (`resolve_claim`) is a built-in ID ("T1" ... "T7": `pmilab.experiments.claims.CLAIMS`,
+reached by its import path, since the claims sit layers above this module), a module named
+`package.module` or an object named `package.module:name` meeting
+`pmilab.interfaces.ClaimModule`, or a `pmilab.claims` entry point naming either.
 
 How a head is built from a run's settings (the contract a plugin head meets):
 - a head is a class or a factory function: it is called with the keyword arguments its
@@ -31,7 +38,10 @@ Every failure is one InputError line naming the spec and what is missing.
 from __future__ import annotations
 
 import copy
+import importlib
+import importlib.util
 import inspect
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -233,3 +243,104 @@ def check_joint(dist: Any) -> None:
             "discrete, sample, pmi, pmi_matrix, mutual_information, and dim_x, dim_y or nx, "
             "ny, table: pmilab.interfaces.JointDistribution)"
         )
+
+
+# ---- claims ---------------------------------------------------------------------------------
+
+# The built-in claims live in `pmilab.experiments.claims` (CLAIMS: their one list), layers above
+# this module: it is imported by name, when a claim is first asked for.
+BUILTIN_CLAIMS = "pmilab.experiments.claims"
+CLAIM_HINT = (
+    "a built-in claim ID (T1 ... T7), package.module, package.module:name or an installed "
+    "pmilab.claims entry point"
+)
+# What `pmilab verify` reads of a claim (`pmilab.interfaces.ClaimModule`).
+CLAIM_MEMBERS = ("CLAIM", "TITLE", "config", "sweeps", "evaluate")
+_MODULE_PATH = re.compile(r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*")
+
+
+def builtin_claims() -> dict[str, Any]:
+    """ID -> module of every built-in claim, in the order `pmilab verify` runs them."""
+    return importlib.import_module(BUILTIN_CLAIMS).CLAIMS
+
+
+def claim_spec(spec: Any) -> str:
+    """The string a run records for a claim: a built-in ID in capitals ("t2" -> "T2"), the spec
+    as given, or the import path of a claim object (a module: its name)."""
+    if isinstance(spec, str):
+        s = spec.strip()
+        return s.upper() if s.upper() in builtin_claims() else s
+    for cid, mod in builtin_claims().items():
+        if spec is mod:
+            return cid
+    if inspect.ismodule(spec):
+        return spec.__name__
+    return plugins.path_of(spec) or f"<{getattr(spec, '__qualname__', type(spec).__qualname__)}>"
+
+
+def resolve_claim(spec: Any) -> Any:
+    """The claim module (or object) a claim spec names, checked against the claim contract."""
+    if not isinstance(spec, str):
+        check_claim(spec, claim_spec(spec))
+        return spec
+    s = spec.strip()
+    builtin = builtin_claims()
+    if s.upper() in builtin:
+        return builtin[s.upper()]
+    if plugins.is_import_path(s):
+        obj = plugins.load(s, "claim")
+    elif s in plugins.entry_point_names("claim"):
+        from importlib import metadata
+
+        ep = next(e for e in metadata.entry_points(group=plugins.GROUPS["claim"]) if e.name == s)
+        via = f"entry point {s!r} ({plugins.GROUPS['claim']})"
+        if ":" in ep.value:
+            try:
+                obj = plugins.load(ep.value, "claim")
+            except InputError as e:
+                raise InputError(f"{e} (from {via})") from None
+        else:
+            obj = _import_module(ep.value.strip(), via)
+    elif _MODULE_PATH.fullmatch(s) and ("." in s or importlib.util.find_spec(s) is not None):
+        obj = _import_module(s)  # a module on sys.path: the claim is its members
+    else:
+        raise InputError(f"unknown claim {s!r}; use {CLAIM_HINT}")
+    check_claim(obj, s)
+    return obj
+
+
+def check_claim(obj: Any, name: str) -> None:
+    """InputError naming the members `obj` lacks as a claim (`pmilab.interfaces.ClaimModule`),
+    or a CLAIM that is not a non-empty string."""
+    missing = [m for m in CLAIM_MEMBERS if not hasattr(obj, m)]
+    missing += [
+        m
+        for m in ("config", "sweeps", "evaluate")
+        if m not in missing and not callable(getattr(obj, m))
+    ]
+    if missing:
+        raise InputError(
+            f"claim {name} has no {', '.join(missing)} (a claim needs CLAIM, TITLE, "
+            "config(preset, seeds), sweeps(cfg), evaluate(tables, cfg): "
+            "pmilab.interfaces.ClaimModule)"
+        )
+    cid = obj.CLAIM
+    if not isinstance(cid, str) or not re.fullmatch(r"[A-Za-z][\w.-]*", cid):
+        raise InputError(
+            f"claim {name}: CLAIM must be a short ID of letters, digits, '_', '.' or '-' "
+            f"starting with a letter (its rows' IDs start with it), got {cid!r}"
+        )
+
+
+def _import_module(name: str, via: str = "") -> Any:
+    where = f"claim {name}" + (f" from {via}" if via else "")
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as e:
+        raise InputError(
+            f"cannot import {where}: no module named {e.name!r} (is its package on sys.path "
+            "or installed?)"
+        ) from None
+    except Exception as e:  # noqa: BLE001 - a plugin's own import error, shown as one line
+        first = str(e).splitlines()[0] if str(e) else ""
+        raise InputError(f"importing {where} failed: {type(e).__name__}: {first}") from None

@@ -15,7 +15,7 @@ from pmilab import __version__
 from pmilab.errors import InputError
 
 # Subcommands in the order `pmilab --help` lists them; a module missing here is simply skipped.
-SUBCOMMANDS = ["verify", "power", "compare", "fit", "figures", "pretrain", "eval"]
+SUBCOMMANDS = ["verify", "check", "power", "compare", "fit", "figures", "pretrain", "eval"]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -78,13 +78,20 @@ def _claims_to_run(results: Path, asked: list[str] | None) -> list[str]:
     from pmilab.experiments.framework.report import read_claims
     from pmilab.figures.redraw import claim_of
 
+    plugins = (verify.read_meta(results) or {}).get("plugins", {})  # plugin claim ID -> spec
+    ids = [*verify.parse_claims(""), *plugins]
     have = (
-        {claim_of(r.claim) for r in read_claims(results)}
+        {claim_of(r.claim, ids) for r in read_claims(results)}
         if (results / "claims.csv").exists()
         else set()
     )
     want = set(asked or verify.parse_claims("")) | have
-    return [c for c in verify.parse_claims("") if c in want]
+    extra = [s for c, s in plugins.items() if c in want and s not in want]
+    return (
+        [c for c in verify.parse_claims("") if c in want]
+        + extra
+        + [c for c in asked or () if c not in verify.parse_claims("") and c not in extra]
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -106,8 +113,8 @@ def run(args: argparse.Namespace) -> int:
         meta = verify.read_meta(results)
         preset = meta["preset"] if meta else preset_of(args)
         seeds = meta["seeds"] if meta else None
-        verify.write_meta(results, preset, seeds)
         todo = _claims_to_run(results, claims)
+        verify.write_meta(results, preset, seeds, plugins=verify.plugin_claims(todo))
         progress = not args.no_progress and sys.stderr.isatty()
         try:
             runs = verify.run_claims(todo, preset, results, seeds, progress, jobs_of(args), log=log)

@@ -29,7 +29,11 @@ def add_parser(subparsers) -> None:
     )
     add_preset_options(p)
     p.add_argument(
-        "--claims", default="", help="comma-separated claim IDs, e.g. T1,T3 (default: all)"
+        "--claims",
+        default="",
+        help="comma-separated claims: built-in IDs (T1,T3), package.module, "
+        "package.module:name or installed pmilab.claims entry points (docs/extending.md) "
+        "(default: every built-in claim)",
     )
     p.add_argument(
         "--out",
@@ -140,7 +144,7 @@ def run(args: argparse.Namespace) -> int:
     # Opened before anything is written or run: an unreachable cluster fails in seconds, with
     # --out untouched. run_claims opens the same executor again (open_executor caches it).
     open_executor(args.executor, jobs, args.address)
-    verify.write_meta(out, preset, args.seeds)
+    verify.write_meta(out, preset, args.seeds, plugins=verify.plugin_claims(claims))
     t0 = time.perf_counter()
     try:
         runs = verify.run_claims(

@@ -16,10 +16,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from pmilab import atomic
-from pmilab.experiments.claims import CLAIMS
 from pmilab.experiments.framework import design
 from pmilab.experiments.framework.claim import check_preset
-from pmilab.experiments.verify import run_modules
+from pmilab.experiments.verify import claim_modules, run_modules
 
 
 def claim_seeds(
@@ -57,7 +56,7 @@ def run_pilots(
     """Run the pilots of `claims` at `preset` into out_dir/runs and return the record."""
     check_preset(preset)
     seeds = design.pilot_seeds(pilot)
-    mods = [CLAIMS[c] for c in claims]
+    mods = claim_modules(claims)
     runs = run_modules(
         mods, preset, out_dir, seeds, progress, jobs, log=log, executor=executor, address=address
     )

@@ -2,6 +2,8 @@
 
 `CLAIMS` is the registry: a dict of imported modules, each satisfying
 `pmilab.experiments.framework.claim.ClaimModule`. A reader (or an IDE) follows it directly.
+It is the one list of the built-in claims: `pmilab.registry.resolve_claim` reads it for a
+built-in ID, next to the claims named from outside (`package.module`, entry points).
 """
 
 from __future__ import annotations
