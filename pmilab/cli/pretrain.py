@@ -1,5 +1,6 @@
 """`pmilab pretrain`: image-text contrastive pretraining (docs/theory.md T7); works under torchrun
-and SLURM (srun). Flags follow open_clip's names where the feature is the same."""
+and SLURM (srun). Flags follow open_clip's names where the feature is the same; `--help` groups
+them and lists the open_clip flags accepted."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ import sys
 from dataclasses import fields
 from pathlib import Path
 from types import ModuleType
+
+from pmilab.errors import InputError
 
 HELP = {
     "data": "shapes (known-PMI, generated once into $PMILAB_CACHE or ~/.cache/pmilab), digits "
@@ -22,8 +25,16 @@ HELP = {
     "shapes_train": "training images of the shapes dataset",
     "shapes_test": "held-out images of the shapes dataset",
     "workers": "DataLoader worker processes (shards are split over ranks, then workers)",
-    "model": "a named preset ({presets}: ViT-B/16 at 224 px, 12-layer text transformer of width "
-    "512, d=512, BPE); flags given explicitly override it",
+    "train_num_samples": "samples per epoch (0: a map-style data set's size; shards need it for "
+    "anything counted in epochs)",
+    "preprocess": "simple (nearest resize, [-1, 1]) or clip (transformers' CLIP image "
+    "processor: bicubic resize of the short side, centre crop, CLIP mean and std); none given: "
+    "simple for shapes and digits, clip for tables and shards",
+    "aug": "none, or rrc: RandomResizedCrop for training (scale (0.9, 1.0), ratio (3/4, 4/3), "
+    "bicubic: open_clip's default; seeded; with --preprocess simple the crop is resized "
+    "nearest)",
+    "model": "a named preset ({presets}: open_clip's shapes, built offline from transformers' "
+    "CLIP configs, BPE); flags given explicitly override it",
     "similarity": "similarity head: linear (CLIP), wpse or kme (M points and weights per "
     "input), or package.module:Name or an installed pmilab.similarities entry point (a head "
     "on vectors or point sets: docs/extending.md)",
@@ -40,7 +51,8 @@ HELP = {
     "dim": "embedding / point dimension d",
     "points": "points per input M (wpse, kme)",
     "context": "text context length in tokens",
-    "image_size": "images are resized (nearest) to this square size",
+    "image_size": "images are preprocessed to this square size (0: 32, or a pretrained image "
+    "tower's own size; another size with a pretrained tower is refused)",
     "sigma": "initial kernel bandwidth (wpse, kme)",
     "pretrained_image": "a local transformers folder (save_pretrained: ViT, CLIP vision or CLIP) "
     "to load the image tower from; nothing is downloaded",
@@ -51,30 +63,50 @@ HELP = {
     "tokenizer": "word (word-level), bpe (byte-level BPE), each trained on the captions, or a "
     "path to a tokenizer.json",
     "vocab_size": "vocabulary size of a tokenizer trained on the captions",
-    "steps": "optimizer steps (on --resume: may only grow, which extends the cosine schedule)",
+    "steps": "optimizer steps (on --resume: may only grow, which extends the LR schedule)",
+    "epochs": "run for this many epochs of --train-num-samples samples instead of --steps",
     "batch_size": "pairs per rank per micro-batch (the global batch is this x ranks x --accum-freq)",
     "accum_freq": "micro-batches per optimizer step; exact: the loss and gradients are those of "
     "one batch of accum-freq x batch-size pairs (features are cached, as in open_clip)",
-    "lr": "peak learning rate (AdamW, linear warmup then cosine to 0)",
+    "lr": "peak learning rate (AdamW, linear warmup, then --lr-scheduler)",
     "weight_decay": "AdamW weight decay on weight matrices",
     "warmup": "warmup steps (one not shorter than --steps is clamped to a tenth of the run, "
     "with a warning)",
-    "seed": "seed of the initialisation and of the data order",
-    "out": "run directory: ckpt.pt, tokenizer.json, config.json, log.csv, summary.json",
+    "lr_scheduler": "cosine (to 0 at the last step), const, or const-cooldown (constant, then "
+    "down to --lr-cooldown-end over the last --epochs-cooldown epochs); open_clip's meanings",
+    "epochs_cooldown": "const-cooldown: epochs of the cooldown at the end of the run",
+    "lr_cooldown_power": "const-cooldown: the decay is (1 - e/E)^power (1: linear)",
+    "lr_cooldown_end": "const-cooldown: the learning rate at the end of the cooldown",
+    "grad_clip_norm": "clip the global gradient norm to this before each step (0: no clipping)",
+    "seed": "seed of the initialisation, of the data order and of the augmentation",
+    "val_data": "held-out data evaluated during training, as --data (shapes and digits: their "
+    "held-out split): the loss and retrieval R@1/5/10 in val.jsonl and TensorBoard",
+    "val_frequency": "evaluate --val-data every N epochs (and at the end of the run)",
+    "zeroshot_frequency": "zero-shot top-1 every N epochs and at the end (0: never), on "
+    "--val-data when it has named classes, else on the held-out shapes or digits",
+    "val_num_samples": "held-out samples evaluated during training at most",
+    "out": "run directory: ckpt.pt, tokenizer.json, config.json, log.csv, summary.json "
+    "(val.jsonl with evaluation during training)",
     "ckpt_every": "write a checkpoint every N steps (and at the end)",
+    "save_frequency": "write a checkpoint every N epochs instead (0: --ckpt-every)",
     "keep_checkpoints": "keep the last K checkpoints (OUT/checkpoints/ckpt-STEP.pt when K > 1; "
     "OUT/ckpt.pt is always the latest)",
     "log_every": "append a row to log.csv (and TensorBoard) every N steps",
-    "report_to": "also log to 'tensorboard' (event files in OUT/tensorboard)",
+    "report_to": "also log to 'tensorboard' (OUT/tensorboard: train/ and val/ scalars, and the "
+    "settings as hyperparameters)",
     "device": "auto (CUDA if present), cpu, cuda or cuda:N",
     "precision": "auto (bf16 autocast for the towers on CUDA, fp32 on CPU), fp32, bf16 or fp64; "
-    "the similarity head and loss never run in bf16",
+    "open_clip's amp and amp_bf16 mean bf16 here (autocast of the towers, fp32 weights; pmilab "
+    "has no fp16 path). The similarity head and loss never run in bf16",
     "threads": "torch CPU threads (0: torch's default; 1 is fastest on a busy machine)",
 }
 CHOICES = {
     "tower": ["cnn", "vit", "hf-vit", "clip"],
     "text_tower": ["transformer", "clip"],
-    "precision": ["auto", "fp32", "bf16", "fp64"],
+    "precision": ["auto", "fp32", "bf16", "fp64", "amp", "amp_bf16"],
+    "preprocess": ["simple", "clip"],
+    "aug": ["none", "rrc"],
+    "lr_scheduler": ["cosine", "const", "const-cooldown"],
     "model": None,  # the names of PRESETS, filled in by add_parser
 }
 # Second names: the flag's earlier name (--accum), and open_clip's where it differs from ours.
@@ -87,6 +119,34 @@ FLAGS = {
 SWITCHES = ("dataset_resampled", "grad_checkpointing")
 # PretrainConfig fields with a hand-written option below (or none).
 OWN_OPTIONS = ("resume", "overwrite", "progress")
+# The --help groups: every PretrainConfig field (but OWN_OPTIONS) in exactly one.
+GROUPS = {
+    "data": ["data", "csv_separator", "csv_img_key", "csv_caption_key", "dataset_resampled"]
+    + ["train_num_samples", "shapes_train", "shapes_test", "workers"],
+    "preprocessing": ["preprocess", "aug", "image_size"],
+    "model": ["model", "similarity", "tower", "text_tower", "width", "text_width"]
+    + ["image_layers", "image_heads", "text_layers", "text_heads", "patch_size", "dim", "points"]
+    + ["context", "sigma", "pretrained_image", "pretrained_text", "grad_checkpointing"]
+    + ["tokenizer", "vocab_size"],
+    "schedule and optimizer": ["steps", "epochs", "batch_size", "accum_freq", "lr"]
+    + ["weight_decay", "warmup", "lr_scheduler", "epochs_cooldown", "lr_cooldown_power"]
+    + ["lr_cooldown_end", "grad_clip_norm", "seed"],
+    "evaluation during training": ["val_data", "val_frequency", "zeroshot_frequency"]
+    + ["val_num_samples"],
+    "run, checkpoints and logs": ["out", "ckpt_every", "save_frequency", "keep_checkpoints"]
+    + ["log_every", "report_to", "device", "precision", "threads"],
+}
+# open_clip's flags that `pmilab pretrain` takes with the same meaning (listed in --help).
+OPEN_CLIP_FLAGS = (
+    "--train-data, --val-data, --train-num-samples, --val-num-samples, --dataset-resampled, "
+    "--csv-separator, --csv-img-key, --csv-caption-key, --workers, --batch-size, --epochs, "
+    "--lr, --wd, --warmup, --lr-scheduler cosine|const|const-cooldown, --epochs-cooldown, "
+    "--lr-cooldown-power, --lr-cooldown-end, --grad-clip-norm, --accum-freq, "
+    "--precision amp|amp_bf16|fp32, --model ViT-B-32|ViT-B-16|ViT-L-14, --pretrained DIR (a "
+    "local transformers CLIP folder), --grad-checkpointing, --seed, --save-frequency, "
+    "--val-frequency, --zeroshot-frequency, --report-to tensorboard, --log-every-n-steps, "
+    "--resume latest, --local-loss, --gather-with-grad"
+)
 CONFIG_PY = Path(__file__).resolve().parents[1] / "pretrain" / "config.py"
 
 
@@ -116,49 +176,129 @@ def add_parser(subparsers) -> None:
         help="train image and text towers with a linear, WPSE, KME or plugin similarity",
         description="Image-text contrastive pretraining. Data-parallel under `torchrun "
         "--nproc_per_node K -m pmilab pretrain ...` or `srun` (SLURM_PROCID / SLURM_NTASKS); "
-        "gloo on CPU, nccl on CUDA. Exit codes: 0 done, 1 stopped (non-finite loss; the last "
-        "checkpoint is kept), 2 bad input (one line on stderr).",
+        "gloo on CPU, nccl on CUDA. Settings: the defaults, then --model's preset, then "
+        "--config FILE (or, with --resume latest, the run's own config.json), then the flags "
+        "given. Exit codes: 0 done, 1 stopped (non-finite loss; the last checkpoint is kept), "
+        "2 bad input (one line on stderr).",
     )
     config = config_module()
     presets = list(config.PRESETS)
     choices = {**CHOICES, "model": presets}
     defaults = config.PretrainConfig()
-    for f in fields(config.PretrainConfig):
-        if f.name in OWN_OPTIONS:
-            continue
-        default = getattr(defaults, f.name)
-        shown = "none" if default == "" else repr(default)
-        text = HELP[f.name].replace("{presets}", ", ".join(presets))  # data's {000..009} stays
-        help_text = f"{text} (default: {shown})"
-        names = FLAGS.get(f.name, ["--" + f.name.replace("_", "-")])
-        if f.name in SWITCHES:
-            p.add_argument(*names, dest=f.name, action="store_const", const=True, help=HELP[f.name])
-            continue
-        p.add_argument(
-            *names,
-            type=type(default),
-            dest=f.name,
-            default=None,
-            choices=choices.get(f.name),
-            metavar=None if f.name in choices else f.name.upper(),
-            help=help_text,
-        )
-    p.add_argument(
-        "--resume",
-        action="store_true",
-        help="continue from OUT/ckpt.pt (starts fresh if there is none yet); refuses changed "
-        "data, seed, batch, head, tower or schedule settings",
+    groups = {name: p.add_argument_group(name) for name in GROUPS}
+    declared = {f.name for f in fields(config.PretrainConfig)}
+    for group_name, members in GROUPS.items():
+        for name in members:
+            if name in declared:
+                add_field(groups[group_name], name, getattr(defaults, name), choices, presets)
+    groups["model"].add_argument(
+        "--pretrained",
+        metavar="DIR",
+        default=None,
+        help="a local transformers CLIP folder (save_pretrained of a CLIPModel) for both towers: "
+        "--pretrained-image DIR --pretrained-text DIR. open_clip's tags ('openai', 'laion2b_...') "
+        "and .pt/.safetensors files are not read here; nothing is downloaded",
     )
-    p.add_argument(
+    run_group = groups["run, checkpoints and logs"]
+    run_group.add_argument(
+        "--config",
+        metavar="FILE",
+        default=None,
+        help='a JSON object of these settings (field or flag names: {"lr": 0.001, '
+        '"grad_clip_norm": 1.0}), or a run\'s config.json; flags given explicitly win',
+    )
+    run_group.add_argument(
+        "--resume",
+        nargs="?",
+        const=True,
+        default=False,
+        type=resume_value,
+        metavar="latest",
+        help="continue from OUT/ckpt.pt (starts fresh if there is none yet); refuses changed "
+        "data, preprocessing, seed, batch, head, tower or schedule settings. --resume latest "
+        "reads every setting from OUT/config.json, so no flag needs retyping (flags given "
+        "still win: --steps or --epochs may grow)",
+    )
+    run_group.add_argument(
         "--overwrite",
         action="store_true",
         help="start afresh in an --out that holds an earlier run or another command's output "
         "(default: refuse it; --resume continues a pretrain run instead)",
     )
-    p.add_argument(
+    run_group.add_argument(
         "--no-progress", dest="progress", action="store_false", help="hide the progress bar"
     )
+    compat = p.add_argument_group(
+        "open_clip compatibility",
+        f"open_clip flags accepted with the same meaning: {OPEN_CLIP_FLAGS}.",
+    )
+    for name in ("--local-loss", "--gather-with-grad"):
+        compat.add_argument(
+            name,
+            action="store_true",
+            dest="open_clip_" + name.strip("-").replace("-", "_"),
+            help="accepted and ignored: pmilab always gathers the features with their gradients "
+            "and computes each rank's local slab of the loss (open_clip's --local-loss "
+            "--gather-with-grad)",
+        )
     p.set_defaults(func=run)
+
+
+def add_field(group, name: str, default, choices: dict, presets: list[str]) -> None:
+    """The option of PretrainConfig field `name` (its flag names, type, choices and help)."""
+    shown = "none" if default == "" else repr(default)
+    if name == "preprocess":
+        shown = "by --data, as above"
+    text = HELP[name].replace("{presets}", ", ".join(presets))  # data's {000..009} stays
+    names = FLAGS.get(name, ["--" + name.replace("_", "-")])
+    if name in SWITCHES:
+        group.add_argument(*names, dest=name, action="store_const", const=True, help=text)
+        return
+    group.add_argument(
+        *names,
+        type=type(default),
+        dest=name,
+        default=None,
+        choices=choices.get(name),
+        metavar=None if name in choices else name.upper(),
+        help=f"{text} (default: {shown})",
+    )
+
+
+def resume_value(text: str) -> str:
+    if text != "latest":
+        raise argparse.ArgumentTypeError(f"takes no value or 'latest', got {text!r}")
+    return text
+
+
+def given_settings(args: argparse.Namespace) -> dict:
+    """The PretrainConfig fields the command line gave, with --pretrained, --config and
+    --resume latest applied (in that order of precedence: flags, file, saved run)."""
+    config = config_module()
+    given = {
+        f.name: getattr(args, f.name)
+        for f in fields(config.PretrainConfig)
+        if f.name != "resume" and getattr(args, f.name) is not None
+    }
+    if "steps" in given and "epochs" in given:
+        raise InputError("--steps and --epochs both set the run's length; pass one of them")
+    if getattr(args, "pretrained", None):
+        if not Path(args.pretrained).is_dir():
+            raise InputError(
+                f"--pretrained {args.pretrained}: not a folder; it takes a local transformers "
+                "CLIP folder (save_pretrained). open_clip's tags and checkpoint files are not "
+                "read, and nothing is downloaded"
+            )
+        given.setdefault("pretrained_image", args.pretrained)
+        given.setdefault("pretrained_text", args.pretrained)
+    base: dict = {}
+    if args.resume == "latest":
+        base = config.saved_config(given.get("out", config.PretrainConfig.out))
+        if "epochs" in given or "steps" in given:  # the new length replaces the saved one
+            base = {k: v for k, v in base.items() if k not in ("steps", "epochs")}
+    if getattr(args, "config", None):
+        base = {**base, **config.read_config_file(args.config)}
+    return {**base, **given, "resume": bool(args.resume)}
 
 
 def run(args: argparse.Namespace) -> int:
@@ -166,12 +306,7 @@ def run(args: argparse.Namespace) -> int:
     from pmilab.pretrain.train import TrainingFailed, train
     from pmilab.runtime.distributed import shutdown
 
-    given = {
-        f.name: getattr(args, f.name)
-        for f in fields(PretrainConfig)
-        if getattr(args, f.name) is not None
-    }
-    cfg = PretrainConfig.from_flags(given)
+    cfg = PretrainConfig.from_flags(given_settings(args))
     try:
         summary = train(cfg)
     except TrainingFailed as e:

@@ -1,7 +1,12 @@
 """Image-text pretraining with the lab's similarity heads (docs/theory.md T2, T3, T7).
 
 Files, one idea each:
-- config.py: `PretrainConfig` (every flag), the named presets (`--model ViT-B-16`), the resume rule;
+- config.py: `ModelFields` (the architecture's fields, one owner), `PretrainConfig` (every flag),
+  the named presets (`--model ViT-B-32 | ViT-B-16 | ViT-L-14`), --config FILE, --resume latest,
+  the resume rule; plan.py: the run's length and cadences (--epochs, --train-num-samples,
+  --save-frequency) and open_clip's LR schedules (--lr-scheduler);
+- preprocess.py: `--preprocess simple | clip` (transformers' CLIP image processor) and
+  `--aug rrc` (RandomResizedCrop, seeded);
 - shapes.py / shapes_cache.py: the known-PMI shapes dataset (T7) and its on-disk cache;
 - readers.py: `--data {shapes, digits, PATH.csv|.tsv, SHARDS}` -> ImageText; data.py: the dataset,
   the (seed, step) batch order and the SkipLog (each bad sample counted once, by identity);
@@ -11,9 +16,10 @@ Files, one idea each:
   hf_towers.py: transformers ViT, CLIP vision and CLIP text towers (config or local folder);
 - model.py: towers + heads + `pmilab.similarity.{Linear, WPSE, KME}`; the loss is the local slab
   of `pmilab.runtime.distributed`; accum.py: exact gradient accumulation (feature caching);
-- train.py / checkpoint.py / logs.py: `pmilab pretrain` (torchrun or SLURM DDP, AdamW
-  warmup-cosine, the non-finite stop, atomic checkpoints kept k deep, exact resume, log.csv and
-  TensorBoard);
+- train.py / checkpoint.py / logs.py: `pmilab pretrain` (torchrun or SLURM DDP, AdamW with
+  warmup and an open_clip schedule, gradient clipping, the non-finite stop, atomic checkpoints
+  kept k deep, exact resume, log.csv and TensorBoard with hyperparameters); val.py: evaluation
+  during training (--val-data, --zeroshot-frequency);
 - evaluate.py / report.py: `pmilab eval` (zero-shot mixtures, retrieval, probe, PMI errors).
 """
 

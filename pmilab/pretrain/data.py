@@ -9,7 +9,10 @@ as `missing_image`, one that exists but does not decode as `corrupt_image` (`und
 (stream.py).
 
 The batch order is a pure function of (seed, step): `batch_indices`. A resumed run therefore
-sees exactly the batches an uninterrupted run would have seen.
+sees exactly the batches an uninterrupted run would have seen. Images go through the run's
+`Preprocess` (preprocess.py; a bare int is the simple preprocessing at that size); with a random
+augmentation, StepBatches keys each sample by (seed, step, place in the global batch), which
+seeds its crop.
 """
 
 from __future__ import annotations
@@ -26,6 +29,8 @@ from PIL import Image, UnidentifiedImageError
 from torch import Tensor
 
 from pmilab.errors import InputError
+from pmilab.pretrain.preprocess import Preprocess
+from pmilab.pretrain.preprocess import to_tensor as to_tensor  # its earlier home: still importable
 
 # A source is a file path, the bytes of an encoded image (shards read for evaluation), or an array.
 Source = str | bytes | np.ndarray
@@ -97,12 +102,16 @@ def read_image(src: Source) -> Image.Image:
     return Image.open(src)
 
 
-def decode(src: Source, size: int) -> Tensor | None:
-    """The (3, size, size) image of `src`, or None when it is missing or cannot be decoded."""
+def decode(
+    src: Source, prep: Preprocess | int, rng: np.random.Generator | None = None
+) -> Tensor | None:
+    """The (3, S, S) image of `src` through `prep` (an int: the simple preprocessing at that
+    size), or None when it is missing or cannot be decoded."""
+    prep = as_preprocess(prep)
     try:
         img = read_image(src)
         img.load()
-        return to_tensor(img, size)
+        return prep(img, rng)
     except DECODE_ERRORS:
         return None
 
@@ -127,15 +136,16 @@ def skip_undecodable(skips: SkipLog, data: ImageText, bad: list[int]) -> None:
         skips.add(undecodable(data, i), identity(data, i))
 
 
-def first_decodable(data: ImageText, size: int) -> int:
+def first_decodable(data: ImageText, size: Preprocess | int) -> int:
     """Index of the first sample whose image decodes; one-line InputError if none does.
 
     Stops at the first good image, so a healthy dataset costs one decode; a dataset whose every
     image is missing or corrupt fails here, before training, instead of training on nothing.
     The error tells missing files from unreadable ones, with counts and the first few names.
     """
+    prep = as_preprocess(size).for_eval()
     for i in range(len(data)):
-        if decode(data.sources[i], size) is not None:
+        if decode(data.sources[i], prep) is not None:
             return i
     if not len(data):
         raise InputError(f"{data.name} has no samples")
@@ -196,26 +206,31 @@ class SkipLog:
         return out
 
 
-def to_tensor(img: Image.Image, size: int) -> Tensor:
-    """(3, size, size) float32 in [-1, 1]; nearest resize keeps small synthetic images exact."""
-    img = img.convert("RGB")
-    if img.size != (size, size):
-        img = img.resize((size, size), Image.NEAREST)
-    a = torch.from_numpy(np.asarray(img, dtype=np.float32).copy()).permute(2, 0, 1)
-    return a / 127.5 - 1.0
+def as_preprocess(prep: Preprocess | int) -> Preprocess:
+    """A Preprocess; a bare int is the simple preprocessing at that size."""
+    return prep if isinstance(prep, Preprocess) else Preprocess("simple", int(prep))
 
 
 class ImageTextDataset(torch.utils.data.Dataset):
-    """Map-style dataset: item i -> (image (3, S, S) or None if it cannot be decoded, i)."""
+    """Map-style dataset: item i -> (image (3, S, S) or None if it cannot be decoded, i).
 
-    def __init__(self, data: ImageText, image_size: int = 32) -> None:
+    An item key may also be (i, draw): `draw` seeds the numpy Generator of a random
+    augmentation (`--aug rrc`; StepBatches makes it from the seed, the step and the sample's
+    place in the global batch)."""
+
+    def __init__(
+        self, data: ImageText, image_size: int = 32, preprocess: Preprocess | None = None
+    ) -> None:
         self.data, self.image_size = data, image_size
+        self.prep = preprocess if preprocess is not None else as_preprocess(image_size)
 
     def __len__(self) -> int:
         return len(self.data)
 
-    def __getitem__(self, i: int):
-        return decode(self.data.sources[i], self.image_size), i
+    def __getitem__(self, key):
+        i, draw = key if isinstance(key, tuple) else (key, None)
+        rng = np.random.default_rng(draw) if draw is not None else None
+        return decode(self.data.sources[i], self.prep, rng), i
 
 
 def collate(items: list) -> tuple[Tensor, list[int], list[int]]:
@@ -253,9 +268,11 @@ class StepBatches(torch.utils.data.Sampler):
         stop: int,
         rank: int = 0,
         world: int = 1,
+        draws: bool = False,
     ) -> None:
         self.n, self.batch_size, self.accum, self.seed = n, batch_size, accum, seed
         self.start, self.stop, self.rank, self.world = start, stop, rank, world
+        self.draws = draws
 
     def __len__(self) -> int:
         return (self.stop - self.start) * self.accum
@@ -264,6 +281,14 @@ class StepBatches(torch.utils.data.Sampler):
         per_rank = self.batch_size * self.accum  # samples per rank per optimizer step
         for step in range(self.start, self.stop):
             idx = batch_indices(self.n, per_rank * self.world, self.seed, step)
-            mine = idx[self.rank * per_rank : (self.rank + 1) * per_rank]
+            lo = self.rank * per_rank
+            mine = idx[lo : lo + per_rank]
             for k in range(self.accum):
-                yield mine[k * self.batch_size : (k + 1) * self.batch_size].tolist()
+                part = mine[k * self.batch_size : (k + 1) * self.batch_size].tolist()
+                if not self.draws:
+                    yield part
+                    continue
+                # (i, draw): the augmentation of the sample at this place of the global batch
+                # of this step, the same however the batch is split over ranks and micro-batches
+                first = lo + k * self.batch_size
+                yield [(i, (self.seed, step, first + q)) for q, i in enumerate(part)]

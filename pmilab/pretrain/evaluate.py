@@ -39,6 +39,7 @@ from pmilab.pretrain.checkpoint import load_checkpoint
 from pmilab.pretrain.data import ImageText, ImageTextDataset, SkipLog, collate, skip_undecodable
 from pmilab.pretrain.logs import one_line_warnings
 from pmilab.pretrain.model import ImageTextModel, build_model
+from pmilab.pretrain.preprocess import Preprocess, preprocess_for
 from pmilab.pretrain.readers import LABEL_TEMPLATES, CsvKeys, load_data
 from pmilab.pretrain.tokenizer import encode, from_string, load_tokenizer
 
@@ -64,6 +65,12 @@ def load_run(directory: Path, similarity: str | None = None):
     return model, load_tokenizer(Path(directory) / "tokenizer.json"), ckpt
 
 
+def run_preprocess(model: ImageTextModel, config: dict) -> Preprocess:
+    """The evaluation preprocessing of a run (its config.json's "pretrain" settings): the run's
+    `preprocess` (a checkpoint from before the flag: simple) at the model's image size."""
+    return preprocess_for(config.get("preprocess") or "simple", model.cfg.image_size, train=False)
+
+
 @torch.no_grad()
 def embed_images(
     model: ImageTextModel,
@@ -71,16 +78,20 @@ def embed_images(
     skips: SkipLog,
     batch: int = 256,
     progress: bool = False,
+    prep: Preprocess | None = None,
 ) -> tuple[tuple[Tensor, ...], np.ndarray]:
-    """Head outputs of every decodable image and their indices; the others go to `skips`."""
+    """Head outputs of every decodable image and their indices; the others go to `skips`.
+    `prep`: the run's preprocessing (default: simple at the model's image size); the images go
+    to the model's device and dtype."""
     loader = torch.utils.data.DataLoader(
-        ImageTextDataset(data, model.cfg.image_size), batch_size=batch, collate_fn=collate
+        ImageTextDataset(data, model.cfg.image_size, prep), batch_size=batch, collate_fn=collate
     )
+    p = next(model.parameters())
     parts, kept = [], []
     for images, idx, bad in tqdm(loader, desc="images", disable=not progress, leave=False):
         skip_undecodable(skips, data, bad)
         if len(idx):
-            parts.append(model.encode_image(images))
+            parts.append(model.encode_image(images.to(p.device, p.dtype)))
             kept += idx
     if not parts:
         raise InputError(f"no decodable image among the {len(data)} evaluated sample(s)")
@@ -89,10 +100,11 @@ def embed_images(
 
 @torch.no_grad()
 def embed_texts(model: ImageTextModel, tok, texts: list[str], batch: int = 512):
+    device = next(model.parameters()).device
     parts = []
     for i in range(0, len(texts), batch):
         ids, mask = encode(tok, texts[i : i + batch], model.cfg.context)
-        parts.append(model.encode_text(ids, mask))
+        parts.append(model.encode_text(ids.to(device), mask.to(device)))
     return tuple(torch.cat(p) for p in zip(*parts, strict=True))
 
 
@@ -309,7 +321,8 @@ def evaluate(
             perm = np.random.default_rng(0).permutation(len(test))
             train, test = test.subset(perm[: len(test) // 2]), test.subset(perm[len(test) // 2 :])
     test = test.subset(np.arange(min(n_max, len(test))))
-    img, kept = embed_images(model, test, test_skips, progress=progress)
+    prep = run_preprocess(model, cfg)
+    img, kept = embed_images(model, test, test_skips, progress=progress, prep=prep)
     txt = embed_texts(model, tok, [test.captions[i] for i in kept])
     lm = logit_matrix(model, img, txt)  # (n, n) held-out images x their captions
     res: dict = {
@@ -327,7 +340,8 @@ def evaluate(
         res["zeroshot_chance"] = 1.0 / len(test.class_names)
     if test.labels is not None and train is not None:
         n_probe = min(len(train), 2000)
-        tr_img, tr_kept = embed_images(model, train.subset(np.arange(n_probe)), probe_skips)
+        probe = train.subset(np.arange(n_probe))
+        tr_img, tr_kept = embed_images(model, probe, probe_skips, prep=prep)
         if len(np.unique(train.labels[tr_kept])) >= 2:
             res["probe_top1"] = probe_top1(
                 flat_features(tr_img), train.labels[tr_kept], flat_features(img), test.labels[kept]

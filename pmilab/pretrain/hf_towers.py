@@ -13,6 +13,8 @@
   checkpoint rebuilds without the pretrained folder. Dropout is 0 in the configs built here:
   exact gradient accumulation recomputes each micro-batch and needs the same features twice.
 - The flags are checked before a tower is built, by `towers.check_towers` (via ModelConfig).
+  A pretrained image tower fixes the image size (`pretrained_image_size` reads it from the
+  folder's config.json before any data is read); another `--image-size` is refused.
 """
 
 from __future__ import annotations
@@ -94,6 +96,16 @@ def pretrained_kind(directory: str, text: bool) -> str:
         want = "clip, clip_text_model" if text else "vit, clip_vision_model, clip"
         raise InputError(f"{flag} {directory}: model_type {model_type!r} is not one of {want}")
     return kinds[model_type]
+
+
+def pretrained_image_size(directory: str) -> int:
+    """The image size a local image-tower folder takes (its config.json; transformers' default,
+    224, when the file leaves it out), read without building the tower."""
+    pretrained_kind(directory, text=False)  # a clear error for a folder that is not one
+    config = json.loads((Path(directory) / "config.json").read_text())
+    if config.get("model_type") == "clip":
+        config = config.get("vision_config") or {}
+    return int(config.get("image_size", 224))
 
 
 def _load(kind: str, directory: str, text: bool) -> nn.Module:

@@ -6,6 +6,11 @@ throughput of the steps since the previous row: samples/s (global, all ranks), d
 under `train/` in OUT/tensorboard (open_clip's names: `samples_per_second`, `data_time`, ...).
 A resumed run first drops the rows written after its checkpoint.
 
+Evaluation during training (val.py) appends one JSON object per evaluation to OUT/val.jsonl
+and its numbers to TensorBoard under `val/`. With TensorBoard, the run's settings are written
+once per session as hyperparameters (the HParams dashboard), with `train/loss` and the `val/`
+metrics the run computes as its metrics.
+
 Warnings (a skipped sample, a clamped warmup, a collapsed run) are printed while `pretrain` and
 `eval` run as one line, `pmilab pretrain: warning: MESSAGE` (`one_line_warnings`), never with
 the Python source line that the default format puts under each warning.
@@ -14,6 +19,7 @@ the Python source line that the default format puts under each warning.
 from __future__ import annotations
 
 import csv
+import json
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -35,12 +41,17 @@ PACKAGE = Path(__file__).resolve().parents[1]  # pmilab/: its own warnings need 
 TB_SCALARS = ("loss", "lr", "logit_scale", "samples_per_s", "data_s", "step_s")
 
 
+VAL_LOG = "val.jsonl"
+
+
 class RunLog:
     """Append rows to log.csv (and TensorBoard); only the main rank makes one."""
 
     def __init__(self, out: Path, start: int, tensorboard: bool) -> None:
         self.path = Path(out) / "log.csv"
+        self.val_path = Path(out) / VAL_LOG
         truncate_log(self.path, start)
+        truncate_jsonl(self.val_path, start)
         self.tb = None
         if tensorboard:
             from torch.utils.tensorboard import SummaryWriter
@@ -58,6 +69,29 @@ class RunLog:
             for k in TB_SCALARS:
                 self.tb.add_scalar(f"train/{k}", row[k], row["step"])
             self.tb.flush()
+
+    def write_val(self, row: dict, numbers: dict[str, float]) -> None:
+        """One evaluation: a line of val.jsonl, and `numbers` as TensorBoard's val/ scalars."""
+        with open(self.val_path, "a") as f:
+            f.write(json.dumps(row) + "\n")
+        if self.tb is not None:
+            for k, v in numbers.items():
+                self.tb.add_scalar(f"val/{k}", v, row["step"])
+            self.tb.flush()
+
+    def hparams(self, settings: dict, metrics: list[str]) -> None:
+        """The run's settings as TensorBoard hyperparameters, with the metric tags they are
+        judged by (scalars written under those tags show in the HParams dashboard)."""
+        if self.tb is None:
+            return
+        from torch.utils.tensorboard.summary import hparams
+
+        values = {k: v for k, v in settings.items() if isinstance(v, bool | int | float | str)}
+        exp, ssi, sei = hparams(values, dict.fromkeys(metrics, 0.0))
+        writer = self.tb._get_file_writer()
+        for summary in (exp, ssi, sei):
+            writer.add_summary(summary)
+        self.tb.flush()
 
     def close(self) -> None:
         if self.tb is not None:
@@ -80,6 +114,14 @@ def truncate_log(path: Path, step: int) -> None:
         w = csv.DictWriter(f, FIELDS, extrasaction="ignore")
         w.writeheader()
         w.writerows(r for r in rows if int(r["step"]) <= step)
+
+
+def truncate_jsonl(path: Path, step: int) -> None:
+    """Drop val.jsonl rows past `step` (a fresh run, step 0, drops them all)."""
+    if not path.exists():
+        return
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows if r["step"] <= step))
 
 
 @contextmanager

@@ -3,10 +3,12 @@
 Towers: the small built-in ones (towers.py: cnn, vit, transformer) or transformers ones
 (hf_towers.py: hf-vit, clip vision, clip text); the heads sit on top of any of them.
 
-`ModelConfig` fixes the architecture; `build_model(cfg)` rebuilds it from a checkpoint, whose
-`similarity` is the head's spec (`pmilab.registry`: a built-in name, `package.module:Name` or
-an entry point). The output heads give what the similarity head declares (`HeadInputs`):
-`encode_image` / `encode_text` return `(z,)` (B, D) for a vector head (linear), or
+`ModelConfig` (config.py: the `ModelFields` that PretrainConfig shares, the vocabulary and the
+built towers' transformers configs) fixes the architecture; `build_model(cfg)` rebuilds it from a
+checkpoint, whose `similarity` is the head's spec (`pmilab.registry`: a built-in name,
+`package.module:Name` or an entry point). The output heads give what the similarity head
+declares (`HeadInputs`): `encode_image` / `encode_text` return `(z,)` (B, D) for a vector head
+(linear), or
 `(points, weights)` ((B, M, d), (B, M)) for a point-set head (WPSE, KME). Points are
 L2-normalised for every point-set head (the kernel bandwidth is then on a fixed scale);
 "log_softmax" weights (KME) go through a log-softmax, so each input is a probability-weighted
@@ -21,7 +23,7 @@ parameter, the similarity's logit scale and bandwidth included, inside its forwa
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, fields
 
 import torch
 import torch.nn.functional as F
@@ -31,69 +33,23 @@ from pmilab import registry
 from pmilab.encoders import prepare_weights
 from pmilab.errors import InputError
 from pmilab.pretrain import hf_towers
+from pmilab.pretrain.config import ModelConfig  # defined with the fields it shares (config.py)
 from pmilab.pretrain.towers import (
     PointHead,
     PointSetHead,
     TextTower,
-    check_towers,
     image_tower,
 )
 from pmilab.runtime.distributed import local_infonce
 from pmilab.runtime.precision import encoder_autocast
+
+__all__ = ["ImageTextModel", "ModelConfig", "build_model", "head_inputs"]
 
 # What pretraining offers a head beyond ModelConfig's fields (`pmilab.registry`'s contract):
 # a WPSE head mixes its linear and Gaussian kernels equally here (fit's default is kernel only).
 HEAD_SETTINGS = {"alpha_linear": 1.0, "alpha_kernel": 1.0}
 # ModelConfig fields that describe no head: never offered to one.
 NOT_HEAD_SETTINGS = ("similarity", "image_hf", "text_hf")
-
-
-IMAGE_TOWERS = ("cnn", "vit", "hf-vit", "clip")
-TEXT_TOWERS = ("transformer", "clip")
-
-
-@dataclass
-class ModelConfig:
-    similarity: str = "linear"
-    tower: str = "cnn"  # image tower: cnn | vit (small, towers.py) | hf-vit | clip (transformers)
-    vocab: int = 64
-    context: int = 16
-    width: int = 64  # image tower width
-    dim: int = 32  # point / embedding dimension
-    points: int = 4  # M, for wpse / kme
-    image_size: int = 32
-    sigma: float = 0.5  # kernel bandwidth of wpse / kme (kme learns it)
-    text_tower: str = "transformer"  # transformer (small, towers.py) | clip (transformers)
-    text_width: int = 0  # 0: the image tower's width
-    image_layers: int = 2
-    image_heads: int = 4
-    text_layers: int = 2
-    text_heads: int = 4
-    patch_size: int = 4
-    pretrained_image: str = ""  # a local from_pretrained folder (read once, at the first build)
-    pretrained_text: str = ""
-    image_hf: dict | None = None  # the transformers config of the built tower (checkpoints)
-    text_hf: dict | None = None
-
-    def __post_init__(self) -> None:
-        try:
-            registry.check_head(self.similarity)
-        except InputError as e:
-            raise InputError(f"--similarity: {e}") from None
-        if self.pretrained_image and self.tower not in hf_towers.IMAGE_KINDS:
-            self.tower = hf_towers.pretrained_kind(self.pretrained_image, text=False)
-        if self.pretrained_text:
-            self.text_tower = "clip"
-        if self.tower not in IMAGE_TOWERS:
-            raise InputError(
-                f"--tower must be one of {', '.join(IMAGE_TOWERS)}, got {self.tower!r}"
-            )
-        if self.text_tower not in TEXT_TOWERS:
-            raise InputError(
-                f"--text-tower must be one of {', '.join(TEXT_TOWERS)}, got {self.text_tower!r}"
-            )
-        self.text_width = self.text_width or self.width
-        check_towers(self)
 
 
 def head_settings(cfg) -> dict:
@@ -134,6 +90,12 @@ class ImageTextModel(nn.Module):
             cfg.text_tower = "clip"
         if cfg.tower in hf_towers.IMAGE_KINDS:
             self.image = hf_towers.build_image(cfg)
+            if cfg.image_size and cfg.image_size != self.image.image_size:
+                raise InputError(
+                    f"--image-size {cfg.image_size}: the pretrained image tower in "
+                    f"{cfg.pretrained_image} takes {self.image.image_size} px images (its "
+                    f"config.json); drop --image-size or pass --image-size {self.image.image_size}"
+                )
             cfg.tower, cfg.image_hf = self.image.kind, self.image.hf_config()
             cfg.width, cfg.image_size = self.image.width, self.image.image_size
         else:

@@ -31,7 +31,8 @@ from torch import Tensor
 from webdataset.tariterators import group_by_keys
 
 from pmilab.errors import InputError
-from pmilab.pretrain.data import DECODE_ERRORS, SkipLog, to_tensor
+from pmilab.pretrain.data import DECODE_ERRORS, SkipLog, as_preprocess
+from pmilab.pretrain.preprocess import Preprocess
 
 IMAGE_EXTS = ("png", "jpg", "jpeg", "webp")
 CHUNK = 32  # samples per message from a loader worker to the main process
@@ -76,8 +77,12 @@ def shard_samples(url: str) -> Iterator[dict]:
         yield {**skip("unreadable_shard", url), "__error__": str(e).splitlines()[0]}
 
 
-def decode_sample(s: dict, image_size: int | None) -> dict:
-    """A raw sample -> {image, caption, label, __id__}, or a skip marker."""
+def decode_sample(
+    s: dict, image_size: Preprocess | int | None, rng: np.random.Generator | None = None
+) -> dict:
+    """A raw sample -> {image, caption, label, __id__}, or a skip marker. `image_size`: the
+    preprocessing (an int: the simple one at that size), None: keep the encoded bytes; `rng`
+    draws a random augmentation's parameters."""
     if "__skip__" in s:
         return s
     ident = f"{s['__url__']}:{s['__key__']}"
@@ -99,7 +104,7 @@ def decode_sample(s: dict, image_size: int | None) -> dict:
     try:
         img = Image.open(io.BytesIO(s[ext]))
         img.load()
-        return {**out, "image": to_tensor(img, image_size)}
+        return {**out, "image": as_preprocess(image_size)(img, rng)}
     except DECODE_ERRORS:
         return skip("corrupt_image", ident)
 
@@ -121,7 +126,7 @@ class ShardStream(torch.utils.data.IterableDataset):
     def __init__(
         self,
         shards: list[str],
-        image_size: int | None,
+        image_size: Preprocess | int | None,
         rank: int = 0,
         world: int = 1,
         seed: int = 0,
@@ -147,9 +152,14 @@ class ShardStream(torch.utils.data.IterableDataset):
         yield from wds.split_by_worker([mine[i] for i in order])  # split by loader worker
 
     def samples(self) -> Iterator[dict]:
+        rng = None
+        if isinstance(self.image_size, Preprocess) and self.image_size.aug != "none":
+            info = torch.utils.data.get_worker_info()
+            worker = info.id if info else 0
+            rng = np.random.default_rng([self.seed, self.epoch, self.rank, worker])
         for url in self.urls():
             for s in shard_samples(url):
-                yield decode_sample(s, self.image_size)
+                yield decode_sample(s, self.image_size, rng)
 
     def __iter__(self) -> Iterator[list[dict]]:
         chunk = []
@@ -222,7 +232,9 @@ def collate_items(items: list[dict]) -> tuple[Tensor, list[str], list[int]]:
     )
 
 
-def read_stream(shards: list[str], limit: int | None = None, image_size: int | None = None):
+def read_stream(
+    shards: list[str], limit: int | None = None, image_size: Preprocess | int | None = None
+):
     """Decoded samples of the shards in order (one process), at most `limit`; and the skips."""
     skips, out = SkipLog(), []
     raw = (decode_sample(s, image_size) for url in shards for s in shard_samples(url))

@@ -1,9 +1,10 @@
 """`pmilab pretrain`: image-text contrastive training on one CPU, one GPU or K ranks.
 
 Sections, top to bottom (nanoGPT / open_clip_train style): setup (device, ranks, output
-directory and resume check), data, tokenizer, model and optimizer, the loop (exact gradient
-accumulation, AdamW warmup-cosine, logit-scale clamp, the non-finite stop), checkpoints, summary.
-The configuration is `config.PretrainConfig`.
+directory and resume check), data (preprocessing: preprocess.py) and the run plan (plan.py:
+--epochs, cadences), tokenizer, model and optimizer, the loop (exact gradient accumulation, the LR
+schedule, gradient clipping, AdamW, logit-scale clamp, the non-finite stop), checkpoints,
+evaluation during training (val.py), summary. The configuration is `config.PretrainConfig`.
 
 Ranks come from torchrun or SLURM (`runtime.distributed.detect`); every rank takes its slice of
 each global batch (map-style data) or its shards (a stream) and computes the local slab of the
@@ -16,8 +17,9 @@ run stuck at the loss of constant logits is warned about once and marked in summ
 (`CollapseWatch`). Ctrl-C ends the step under way, checkpoints it and exits 130 (`Interrupt`).
 
 Determinism (CPU, map-style data): the model is initialised from `seed`, the batch of step s is
-a function of (seed, s), and the checkpoint stores optimizer, RNG states and step, so a run
-killed and resumed ends with exactly the parameters of an uninterrupted run.
+a function of (seed, s) (and so is each sample's random crop under --aug rrc), and the
+checkpoint stores optimizer, RNG states and step, so a run killed and resumed ends with exactly
+the parameters of an uninterrupted run. Evaluation during training restores every RNG state.
 """
 
 from __future__ import annotations
@@ -55,8 +57,11 @@ from pmilab.pretrain.data import (
     first_decodable,
     skip_undecodable,
 )
-from pmilab.pretrain.logs import RunLog, one_line_warnings
+from pmilab.pretrain.hf_towers import pretrained_image_size
+from pmilab.pretrain.logs import VAL_LOG, RunLog, one_line_warnings
 from pmilab.pretrain.model import ImageTextModel, build_model, head_inputs
+from pmilab.pretrain.plan import RunPlan, lr_at, plan_run
+from pmilab.pretrain.preprocess import Preprocess, preprocess_for
 from pmilab.pretrain.readers import CsvKeys, expand_shards, is_table, load_data
 from pmilab.pretrain.stream import ShardStream, StreamBatches, read_stream, stream_captions
 from pmilab.pretrain.tokenizer import (
@@ -68,11 +73,11 @@ from pmilab.pretrain.tokenizer import (
     train_tokenizer,
 )
 from pmilab.pretrain.towers import check_towers
+from pmilab.pretrain.val import InRunEval, scalars
 from pmilab.runtime import distributed
 from pmilab.runtime.device import resolve_device
 from pmilab.runtime.optim import adamw
 from pmilab.runtime.precision import param_dtype, resolve_precision
-from pmilab.runtime.schedule import warmup_cosine
 
 __all__ = ["PretrainConfig", "TrainingFailed", "train"]
 
@@ -107,7 +112,7 @@ def _remove_earlier_run(out: Path) -> None:
 
     from pmilab.outputs import MARKERS
 
-    for name in MARKERS["pretrain"]:
+    for name in (*MARKERS["pretrain"], VAL_LOG):
         path = out / name
         if path.is_dir() and not path.is_symlink():
             shutil.rmtree(path)
@@ -118,7 +123,8 @@ def _remove_earlier_run(out: Path) -> None:
 def prepare_out(cfg: PretrainConfig, info: distributed.DistInfo) -> tuple[Path, dict | None]:
     """The output directory and the checkpoint to resume from (None: fresh start). An --out
     holding another run or another command's output is refused unless --overwrite (fresh start)
-    or, for this command's own run, --resume (`pmilab.outputs` owns the rule)."""
+    or, for this command's own run, --resume (`pmilab.outputs` owns the rule). The run's
+    length is checked later (`check_resume_length`), once --epochs is resolved."""
     from pmilab.outputs import check_out
 
     out = Path(cfg.out)
@@ -137,23 +143,35 @@ def prepare_out(cfg: PretrainConfig, info: distributed.DistInfo) -> tuple[Path, 
     if not has_ckpt:
         return out, None
     ckpt = load_checkpoint(out)
-    changed = resume_changes(ckpt["config"], cfg, ckpt.get("world_size", 1), info.world)
+    changed = resume_changes(
+        ckpt["config"], cfg, ckpt.get("world_size", 1), info.world, steps=False
+    )
     if changed:
         raise InputError(
             f"--resume: the checkpoint in {out} was trained with other settings: "
-            f"{'; '.join(changed)}; resume with its settings ({out}/config.json) or use another --out"
-        )
-    if ckpt["step"] > cfg.steps:
-        raise InputError(f"--steps {cfg.steps} ends before the checkpoint's step {ckpt['step']}")
-    old = ckpt["config"]["steps"]
-    if cfg.steps > old and info.main:
-        s, w = ckpt["step"], ckpt["warmup"]
-        print(
-            f"pmilab pretrain: --resume extends the run from {old} to {cfg.steps} steps; the "
-            f"cosine schedule now ends at step {cfg.steps} (LR at step {s}: "
-            f"{warmup_cosine(s, cfg.lr, w, old):.3g} -> {warmup_cosine(s, cfg.lr, w, cfg.steps):.3g})"
+            f"{'; '.join(changed)}; resume with its settings (--resume latest reads "
+            f"{out}/config.json) or use another --out"
         )
     return out, ckpt
+
+
+def check_resume_length(cfg: PretrainConfig, ckpt: dict, plan: RunPlan, info) -> None:
+    """A resumed run may only grow; say how a longer one stretches the LR schedule."""
+    old, step = ckpt["config"]["steps"], ckpt["step"]
+    if cfg.steps < old:
+        raise InputError(
+            f"--resume: the checkpoint in {cfg.out} was trained with other settings: --steps "
+            f"{old} (now {cfg.steps}; only an extension is allowed); --epochs may grow too"
+        )
+    if step > cfg.steps:
+        raise InputError(f"--steps {cfg.steps} ends before the checkpoint's step {step}")
+    if cfg.steps > old and info.main:
+        w, c = ckpt["warmup"], plan.cooldown_steps
+        print(
+            f"pmilab pretrain: --resume extends the run from {old} to {cfg.steps} steps; the "
+            f"{cfg.lr_scheduler} schedule now ends at step {cfg.steps} (LR at step {step}: "
+            f"{lr_at(step, cfg, w, old, c):.3g} -> {lr_at(step, cfg, w, cfg.steps, c):.3g})"
+        )
 
 
 def setup_device(cfg: PretrainConfig, info: distributed.DistInfo) -> torch.device:
@@ -181,7 +199,7 @@ def shard_list(cfg: PretrainConfig) -> list[str]:
     return expand_shards(cfg.data)
 
 
-def load_train_data(cfg: PretrainConfig, info: distributed.DistInfo):
+def load_train_data(cfg: PretrainConfig, info: distributed.DistInfo, prep: Preprocess):
     """Map-style data (rank 0 reads first: it generates a missing shapes cache once), or None."""
     sizes, keys = (cfg.shapes_train, cfg.shapes_test), csv_keys(cfg)
     data = load_data(cfg.data, "train", sizes, 0, cfg.progress, keys) if info.main else None
@@ -189,15 +207,16 @@ def load_train_data(cfg: PretrainConfig, info: distributed.DistInfo):
         dist.barrier()
     if not info.main:
         data = load_data(cfg.data, "train", sizes, 0, False, keys)
-    first_decodable(data, cfg.image_size)  # fails here, before training, if there is none
+    first_decodable(data, prep)  # fails here, before training, if there is none
     return data
 
 
-def check_shards(shards: list[str], image_size: int) -> None:
+def check_shards(shards: list[str], image_size: Preprocess | int) -> None:
     """Fail before training when the shards hold no decodable (image, caption) sample."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the training stream warns about each, once
-        items, skips = read_stream(shards, limit=1, image_size=image_size)
+        prep = image_size.for_eval() if isinstance(image_size, Preprocess) else image_size
+        items, skips = read_stream(shards, limit=1, image_size=prep)
     if not items:
         raise InputError(
             f"no decodable sample in {len(shards)} shard(s): {skips.counts() or 'no samples'}"
@@ -250,15 +269,24 @@ def train(cfg: PretrainConfig) -> dict:
     distributed.init(info, device)
     precision = resolve_precision(cfg.precision, device)
     out, ckpt = prepare_out(cfg, info)
-    warmup = ckpt["warmup"] if ckpt is not None else cfg.effective_warmup()
-    if ckpt is None and info.main:
-        cfg.warn_warmup()
+    prep = preprocess_for(cfg.preprocess, run_image_size(cfg, ckpt), cfg.aug)
     shards = shard_list(cfg)
     data = None
     if shards:
-        check_shards(shards, cfg.image_size)
+        check_shards(shards, prep)
     else:
-        data = load_train_data(cfg, info)
+        data = load_train_data(cfg, info, prep)
+    plan = plan_run(cfg, None if shards else len(data), info.world)
+    cfg.steps = plan.steps
+    if ckpt is not None:
+        check_resume_length(cfg, ckpt, plan, info)
+    warmup = ckpt["warmup"] if ckpt is not None else cfg.effective_warmup()
+    if info.main:
+        if ckpt is None:
+            cfg.warn_warmup()
+        warn_unused(cfg)
+    # every rank reads the held-out data, so that every rank fails alike on a bad one
+    evals = InRunEval(cfg, plan, prep) if plan.val_every or plan.zeroshot_every else None
     if info.main:  # only once the data is known to be readable
         out.mkdir(parents=True, exist_ok=True)
 
@@ -283,18 +311,57 @@ def train(cfg: PretrainConfig) -> dict:
         )
     ddp = torch.nn.parallel.DistributedDataParallel(model) if info.world > 1 else model
     loop = Loop(cfg, info, device, precision, tok, model, ddp, opt, out, warmup)
+    loop.plan, loop.evals = plan, evals
     loop.skips, loop.events, loop.collapse = skips, events, collapse
     loop.reader_skips = Counter(data.skipped) if data is not None else Counter()
-    loop.source = micro_batches(cfg, info, data, shards, model.cfg.image_size, start, skips)
+    loop.source = micro_batches(cfg, info, data, shards, prep, start, skips)
     return loop.run(start, elapsed)
 
 
-def micro_batches(cfg, info, data, shards, image_size, start, skips):
+def run_image_size(cfg: PretrainConfig, ckpt: dict | None) -> int:
+    """The size the images are preprocessed to: the checkpoint's (a resume reads no pretrained
+    folder again), --image-size, or a pretrained image tower's own size."""
+    if ckpt is not None:
+        return ckpt["model_config"]["image_size"]
+    if not cfg.pretrained_image:
+        return cfg.image_size
+    own = pretrained_image_size(cfg.pretrained_image)
+    if cfg.image_size and cfg.image_size != own:  # model.py says the same for a ModelConfig
+        raise InputError(
+            f"--image-size {cfg.image_size}: the pretrained image tower in "
+            f"{cfg.pretrained_image} takes {own} px images (its config.json); drop --image-size "
+            f"or pass --image-size {own}"
+        )
+    return own
+
+
+def warn_unused(cfg: PretrainConfig) -> None:
+    """open_clip ignores the cooldown flags under another schedule; pmilab says so, once."""
+    if cfg.lr_scheduler == "const-cooldown":
+        return
+    given = [
+        flag
+        for flag, value, default in (
+            ("--epochs-cooldown", cfg.epochs_cooldown, 0),
+            ("--lr-cooldown-power", cfg.lr_cooldown_power, 1.0),
+            ("--lr-cooldown-end", cfg.lr_cooldown_end, 0.0),
+        )
+        if value != default
+    ]
+    if given:
+        warnings.warn(
+            f"{', '.join(given)} only act with --lr-scheduler const-cooldown (now "
+            f"{cfg.lr_scheduler}); ignored",
+            stacklevel=2,
+        )
+
+
+def micro_batches(cfg, info, data, shards, prep: Preprocess, start, skips):
     """Micro-batches (images, captions) of steps start.. for this rank, in order."""
     if shards:
         stream = ShardStream(
             shards,
-            image_size,
+            prep,
             info.rank,
             info.world,
             cfg.seed + 7919 * start,
@@ -310,10 +377,18 @@ def micro_batches(cfg, info, data, shards, image_size, start, skips):
             yield images, caps
         return
     sampler = StepBatches(
-        len(data), cfg.batch_size, cfg.accum_freq, cfg.seed, start, cfg.steps, info.rank, info.world
+        len(data),
+        cfg.batch_size,
+        cfg.accum_freq,
+        cfg.seed,
+        start,
+        cfg.steps,
+        info.rank,
+        info.world,
+        draws=prep.aug != "none",
     )
     loader = torch.utils.data.DataLoader(
-        ImageTextDataset(data, image_size),
+        ImageTextDataset(data, prep.size, prep),
         batch_sampler=sampler,
         collate_fn=collate,
         num_workers=cfg.workers,
@@ -427,6 +502,9 @@ class Loop:
         self.source = iter(())
         self.collapse = CollapseWatch(warmup, cfg.steps)
         self.t0, self.saved = time.perf_counter(), None
+        self.plan = RunPlan(cfg.steps, None, cfg.ckpt_every, None, None, 0)  # train() sets it
+        self.evals: InRunEval | None = None
+        self.last_val: dict = {}
 
     def next_step_batches(self) -> list[tuple]:
         """The k micro-batches of one step, moved to the device; equal sizes on every rank."""
@@ -474,6 +552,9 @@ class Loop:
         )
         self.t0 = time.perf_counter() - elapsed
         self.saved = start if start > 0 else None  # the step of the checkpoint on disk
+        if log is not None:
+            names = self.evals.metric_names() if self.evals is not None else []
+            log.hparams(asdict(cfg), ["train/loss"] + [f"val/{k}" for k in names])
         try:
             with Interrupt() as interrupt:
                 loss, images_seen = self.steps(start, log, bar, interrupt)
@@ -490,7 +571,7 @@ class Loop:
         for step in range(start, cfg.steps):
             if self.stop_requested(interrupt):
                 self.interrupted(step)
-            lr = warmup_cosine(step, cfg.lr, self.warmup, cfg.steps)
+            lr = lr_at(step, cfg, self.warmup, cfg.steps, self.plan.cooldown_steps)
             for g in self.opt.param_groups:
                 g["lr"] = lr
             self.opt.zero_grad(set_to_none=True)
@@ -507,6 +588,8 @@ class Loop:
                 self.fail(step + 1, f"the loss is {step_loss}")
             n = sum(len(m[0]) for m in micro) * self.info.world
             if step_loss is not None:
+                if cfg.grad_clip_norm > 0:  # the gradients are the global batch's (DDP-averaged)
+                    torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip_norm)
                 self.opt.step()
                 self.model.similarity.clamp_()
                 loss = step_loss
@@ -520,11 +603,31 @@ class Loop:
             if done % cfg.log_every == 0 or done == cfg.steps:
                 self.log_row(log, done, loss, lr, window, now - self.t0)
                 window = Counter()
-            if done % cfg.ckpt_every == 0 or done == cfg.steps:
+            if done % self.plan.ckpt_every == 0 or done == cfg.steps:
                 self.checkpoint(done, time.perf_counter() - self.t0)
+            self.evaluate(log, done)
         if interrupt.requested:  # during the last step: its checkpoint is written
             self.interrupted(cfg.steps)
         return loss, images_seen
+
+    # -----------------------------------------------------------------------------------------
+    # evaluation during training
+
+    def evaluate(self, log, step: int) -> None:
+        """--val-data / --zeroshot-frequency evaluations due after `step`: the main rank
+        evaluates; under DDP the others wait for it at a barrier (only when one is due)."""
+        if self.evals is None:
+            return
+        if self.info.main:
+            cfg = self.cfg
+            batch = cfg.batch_size * cfg.accum_freq * self.info.world
+            row = self.evals.run(self.model, self.tok, step, batch)
+            if row is not None:
+                self.last_val.update(row)
+                if log is not None:
+                    log.write_val(row, scalars(row))
+        if self.info.world > 1 and any(self.evals.due(step)):
+            dist.barrier()
 
     # -----------------------------------------------------------------------------------------
     # Ctrl-C
@@ -657,6 +760,8 @@ class Loop:
             "logit_scale": self.model.logit_scale(),
             **self.collapse.summary(),
         }
+        if self.last_val:  # evaluation during training: the latest of each metric
+            summary["val"] = self.last_val
         if self.info.main:
             atomic.write_json(self.out / "summary.json", summary)
             if summary["skipped"]:

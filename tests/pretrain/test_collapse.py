@@ -87,6 +87,7 @@ def tiny(root: Path, steps: int = 40) -> PretrainConfig:
         data=str(colours_csv(root)),
         out=str(root / "run"),
         similarity="wpse",
+        preprocess="simple",  # the [-1, 1] scale these thresholds were set with (CSV: clip)
         image_size=8,
         width=16,
         dim=8,

@@ -68,6 +68,7 @@ def test_checkpoint_write_is_atomic(tmp_path):
 
 def _changed(value, name=""):
     special = {"csv_separator": "\t", "model": "ViT-B-16", "report_to": "tensorboard"}
+    special |= {"preprocess": "clip", "aug": "rrc", "lr_scheduler": "const"}
     if name in special:
         return special[name]
     if isinstance(value, bool):
@@ -75,7 +76,7 @@ def _changed(value, name=""):
     if isinstance(value, int):
         return value + 1
     if isinstance(value, float):
-        return value * 2
+        return value * 2 if value else 0.5
     return value + "x"
 
 
