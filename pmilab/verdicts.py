@@ -466,16 +466,21 @@ def _tost_pass_probability(n: int, sd: float, gap: float, tol: float, alpha: flo
                         - Phi(sqrt(n)(-tol - gap)/sd + t u/sqrt(nu))] chi_nu(u) du,
     u* = sqrt(nu n) tol / (t sd), where the band closes. (The two one-sided nct terms alone
     give only the lower bound P(A) + P(B) - 1, loose when sd is comparable to tol.)
+    The integral runs on chi's probability scale, q = F_chi(u) in [0, F_chi(u*)], where the
+    integrand is bounded by 1 and smooth: over u, a spread far below the tolerance puts u* at
+    ~1e10 while all of chi's mass lies near sqrt(nu), and quadrature over [0, u*] missed it
+    (P(PASS) came out 0 instead of 1).
     """
     nu, t = n - 1, _t(alpha, n)
     a, b = math.sqrt(n) * (tol - gap) / sd, math.sqrt(n) * (-tol - gap) / sd
     c = t / math.sqrt(nu)
 
-    def f(u: float) -> float:
-        return (stats.norm.cdf(a - c * u) - stats.norm.cdf(b + c * u)) * stats.chi.pdf(u, nu)
+    def band(q: float) -> float:
+        u = float(stats.chi.ppf(q, nu))
+        return max(0.0, float(stats.norm.cdf(a - c * u) - stats.norm.cdf(b + c * u)))
 
-    u_max = math.sqrt(nu * n) * tol / (t * sd)
-    return float(integrate.quad(f, 0.0, u_max, limit=200, epsabs=1e-10)[0])
+    q_max = float(stats.chi.cdf(math.sqrt(nu * n) * tol / (t * sd), nu))
+    return float(integrate.quad(band, 0.0, q_max, limit=200, epsabs=1e-12)[0])
 
 
 def verdict_probabilities(

@@ -429,3 +429,20 @@ def test_power_at_a_spread_far_below_the_tolerance_is_the_limit_not_a_crash():
     assert V.power_at(8, 6.6e-16, 2e-6, 1e-6, verdict="FAIL") == pytest.approx(1.0)
     assert V._nct_sf(1.9, 7, 4.27e9) == 1.0 and V._nct_sf(1.9, 7, -4.27e9) == 0.0
     assert V._nct_sf(1.9, 7, 3.0) == pytest.approx(float(stats.nct.sf(1.9, 7, 3.0)))
+
+
+@pytest.mark.parametrize("n", [5, 8, 30])
+def test_equivalence_pass_probability_at_a_tiny_spread(n):
+    """A spread far below the tolerance (T4a's pilot: sd 6.6e-16 against 1e-6) passes TOST
+    with certainty: |m| +- t s/sqrt(n) sits ~1e9 s inside the band. The integral over the sample
+    sd once missed chi's mass there and gave 0."""
+    for sd in (6.6e-16, 1e-12, 1e-9):
+        probs = V.verdict_probabilities(n, sd, 0.0, 1e-6, kind="equivalence")
+        assert probs["PASS"] == pytest.approx(1.0, abs=1e-9)
+        assert probs["FAIL"] == pytest.approx(0.0, abs=1e-12)
+    # ... and a gap of 2x the tolerance at the same spread FAILs with certainty
+    assert V.power_at(n, 1e-12, 2e-6, 1e-6, kind="equivalence") == pytest.approx(1.0, abs=1e-9)
+    # between the extremes it still agrees with simulation of the rule itself
+    probs = V.verdict_probabilities(n, 0.2, 0.1, 0.5, kind="equivalence")
+    p_pass, p_fail = _simulate("equivalence", n, 0.2, 0.1, 0.5, seed=5)
+    assert abs(probs["PASS"] - p_pass) < 0.01 and abs(probs["FAIL"] - p_fail) < 0.01
