@@ -10,6 +10,9 @@ impl:
 - kme, wpse:          pmilab's memory-bounded `_pairwise.kme_logits` / `wpse_logits` (σ learnable)
 - kme_naive, wpse_naive: the usual einsum implementation, (B, C, M, N) kept for backward
 - kme_head:           `pl.similarity.KME(sigma=0.5).logit_matrix` (the must-show memory point)
+- kme_small, wpse_small: the fused small-set path of the heads sweep (`_pairwise_small`: float64
+                      rank-(d+2) GEMM scores, hand-written backward; benchmarks/small_sets.py)
+- none:               no workload (what the process alone costs)
 - linear:             `pl.similarity.Linear(normalize=False)` + `pl.losses.symmetric_infonce` on
                       features of width D = M·N·d (the same 6·B·C·M·N·d FLOPs); the worker also
                       times, interleaved in the same process, the minimal reference zx @ zyᵀ + two
@@ -28,7 +31,7 @@ import time
 import torch
 import torch.nn.functional as F
 
-from pmilab.similarity import _pairwise
+from pmilab.similarity import _pairwise, _pairwise_small
 
 GEMM_N = 2048  # the large square matmul whose rate defines the floor (2·n³ FLOPs)
 
@@ -126,9 +129,13 @@ def workload(impl: str, b: int, m: int, d: int):
     """A closure running one forward+backward of `impl` at (B=C=b, M=N=m, d)."""
     if impl == "linear":
         return linear_workloads(b, m * m * d)["linear"]
+    if impl == "none":
+        return lambda: None
     px, wx, py, wy = point_inputs(b, m, d)
     sigma = torch.tensor(0.5, requires_grad=True)
     fns = {
+        "kme_small": lambda: _pairwise_small.kme_logits_small(px, wx, py, wy, sigma),
+        "wpse_small": lambda: _pairwise_small.wpse_logits_small(px, wx, py, wy, sigma, 0.0, 1.0),
         "kme": lambda: _pairwise.kme_logits(px, wx, py, wy, sigma),
         "kme_naive": lambda: _pairwise.kme_logits_einsum(px, wx, py, wy, sigma),
         "wpse": lambda: _pairwise.wpse_logits(px, wx, py, wy, sigma, 0.0, 1.0),
@@ -152,6 +159,29 @@ def profile(run) -> str:
     return prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=14)
 
 
+def _status_mib(key: str) -> float:
+    for line in open("/proc/self/status"):
+        if line.startswith(key):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def reset_peak_rss() -> float:
+    """Reset the kernel's peak-RSS mark (VmHWM) to the current RSS and return it, in MiB.
+    ru_maxrss cannot do this: it keeps the import-time peak (scipy, pandas), which hides
+    a workload of a few hundred MiB. NaN where /proc cannot (not Linux)."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        return float("nan")
+    return _status_mib("VmRSS")
+
+
+def peak_rss_since_reset() -> float:
+    return _status_mib("VmHWM")
+
+
 def measure(cfg: dict) -> dict:
     if cfg.get("threads"):
         torch.set_num_threads(int(cfg["threads"]))
@@ -169,8 +199,11 @@ def measure(cfg: dict) -> dict:
             "threads": torch.get_num_threads(),
         }
     run = workload(cfg["impl"], cfg["b"], cfg["m"], cfg["d"])
+    rss0 = reset_peak_rss()
     if cfg.get("warmup", True):
         run()
+    # the workload's own peak above the memory it started with (inputs already allocated)
+    workload_peak = peak_rss_since_reset() - rss0
     # Interleaved: the GEMM rate is re-measured before every timed run and the best of each is
     # kept, so a burst of load from other jobs cannot favour one side of the ratio.
     rates, times = [gemm_rate(reps=2)], []
@@ -189,6 +222,7 @@ def measure(cfg: dict) -> dict:
         "time_median_s": statistics.median(times),
         "reps": len(times),
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "workload_peak_rss_mib": workload_peak,
         "gemm_gflops": rate / 1e9,
         "gemm512_gflops": small / 1e9,
         "threads": torch.get_num_threads(),
