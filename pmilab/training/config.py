@@ -265,6 +265,17 @@ class FitConfig:
         ),
     )
     weight_decay: float = field(default=0.0, metadata=setting("AdamW weight decay", "training"))
+    optimizer: str = field(
+        default="adamw",
+        metadata=setting(
+            "adamw, or lbfgs: per-seed L-BFGS for an exact population loss (population, no "
+            "weight decay or warmup; a step is one iteration; lr scales the first trial step, "
+            "default 1; a seed whose line search finds no decrease has converged: in float32 "
+            "that is the loss's rounding, ~1e-7 nats; --dtype float64 goes further)",
+            "training",
+            choices=("adamw", "lbfgs"),
+        ),
+    )
     warmup: int = field(default=0, metadata=setting("linear warmup steps", "training"))
     seed: int = field(
         default=0, metadata=setting("seed of initialisation and sampling", "training")
@@ -484,6 +495,13 @@ class FitConfig:
         if self.threads is not None:
             _positive_int(self.threads, "threads")
         _positive_int(self.check_every, "check_every")
+        if self.optimizer == "lbfgs" and not (self.population and self.weight_decay == 0):
+            raise InputError(
+                "optimizer='lbfgs' minimises an exact population loss: it needs population=True "
+                "and weight_decay=0 (a minibatch loss changes every step)"
+            )
+        if self.optimizer == "lbfgs" and self.warmup:
+            raise InputError("optimizer='lbfgs' has no learning-rate schedule: set warmup=0")
         if self.converge_window is not None:
             _positive_int(self.converge_window, "converge_window")
             _positive_float(self.converge_tol, "converge_tol")

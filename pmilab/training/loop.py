@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 
 from pmilab.errors import InputError
 from pmilab.runtime.device import resolve_device
+from pmilab.runtime.lbfgs import BatchedLBFGS
 from pmilab.runtime.optim import adamw_groups
 from pmilab.runtime.schedule import warmup_cosine
 from pmilab.similarity.base import SimilarityHead
@@ -59,7 +60,9 @@ def _resolve(dist, config: FitConfig | None, overrides: dict) -> tuple[object, F
     cfg = (config or FitConfig()).replace(**overrides).validated()
     if cfg.population and not dist.discrete:
         raise InputError("population=True needs a discrete joint table; train on samples instead")
-    if cfg.lr is None:
+    if cfg.lr is None and cfg.optimizer == "lbfgs":
+        cfg = cfg.replace(lr=1.0)  # the quasi-Newton step itself
+    elif cfg.lr is None:
         cfg = cfg.replace(lr=DEFAULT_LR_TABLE if dist.discrete else DEFAULT_LR_MLP)
     return dist, cfg
 
@@ -70,8 +73,6 @@ def _train(
     """Train every replica for `cfg.steps` steps (fewer once all have stopped or converged);
     returns each replica's loss history (up to its kept parameters) and its outcome."""
     model = rep.models[0]
-    groups = rep.optimizer_groups(model, model.head.no_decay_parameters(), cfg.weight_decay)
-    opt = adamw_groups(groups, cfg.lr)
     guard = Guard(rep, cfg.check_every, cfg.lr, cfg.converge_window, cfg.converge_tol)
     redraws = [
         (m.head.redraw, torch.Generator().manual_seed(s + 1))
@@ -79,12 +80,15 @@ def _train(
         if _overrides(m.head, "redraw")
     ]
     clamps = [m.head.clamp_ for m in rep.models if _overrides(m.head, "clamp_")]
+    if cfg.optimizer == "lbfgs":
+        return _train_lbfgs(rep, inputs, cfg, guard, redraws, clamps, progress)
+    groups = rep.optimizer_groups(model, model.head.no_decay_parameters(), cfg.weight_decay)
+    opt = adamw_groups(groups, cfg.lr)
     for m in rep.models:
         m.train()
     hist: Tensor | None = None
     last = cfg.steps - 1
-    desc = f"fit {cfg.similarity}" + (f" x{rep.size} seeds" if rep.size > 1 else "")
-    bar = tqdm(range(cfg.steps), desc=desc, disable=not progress, leave=False)
+    bar = tqdm(range(cfg.steps), desc=_desc(cfg, rep), disable=not progress, leave=False)
     for step in bar:
         for group in opt.param_groups:
             group["lr"] = warmup_cosine(step, cfg.lr, cfg.warmup, cfg.steps)
@@ -116,11 +120,74 @@ def _train(
         if progress and step % 50 == 0:
             bar.set_postfix(loss=f"{float(hist[step].mean()):.4f}")
     bar.close()
+    return _histories(cfg, guard, hist, step, len(seeds))
+
+
+def _desc(cfg: FitConfig, rep: Replicas) -> str:
+    return f"fit {cfg.similarity}" + (f" x{rep.size} seeds" if rep.size > 1 else "")
+
+
+def _histories(cfg: FitConfig, guard: Guard, hist: Tensor | None, step: int, n: int):
     for r, out in enumerate(guard.outcomes):
         if bool(guard.active[r]):
             out.kept = min(cfg.steps, step + 1)
-    cols = hist.T.tolist() if hist is not None else [[] for _ in seeds]
+    cols = hist.T.tolist() if hist is not None else [[] for _ in range(n)]
     return [c[: o.kept] for c, o in zip(cols, guard.outcomes, strict=True)], guard.outcomes
+
+
+def _train_lbfgs(
+    rep: Replicas, inputs: StepInputs, cfg: FitConfig, guard: Guard, redraws, clamps, progress
+):
+    """`_train` with per-seed L-BFGS (`runtime.lbfgs`) on an exact population loss: a step is
+    one iteration (its line search may evaluate the loss several times); the history holds the
+    loss at the start of each iteration. A seed whose search finds no decrease has converged
+    (`converged_at_step`); the run ends when every active seed has."""
+    if redraws:
+        raise InputError(
+            "optimizer='lbfgs' needs a deterministic loss: this head redraws its features"
+        )
+    leaves = rep.leaves()
+    opt = BatchedLBFGS(leaves, lr=cfg.lr)
+    shared, per_replicate = inputs.draw()  # the population loss: the same inputs every step
+
+    def closure() -> Tensor:
+        for p in leaves:
+            p.grad = None
+        losses = rep.losses(shared, per_replicate)
+        losses.sum().backward()
+        return losses.detach()
+
+    for m in rep.models:
+        m.train()
+    hist = None
+    last = cfg.steps - 1
+    bar = tqdm(range(cfg.steps), desc=_desc(cfg, rep), disable=not progress, leave=False)
+    for step in bar:
+        opt.evaluate(closure)
+        if hist is None:
+            hist = torch.empty(cfg.steps, rep.size, dtype=opt.loss.dtype, device=opt.loss.device)
+        hist[step] = opt.loss
+        check = guard.is_check(step, last)
+        if check:
+            guard.before_update(step, hist)
+        opt.step(closure)
+        if clamps:
+            before = [p.detach().clone() for p in leaves]
+            for clamp in clamps:
+                clamp()
+            if any(not torch.equal(b, p) for b, p in zip(before, leaves, strict=True)):
+                opt.moved_outside()  # a clamp moved a parameter: re-evaluate there
+        if check:
+            guard.after_update(step)
+        guard.hold_frozen()
+        for r in (opt.stalled & guard.active).nonzero().flatten().tolist():
+            guard.outcomes[r].converged_at = step
+        if not bool((guard.active & ~opt.stalled).any()):
+            break
+        if progress and step % 10 == 0:
+            bar.set_postfix(loss=f"{float(hist[step].mean()):.6f}")
+    bar.close()
+    return _histories(cfg, guard, hist, step, rep.size)
 
 
 def _overrides(head, method: str) -> bool:
