@@ -193,3 +193,28 @@ def test_torchrun_streams_shards_split_by_rank_and_merges_skips(tmp_path):
     assert summary["skipped"] == {"corrupt_image": 1}  # 8 steps x 4 of 12 per rank: 2+ epochs
     # named in one warning: a shard always lives on the same rank
     assert proc.stderr.count(f"skipped (corrupt image): {tmp_path / 'data-003.tar'}:k3-1") == 1
+
+
+def test_torchrun_with_clipping_crops_and_schedule_equals_single_process(tmp_path):
+    """The loop flags of issue 26 under DDP: --grad-clip-norm clips the global gradient (after
+    the all-reduce), --aug rrc draws each sample's crop from its own index (not the rank), and
+    --lr-scheduler const: 2 ranks x 2 micro-batches x 2 pairs ==
+    1 process x 8 pairs, and the clipping is active (a run without it ends elsewhere)."""
+    from pmilab.cli import main
+
+    flags = ["--grad-clip-norm", "0.05", "--aug", "rrc", "--lr-scheduler", "const", "--steps", "4"]
+    base = [a for a in PRETRAIN if a not in ("--steps", "3")]
+    proc = torchrun(
+        ["-m", "pmilab", *base, *flags, "--batch-size", "2", "--accum-freq", "2"]
+        + ["--out", str(tmp_path / "d")]
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert main([*base, *flags, "--batch-size", "8", "--out", str(tmp_path / "s")]) == 0
+    unclipped = [a for a in flags if a not in ("--grad-clip-norm", "0.05")]
+    assert main([*base, *unclipped, "--batch-size", "8", "--out", str(tmp_path / "u")]) == 0
+    a, b, u = (
+        torch.load(tmp_path / k / "ckpt.pt", weights_only=True)["model"] for k in ("d", "s", "u")
+    )
+    worst = max((a[k] - b[k]).abs().max().item() for k in b)
+    assert worst < TOL, f"parameters differ by {worst:.3g} after 4 steps"
+    assert max((u[k] - b[k]).abs().max().item() for k in b) > 1e3 * TOL  # clipping mattered
