@@ -95,15 +95,16 @@ HELP = {
     "report_to": "also log to 'tensorboard' (OUT/tensorboard: train/ and val/ scalars, and the "
     "settings as hyperparameters)",
     "device": "auto (CUDA if present), cpu, cuda or cuda:N",
-    "precision": "auto (bf16 autocast for the towers on CUDA, fp32 on CPU), fp32, bf16 or fp64; "
-    "open_clip's amp and amp_bf16 mean bf16 here (autocast of the towers, fp32 weights; pmilab "
-    "has no fp16 path). The similarity head and loss never run in bf16",
+    "precision": "auto (bf16 autocast for the towers on CUDA, fp32 on CPU), fp32, bf16, amp or "
+    "fp64. amp is open_clip's: fp16 autocast of the towers with dynamic loss scaling (a step "
+    "whose gradients overflow is skipped); bf16 = open_clip's amp_bf16 (also accepted). Weights "
+    "stay fp32; the similarity head and the loss never run in fp16 or bf16",
     "threads": "torch CPU threads (0: torch's default; 1 is fastest on a busy machine)",
 }
 CHOICES = {
     "tower": ["cnn", "vit", "hf-vit", "clip"],
     "text_tower": ["transformer", "clip"],
-    "precision": ["auto", "fp32", "bf16", "fp64", "amp", "amp_bf16"],
+    "precision": ["auto", "fp32", "bf16", "amp", "fp64", "amp_bf16", "amp_bfloat16"],
     "preprocess": ["simple", "clip"],
     "aug": ["none", "rrc"],
     "lr_scheduler": ["cosine", "const", "const-cooldown"],

@@ -29,18 +29,21 @@ def accumulate(
     model: nn.Module,
     ddp: nn.Module,
     micro: list[tuple[Tensor, Tensor, Tensor]],
-    autocast: bool = False,
+    autocast: bool | torch.dtype | None = False,
     distributed: bool = False,
+    scale: float = 1.0,
 ) -> Tensor:
     """Forward and backward of one optimizer step over micro-batches (images, ids, mask).
 
     `model` is the bare ImageTextModel, `ddp` the module to call (the DDP wrapper, or `model`).
-    Returns the (detached) loss of the whole set, this rank's local slab under DDP.
+    `autocast`: the towers' autocast (`runtime.precision.encoder_autocast`). `scale`: the
+    gradients are of `scale` times the loss (fp16's loss scaling; the caller unscales).
+    Returns the (detached, unscaled) loss of the whole set, this rank's local slab under DDP.
     """
     k = len(micro)
     if k == 1:
         loss = ddp(*micro[0], autocast=autocast)
-        loss.backward()
+        _backward(loss, scale)
         return loss.detach()
     with torch.no_grad():
         cached = [model.encode_pair(*m, autocast=autocast) for m in micro]
@@ -49,9 +52,13 @@ def accumulate(
         sync = not distributed or j == k - 1
         with contextlib.nullcontext() if sync else ddp.no_sync():
             loss = ddp(*m, autocast=autocast, cached=cached, slot=j)
-            loss.backward()
+            _backward(loss, scale)
         first = loss.detach() if first is None else first
     for p in model.similarity.parameters():
         if p.grad is not None:
             p.grad /= k
     return first
+
+
+def _backward(loss: Tensor, scale: float) -> None:
+    (loss if scale == 1.0 else loss * scale).backward()

@@ -83,10 +83,10 @@ PREPROCESS = ("simple", "clip")
 AUGMENTATIONS = ("none", "rrc")
 SCHEDULERS = ("cosine", "const", "const-cooldown")
 # open_clip's --precision names with the same meaning here: autocast of the towers with fp32
-# weights. pmilab's autocast is bf16 (open_clip's `amp` is fp16 with a gradient scaler; bf16
-# needs no scaler), and the similarity head and the loss never run in bf16.
-PRECISION_ALIASES = {"amp": "bf16", "amp_bf16": "bf16"}
-PRECISIONS = ("auto", "fp32", "bf16", "fp64", *PRECISION_ALIASES)
+# weights; `amp` is fp16 autocast with a gradient scaler (runtime.precision), `amp_bf16` and
+# `amp_bfloat16` bf16 autocast. The similarity head and the loss never run in fp16 or bf16.
+PRECISION_ALIASES = {"amp_bf16": "bf16", "amp_bfloat16": "bf16"}
+PRECISIONS = ("auto", "fp32", "bf16", "amp", "fp64", *PRECISION_ALIASES)
 # Built-in data sets whose images keep today's preprocessing by default (nearest resize to
 # [-1, 1]): the synthetic shapes (known PMI, T7) and sklearn's 8x8 digits.
 SIMPLE_DATA = ("shapes", "digits")
@@ -212,7 +212,7 @@ class PretrainConfig(ModelFields):
     log_every: int = 10
     report_to: str = ""  # "" (log.csv only) | tensorboard
     device: str = "auto"
-    precision: str = "auto"  # auto (bf16 autocast on CUDA, fp32 on CPU) | fp32 | bf16 | fp64
+    precision: str = "auto"  # auto (bf16 autocast on CUDA, fp32 on CPU) | fp32 | bf16 | amp | fp64
     threads: int = 0  # torch CPU threads; 0 keeps torch's default
     resume: bool = False
     overwrite: bool = False  # write into an --out holding another run (not with resume)

@@ -77,7 +77,7 @@ from pmilab.pretrain.val import InRunEval, scalars
 from pmilab.runtime import distributed
 from pmilab.runtime.device import resolve_device
 from pmilab.runtime.optim import adamw
-from pmilab.runtime.precision import param_dtype, resolve_precision
+from pmilab.runtime.precision import autocast_dtype, needs_scaler, param_dtype, resolve_precision
 
 __all__ = ["PretrainConfig", "TrainingFailed", "train"]
 
@@ -312,6 +312,8 @@ def train(cfg: PretrainConfig) -> dict:
     ddp = torch.nn.parallel.DistributedDataParallel(model) if info.world > 1 else model
     loop = Loop(cfg, info, device, precision, tok, model, ddp, opt, out, warmup)
     loop.plan, loop.evals = plan, evals
+    if loop.scaler is not None and ckpt is not None and ckpt.get("scaler"):
+        loop.scaler.load_state_dict(ckpt["scaler"])  # the loss scale where the run stopped
     loop.skips, loop.events, loop.collapse = skips, events, collapse
     loop.reader_skips = Counter(data.skipped) if data is not None else Counter()
     loop.source = micro_batches(cfg, info, data, shards, prep, start, skips)
@@ -505,6 +507,8 @@ class Loop:
         self.plan = RunPlan(cfg.steps, None, cfg.ckpt_every, None, None, 0)  # train() sets it
         self.evals: InRunEval | None = None
         self.last_val: dict = {}
+        # --precision amp: fp16 towers need dynamic loss scaling (runtime.precision)
+        self.scaler = torch.amp.GradScaler(device.type) if needs_scaler(precision) else None
 
     def next_step_batches(self) -> list[tuple]:
         """The k micro-batches of one step, moved to the device; equal sizes on every rank."""
@@ -532,8 +536,12 @@ class Loop:
         if sum(len(m[0]) for m in micro) < 2:  # the same on every rank: no rank waits
             self.events["batch_too_small"] += 1
             return None
+        scale = 1.0
+        if self.scaler is not None:  # the current loss scale (initialised on first use)
+            scale = float(self.scaler.scale(torch.ones((), device=self.device)))
+        autocast = autocast_dtype(self.precision)
         loss = accumulate(
-            self.model, self.ddp, micro, self.precision == "bf16", self.info.world > 1
+            self.model, self.ddp, micro, autocast, self.info.world > 1, scale=scale
         ).clone()
         if self.info.world > 1:
             dist.all_reduce(loss)
@@ -588,9 +596,15 @@ class Loop:
                 self.fail(step + 1, f"the loss is {step_loss}")
             n = sum(len(m[0]) for m in micro) * self.info.world
             if step_loss is not None:
+                if self.scaler is not None:  # true gradients before clipping (open_clip's order)
+                    self.scaler.unscale_(self.opt)
                 if cfg.grad_clip_norm > 0:  # the gradients are the global batch's (DDP-averaged)
                     torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip_norm)
-                self.opt.step()
+                if self.scaler is not None:  # skips the step if a gradient overflowed
+                    self.scaler.step(self.opt)
+                    self.scaler.update()
+                else:
+                    self.opt.step()
                 self.model.similarity.clamp_()
                 loss = step_loss
                 self.watch_collapse(step + 1, loss, n, micro)
@@ -679,7 +693,7 @@ class Loop:
     def logits(self, micro: list[tuple]) -> torch.Tensor:
         """The logit matrix of the step's last micro-batch, with the updated weights."""
         images, ids, mask = micro[-1]
-        img, txt = self.model.encode_pair(images, ids, mask, self.precision == "bf16")
+        img, txt = self.model.encode_pair(images, ids, mask, autocast_dtype(self.precision))
         return self.model.logit_matrix(*img, *txt)
 
     def fail(self, step: int, what: str) -> None:
@@ -728,6 +742,7 @@ class Loop:
                 {
                     "model": self.model.state_dict(),
                     "optimizer": self.opt.state_dict(),
+                    "scaler": self.scaler.state_dict() if self.scaler is not None else None,
                     "step": step,
                     "model_config": asdict(self.model.cfg),
                     "config": asdict(self.cfg),

@@ -36,10 +36,13 @@ def one_error_line(capsys, argv: list[str]) -> str:
 # open_clip's names -> the same parsed configuration
 
 
-def test_precision_amp_names_mean_bf16_autocast():
+def test_precision_names_mean_what_they_mean_in_open_clip():
+    """amp: fp16 autocast with a gradient scaler (tests/pretrain/test_amp.py); amp_bf16 and
+    amp_bfloat16: bf16 autocast, pmilab's bf16."""
     bf16 = parse("--precision", "bf16")
-    assert parse("--precision", "amp") == parse("--precision", "amp_bf16") == bf16
+    assert parse("--precision", "amp_bf16") == parse("--precision", "amp_bfloat16") == bf16
     assert bf16.precision == "bf16"
+    assert parse("--precision", "amp").precision == "amp" != bf16.precision
     assert parse("--precision", "fp32").precision == "fp32" != bf16.precision
     assert PretrainConfig(precision="amp_bf16") == PretrainConfig(precision="bf16")
 
