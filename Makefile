@@ -14,6 +14,10 @@ PY := $(VENV)/bin/python
 BASE := $(VENV)/.pmilab-base
 STAMP := $(VENV)/.pmilab-installed
 PYTEST_ARGS ?=
+# open_clip's own model code, for tests/pretrain/test_weights_openclip.py only: installed without
+# dependencies into a folder outside the venv, which only that test's child process puts on its
+# path (with CPU torch, a torchvision inside the venv breaks `import transformers`' CLIP models)
+OPENCLIP_TEST := open_clip_torch==3.3.0 timm==1.0.31 torchvision==0.28.0 ftfy==6.3.1
 # The main job exits 1 when a claim FAILs or a calibration/control row is not as it must be
 # (the report still lists every row with its numbers); INCONCLUSIVE exits 0.
 # `make verify VERIFY_ARGS="--quick --allow-fail"` exits 0 anyway.
@@ -33,6 +37,7 @@ $(BASE): pyproject.toml
 
 $(STAMP): $(BASE)
 	$(PY) -m pip install -e ".[dev,triton,ray,notebooks]"
+	$(PY) -m pip install --no-deps --upgrade --target $(VENV)/openclip-test $(OPENCLIP_TEST)
 	touch $(STAMP)
 
 test: $(STAMP) lint

@@ -21,6 +21,7 @@ MARKERS: dict[str, tuple[str, ...]] = {
     "pretrain": ("ckpt.pt", "checkpoints", "config.json", "tokenizer.json", "log.csv")
     + ("summary.json", "tensorboard"),
     "eval": ("eval.json",),
+    "export": ("pmilab_export.json", "pmilab_model.safetensors", "model.safetensors"),
 }
 
 

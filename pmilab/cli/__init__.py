@@ -16,6 +16,7 @@ from pmilab.errors import InputError
 
 # Subcommands in the order `pmilab --help` lists them; a module missing here is simply skipped.
 SUBCOMMANDS = ["verify", "check", "power", "compare", "fit", "figures", "pretrain", "eval"]
+SUBCOMMANDS += ["export"]
 
 
 def build_parser() -> argparse.ArgumentParser:

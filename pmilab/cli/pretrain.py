@@ -58,6 +58,12 @@ HELP = {
     "to load the image tower from; nothing is downloaded",
     "pretrained_text": "a local transformers folder (CLIP text or CLIP) to load the text tower "
     "from; pass its tokenizer.json with --tokenizer",
+    "pretrained_weights": "an open_clip or OpenAI CLIP state dict (.pt, OpenAI's TorchScript .pt, "
+    "or .safetensors) for both CLIP towers, and for a linear head its projections and logit "
+    "scale; the file's shapes set the tower fields and --dim. --pretrained FILE says the same",
+    "force_quick_gelu": "the --pretrained FILE towers use QuickGELU (OpenAI's models and "
+    "open_clip's -quickgelu ones; an OpenAI TorchScript archive always does); without it GELU, "
+    "open_clip's default",
     "grad_checkpointing": "recompute the transformers towers' activations in the backward pass "
     "(less memory, one more tower forward per step)",
     "tokenizer": "word (word-level), bpe (byte-level BPE), each trained on the captions, or a "
@@ -117,7 +123,7 @@ FLAGS = {
     "weight_decay": ["--weight-decay", "--wd"],
     "log_every": ["--log-every", "--log-every-n-steps"],
 }
-SWITCHES = ("dataset_resampled", "grad_checkpointing")
+SWITCHES = ("dataset_resampled", "grad_checkpointing", "force_quick_gelu")
 # PretrainConfig fields with a hand-written option below (or none).
 OWN_OPTIONS = ("resume", "overwrite", "progress")
 # The --help groups: every PretrainConfig field (but OWN_OPTIONS) in exactly one.
@@ -127,7 +133,8 @@ GROUPS = {
     "preprocessing": ["preprocess", "aug", "image_size"],
     "model": ["model", "similarity", "tower", "text_tower", "width", "text_width"]
     + ["image_layers", "image_heads", "text_layers", "text_heads", "patch_size", "dim", "points"]
-    + ["context", "sigma", "pretrained_image", "pretrained_text", "grad_checkpointing"]
+    + ["context", "sigma", "pretrained_image", "pretrained_text", "pretrained_weights"]
+    + ["force_quick_gelu", "grad_checkpointing"]
     + ["tokenizer", "vocab_size"],
     "schedule and optimizer": ["steps", "epochs", "batch_size", "accum_freq", "lr"]
     + ["weight_decay", "warmup", "lr_scheduler", "epochs_cooldown", "lr_cooldown_power"]
@@ -143,8 +150,9 @@ OPEN_CLIP_FLAGS = (
     "--csv-separator, --csv-img-key, --csv-caption-key, --workers, --batch-size, --epochs, "
     "--lr, --wd, --warmup, --lr-scheduler cosine|const|const-cooldown, --epochs-cooldown, "
     "--lr-cooldown-power, --lr-cooldown-end, --grad-clip-norm, --accum-freq, "
-    "--precision amp|amp_bf16|fp32, --model ViT-B-32|ViT-B-16|ViT-L-14, --pretrained DIR (a "
-    "local transformers CLIP folder), --grad-checkpointing, --seed, --save-frequency, "
+    "--precision amp|amp_bf16|fp32, --model ViT-B-32|ViT-B-16|ViT-L-14, --pretrained FILE (an "
+    "open_clip / OpenAI .pt or .safetensors state dict) or DIR (a local transformers CLIP "
+    "folder), --force-quick-gelu, --grad-checkpointing, --seed, --save-frequency, "
     "--val-frequency, --zeroshot-frequency, --report-to tensorboard, --log-every-n-steps, "
     "--resume latest, --local-loss, --gather-with-grad"
 )
@@ -194,11 +202,12 @@ def add_parser(subparsers) -> None:
                 add_field(groups[group_name], name, getattr(defaults, name), choices, presets)
     groups["model"].add_argument(
         "--pretrained",
-        metavar="DIR",
+        metavar="FILE|DIR",
         default=None,
-        help="a local transformers CLIP folder (save_pretrained of a CLIPModel) for both towers: "
-        "--pretrained-image DIR --pretrained-text DIR. open_clip's tags ('openai', 'laion2b_...') "
-        "and .pt/.safetensors files are not read here; nothing is downloaded",
+        help="an open_clip / OpenAI state-dict FILE (.pt, .safetensors): --pretrained-weights "
+        "FILE; or a local transformers CLIP folder (save_pretrained of a CLIPModel) for both "
+        "towers: --pretrained-image DIR --pretrained-text DIR. open_clip's tags ('openai', "
+        "'laion2b_...') are not read: nothing is downloaded",
     )
     run_group = groups["run, checkpoints and logs"]
     run_group.add_argument(
@@ -283,12 +292,14 @@ def given_settings(args: argparse.Namespace) -> dict:
     }
     if "steps" in given and "epochs" in given:
         raise InputError("--steps and --epochs both set the run's length; pass one of them")
-    if getattr(args, "pretrained", None):
+    if getattr(args, "pretrained", None) and Path(args.pretrained).is_file():
+        given.setdefault("pretrained_weights", args.pretrained)
+    elif getattr(args, "pretrained", None):
         if not Path(args.pretrained).is_dir():
             raise InputError(
-                f"--pretrained {args.pretrained}: not a folder; it takes a local transformers "
-                "CLIP folder (save_pretrained). open_clip's tags and checkpoint files are not "
-                "read, and nothing is downloaded"
+                f"--pretrained {args.pretrained}: not a folder or a file; it takes an open_clip "
+                "/ OpenAI state dict (.pt, .safetensors) or a local transformers CLIP folder "
+                "(save_pretrained). open_clip's tags are not read: nothing is downloaded"
             )
         given.setdefault("pretrained_image", args.pretrained)
         given.setdefault("pretrained_text", args.pretrained)

@@ -20,7 +20,10 @@ Files, one idea each:
   warmup and an open_clip schedule, gradient clipping, the non-finite stop, atomic checkpoints
   kept k deep, exact resume, log.csv and TensorBoard with hyperparameters); val.py: evaluation
   during training (--val-data, --zeroshot-frequency);
-- evaluate.py / report.py: `pmilab eval` (zero-shot mixtures, retrieval, probe, PMI errors).
+- evaluate.py / report.py: `pmilab eval` (zero-shot mixtures, retrieval, probe, PMI errors);
+- weights_openclip.py: open_clip / OpenAI state dicts in and out of the CLIP towers
+  (`--pretrained FILE`); export.py: `pmilab export` (a transformers CLIPModel folder, or
+  safetensors + head config).
 """
 
 from pmilab.pretrain.evaluate import evaluate

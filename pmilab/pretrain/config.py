@@ -113,10 +113,14 @@ class ModelFields:
     sigma: float = 0.5  # kernel bandwidth of wpse / kme (kme learns it)
     pretrained_image: str = ""  # a local from_pretrained folder (read once, at the first build)
     pretrained_text: str = ""
+    # an open_clip / OpenAI state dict file for both CLIP towers and a vector head's projections
+    # and logit scale (weights_openclip.py; read once, at the first build)
+    pretrained_weights: str = ""
+    force_quick_gelu: bool = False  # the file's towers use QuickGELU (an OpenAI archive always)
 
     def resolve_image_size(self) -> None:
         """image_size 0 means 32 unless a pretrained image tower brings its own size."""
-        if self.image_size == 0 and not self.pretrained_image:
+        if self.image_size == 0 and not (self.pretrained_image or self.pretrained_weights):
             self.image_size = DEFAULT_IMAGE_SIZE
 
 
@@ -315,6 +319,13 @@ class PretrainConfig(ModelFields):
         preset = dict(PRESETS.get(given.get("model") or "", {}))
         if given.get("pretrained_image"):
             preset = {k: v for k, v in preset.items() if k not in PRESET_IMAGE_FIELDS}
+        weights = given.get("pretrained_weights")
+        # the file's shapes fix the towers and --dim (a resume needs no file: its checkpoint
+        # holds the towers, and --resume latest the fields)
+        if weights and (Path(weights).exists() or not given.get("resume")):
+            from pmilab.pretrain.weights_openclip import file_fields
+
+            preset = {**preset, **file_fields(weights)}
         return cls(**{**preset, **given})
 
     def model_config(self, vocab: int) -> ModelConfig:
@@ -456,7 +467,8 @@ RESUME_FIELDS = {
     "head": ["similarity", "dim", "points", "sigma"],
     "towers": ["model", "tower", "text_tower", "width", "text_width", "image_layers"]
     + ["image_heads", "text_layers", "text_heads", "patch_size", "context", "image_size"]
-    + ["pretrained_image", "pretrained_text", "tokenizer", "vocab_size"],
+    + ["pretrained_image", "pretrained_text", "tokenizer", "vocab_size"]
+    + ["pretrained_weights", "force_quick_gelu"],
     "schedule": ["lr", "weight_decay", "warmup", "lr_scheduler", "epochs_cooldown"]
     + ["lr_cooldown_power", "lr_cooldown_end", "grad_clip_norm", "train_num_samples"],
 }

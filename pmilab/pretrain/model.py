@@ -32,7 +32,7 @@ from torch import Tensor, nn
 from pmilab import registry
 from pmilab.encoders import prepare_weights
 from pmilab.errors import InputError
-from pmilab.pretrain import hf_towers
+from pmilab.pretrain import hf_towers, weights_openclip
 from pmilab.pretrain.config import ModelConfig  # defined with the fields it shares (config.py)
 from pmilab.pretrain.towers import (
     PointHead,
@@ -43,7 +43,7 @@ from pmilab.pretrain.towers import (
 from pmilab.runtime.distributed import local_infonce
 from pmilab.runtime.precision import encoder_autocast
 
-__all__ = ["ImageTextModel", "ModelConfig", "build_model", "head_inputs"]
+__all__ = ["ImageTextModel", "ModelConfig", "build_model", "from_openclip", "head_inputs"]
 
 # What pretraining offers a head beyond ModelConfig's fields (`pmilab.registry`'s contract):
 # a WPSE head mixes its linear and Gaussian kernels equally here (fit's default is kernel only).
@@ -84,6 +84,8 @@ class ImageTextModel(nn.Module):
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         self.cfg = cfg
+        # an open_clip / OpenAI file: its towers' configs now, its weights once all is built
+        weights = weights_openclip.prepare(cfg) if cfg.pretrained_weights else None
         if cfg.pretrained_image and cfg.tower not in hf_towers.IMAGE_KINDS:
             cfg.tower = hf_towers.pretrained_kind(cfg.pretrained_image, text=False)
         if cfg.pretrained_text:
@@ -123,6 +125,8 @@ class ImageTextModel(nn.Module):
             self.image_head = PointSetHead(wi, inputs.dim, inputs.points, heads_for(wi))
             self.text_head = PointSetHead(wt, inputs.dim, inputs.points, heads_for(wt))
         self.similarity = similarity_head(cfg)
+        if weights is not None:
+            weights_openclip.load_openclip(self, weights, cfg.pretrained_weights)
 
     def enable_grad_checkpointing(self) -> None:
         """Activation checkpointing in the transformers towers (InputError if there is none)."""
@@ -214,6 +218,26 @@ def build_model(cfg: ModelConfig | dict) -> ImageTextModel:
     if isinstance(cfg, dict):
         cfg = ModelConfig(**cfg)
     return ImageTextModel(cfg)
+
+
+def from_openclip(
+    path: str, similarity: str = "linear", quick_gelu: bool = False, vocab: int = 0, **fields
+) -> ImageTextModel:
+    """A model on CLIP towers holding an open_clip / OpenAI state dict file (`.pt`, OpenAI's
+    TorchScript `.pt`, or `.safetensors`; weights_openclip.py), in eval mode: the towers, and for
+    a vector head (linear) `visual.proj`, `text_projection` and `logit_scale`.
+
+    quick_gelu: the towers use QuickGELU (OpenAI's archive always does; open_clip's own model
+    configs use GELU). vocab: the tokenizer's size (0: the file's). `fields`: other ModelConfig
+    fields (points, sigma, ... of a point-set head). `pmilab pretrain --pretrained FILE` does
+    the same at the start of a run."""
+    shapes = weights_openclip.shapes(weights_openclip.read_state_dict(path, lazy=True)[0], path)
+    cfg = ModelConfig(
+        **{**shapes, "vocab": vocab or shapes["vocab"], "similarity": similarity, **fields},
+        pretrained_weights=str(path),
+        force_quick_gelu=quick_gelu,
+    )
+    return build_model(cfg).eval()
 
 
 def model_config_dict(cfg: ModelConfig) -> dict:
