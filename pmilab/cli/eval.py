@@ -22,8 +22,8 @@ def add_parser(subparsers) -> None:
     p.add_argument(
         "--data",
         default="shapes",
-        help="shapes or digits (their held-out split), a CSV/TSV table, or tar shards (the "
-        "first 2 x --n samples are streamed) (default: shapes)",
+        help="shapes, digits, mnist5k or sklearn-digits (their held-out split), a CSV/TSV "
+        "table, or tar shards (the first 2 x --n samples are streamed) (default: shapes)",
     )
     p.add_argument("--out", required=True, help="directory for eval.json")
     p.add_argument(

@@ -15,7 +15,8 @@ from pmilab.errors import InputError
 
 HELP = {
     "data": "shapes (known-PMI, generated once into $PMILAB_CACHE or ~/.cache/pmilab), digits "
-    "(sklearn, offline), a CSV/TSV table of image paths and captions, or webdataset tar shards "
+    "(sklearn, offline), mnist5k or sklearn-digits (real digits, held-out zero-shot templates; "
+    "offline), a CSV/TSV table of image paths and captions, or webdataset tar shards "
     "(a .tar, data-{000..009}.tar, a glob or a directory; streamed)",
     "csv_separator": "column separator of a CSV/TSV --data ('\\t' for tab; a .tsv file defaults to tab)",
     "csv_img_key": "column of the image paths (relative to the table's folder)",

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from pmilab.experiments.check import CLAIM as CARD
 from pmilab.experiments.framework.claim import ClaimResult
-from pmilab.figures import check, t1, t2, t3, t4, t5, t6, t7
+from pmilab.figures import check, t1, t2, t3, t4, t5, t6, t7, t8
 
 Draw = Callable[[dict, list[ClaimResult], Path], list[Path]]
 
@@ -30,6 +30,7 @@ FIGURES: dict[str, Draw] = {
     "T5": t5.draw,
     "T6": t6.draw,
     "T7": t7.draw,
+    "T8": t8.draw,
 }
 
 

@@ -88,8 +88,9 @@ SCHEDULERS = ("cosine", "const", "const-cooldown")
 PRECISION_ALIASES = {"amp_bf16": "bf16", "amp_bfloat16": "bf16"}
 PRECISIONS = ("auto", "fp32", "bf16", "amp", "fp64", *PRECISION_ALIASES)
 # Built-in data sets whose images keep today's preprocessing by default (nearest resize to
-# [-1, 1]): the synthetic shapes (known PMI, T7) and sklearn's 8x8 digits.
-SIMPLE_DATA = ("shapes", "digits")
+# [-1, 1]): the synthetic shapes (known PMI, T7), sklearn's 8x8 digits and the small grey
+# digits of real_images.py (mnist5k, sklearn-digits: whole digits, no crop, no CLIP statistics).
+SIMPLE_DATA = ("shapes", "digits", "mnist5k", "sklearn-digits")
 
 
 @dataclass

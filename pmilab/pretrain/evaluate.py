@@ -41,6 +41,7 @@ from pmilab.pretrain.logs import one_line_warnings
 from pmilab.pretrain.model import ImageTextModel, build_model
 from pmilab.pretrain.preprocess import Preprocess, preprocess_for
 from pmilab.pretrain.readers import LABEL_TEMPLATES, CsvKeys, load_data
+from pmilab.pretrain.real_images import REAL_DATA
 from pmilab.pretrain.tokenizer import encode, from_string, load_tokenizer
 
 MI_BATCH = 100  # held-out batch size of mi_infonce (its estimate is capped at log 100 = 4.6)
@@ -310,7 +311,7 @@ def evaluate(
     # shards: stream the first 2n samples (n held out, n for the probe); never index them all
     test = load_data(spec, "test", sizes, progress=progress, keys=keys, limit=2 * n_max)
     probe_skips, test_skips = SkipLog(), SkipLog()
-    if spec in ("shapes", "digits"):
+    if spec in ("shapes", "digits", *REAL_DATA):  # the probe fits the training split
         train = load_data(spec, "train", sizes, progress=progress)
         zeroshot_from_files(train, names, templates)
         zeroshot_from_files(test, names, templates)

@@ -9,6 +9,8 @@
   A brace pattern is counted from its numbers and expanded lazily (`brace_shards`).
 - `shapes`: the known-PMI dataset (T7), generated into the cache on first use.
 - `digits`: scikit-learn's bundled 8x8 digits with templated captions (offline).
+- `mnist5k`, `sklearn-digits`: real labelled digits with held-out zero-shot templates
+  (real_images.py).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import pandas as pd
 
 from pmilab.errors import InputError
 from pmilab.pretrain.data import ImageText, nonempty_captions
+from pmilab.pretrain.real_images import is_real, read_real
 from pmilab.pretrain.shapes import ShapesJoint, zeroshot_prompts
 
 DIGIT_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
@@ -65,13 +68,16 @@ def load_data(
         return read_shapes(split, *shapes_n, seed=seed, progress=progress)
     if spec == "digits":
         return read_digits(split)
+    if is_real(spec):
+        return read_real(spec, split)
     if is_table(spec):
         return read_csv(spec, keys)
     shards = expand_shards(spec)
     if shards:
         return read_shards(shards, limit)
     raise InputError(
-        f"--data {spec!r} is neither 'shapes', 'digits', an existing .csv/.tsv file nor tar "
+        f"--data {spec!r} is neither 'shapes', 'digits', 'mnist5k', 'sklearn-digits', an "
+        "existing .csv/.tsv file nor tar "
         "shards (a .tar path, a {000..009} brace pattern, a glob or a directory of .tar files)"
     )
 

@@ -8,7 +8,7 @@ built-in ID, next to the claims named from outside (`package.module`, entry poin
 
 from __future__ import annotations
 
-from pmilab.experiments.claims import t1, t2, t3, t4, t5, t6, t7
+from pmilab.experiments.claims import t1, t2, t3, t4, t5, t6, t7, t8
 from pmilab.experiments.framework.claim import ClaimModule
 
 CLAIMS: dict[str, ClaimModule] = {
@@ -19,6 +19,7 @@ CLAIMS: dict[str, ClaimModule] = {
     "T5": t5,
     "T6": t6,
     "T7": t7,
+    "T8": t8,
 }
 
 __all__ = ["CLAIMS"]
