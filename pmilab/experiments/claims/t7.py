@@ -54,22 +54,21 @@ pilots, on seeds the presets never use, that sized the budget):
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
 from pmilab import verdicts as V
-from pmilab.errors import InputError
 from pmilab.experiments.claims.tolerances import REACH_TOL, REACH_TOL_MC, Z_TOL
 from pmilab.experiments.framework.claim import (
     ClaimResult,
     calibration,
-    check_preset,
     fig,
     finding,
     fmt,
     judged_row,
+    seeded_preset,
 )
 from pmilab.experiments.framework.sweep import RunSpec, Sweep, seed_list
 from pmilab.experiments.tasks.pixels import (
@@ -150,11 +149,7 @@ PRESETS = {
 
 
 def config(preset: str, seeds: int | tuple[int, ...] | None = None) -> T7Config:
-    cfg = PRESETS[check_preset(preset)]
-    cfg = replace(cfg, seeds=seeds) if seeds else cfg
-    if len(seed_list(cfg.seeds)) < 2:
-        raise InputError(f"T7 judges means over seeds: it needs >= 2 seeds, got {cfg.seeds!r}")
-    return cfg
+    return seeded_preset(CLAIM, PRESETS, preset, seeds)
 
 
 def _params(

@@ -37,22 +37,21 @@ cheaper variant tried afterwards and not used); `smoke` is seconds (meaningless 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
 from pmilab import registry
 from pmilab import verdicts as V
-from pmilab.errors import InputError
 from pmilab.experiments.framework.claim import (
     ClaimResult,
     calibration,
-    check_preset,
     fig,
     finding,
     fmt,
     judged_row,
+    seeded_preset,
 )
 from pmilab.experiments.framework.sweep import RunSpec, Sweep, seed_list
 from pmilab.experiments.tasks.downstream import BLOCK, METRICS, SCALES, downstream_run
@@ -138,11 +137,7 @@ PRESETS = {
 
 
 def config(preset: str, seeds: int | tuple[int, ...] | None = None) -> T8Config:
-    cfg = PRESETS[check_preset(preset)]
-    cfg = replace(cfg, seeds=seeds) if seeds else cfg
-    if len(seed_list(cfg.seeds)) < 2:
-        raise InputError(f"T8 judges means over seeds: it needs >= 2 seeds, got {cfg.seeds!r}")
-    return cfg
+    return seeded_preset(CLAIM, PRESETS, preset, seeds)
 
 
 def run_params(cfg: T8Config, data: str, similarity: str, seed: int) -> dict:

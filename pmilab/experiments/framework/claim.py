@@ -17,7 +17,7 @@ table and these rows; they never recompute a verdict (docs/architecture.md).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from pmilab import verdicts as V
 from pmilab.errors import InputError
@@ -200,6 +200,18 @@ def check_preset(preset: str) -> str:
     if preset not in PRESETS:
         raise InputError(f"unknown preset {preset!r}; use one of {', '.join(PRESETS)}")
     return preset
+
+
+def seeded_preset(claim: str, presets: dict, preset: str, seeds=None):
+    """`presets[preset]` (a config dataclass with a `seeds` field), its seeds replaced when
+    `seeds` is given; a claim judged on means over seeds refuses fewer than 2 in one line."""
+    from pmilab.experiments.framework.sweep import seed_list
+
+    cfg = presets[check_preset(preset)]
+    cfg = replace(cfg, seeds=seeds) if seeds else cfg
+    if len(seed_list(cfg.seeds)) < 2:
+        raise InputError(f"{claim} judges means over seeds: it needs >= 2 seeds, got {cfg.seeds!r}")
+    return cfg
 
 
 def fmt(v: float, digits: int = 3) -> str:
