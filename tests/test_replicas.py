@@ -189,3 +189,47 @@ def test_batched_runs_save_one_folder_per_seed_and_refuse_an_earlier_run(tmp_pat
     with pytest.raises(InputError, match="holds an earlier run"):
         fit(LATENT, seeds=[5, 2], out=tmp_path / "runs", **kw)
     assert not (tmp_path / "runs" / "seed5").exists()  # refused before anything was written
+
+
+def test_floor_gap_stops_each_replica_at_its_first_check_within_the_exact_floor():
+    """The rule, recomputed from a full run's history against the exact floor -I(X;Y) from the
+    joint table in float64 (independent of the trainer): the first check step c whose loss is
+    within `gap` of it. Each seed stops alone, the others run on untouched (seed 1 of a batch
+    equals seed 1 trained alone), and a head that cannot reach PMI (linear, d = 1, on a K = 4
+    latent joint) never comes within the gap and runs its whole budget (the control)."""
+    from pmilab.dists import parse_spec
+
+    joint = parse_spec(LATENT).table.double()
+    px, py = joint.sum(1, keepdim=True), joint.sum(0, keepdim=True)
+    mi = float((joint * (joint / (px * py)).log()).sum())
+    kw = dict(similarity="tabular", population=True, lr=0.1, steps=400, check_every=20)
+    gap = 1e-6
+    full = fit(LATENT, seeds=[0, 1], progress=False, **kw)
+    stop = fit(LATENT, seeds=[0, 1], progress=False, floor_gap=gap, **kw)
+    for f, c in zip(full, stop, strict=True):
+        h = f.history
+        first = next(s for s in range(19, len(h), 20) if h[s] + mi < gap)
+        assert first < 399  # it does stop early on this run
+        assert c.metrics["converged_at_step"] == first
+        assert c.history == h[: first + 1] and c.metrics["steps_run"] == first + 1
+        assert c.stopped_at is None and not c.message and c.config.floor_gap == gap
+        assert h[first - 20] + mi >= gap  # the check before did not hold
+    alone = fit(LATENT, seed=1, progress=False, floor_gap=gap, **kw)
+    assert _same_run(alone, stop[1]) == []
+    far = fit(LATENT, seeds=[0], progress=False, floor_gap=gap, **dict(kw, similarity="linear"))
+    assert far[0].metrics["steps_run"] == 400 and "converged_at_step" not in far[0].metrics
+    assert min(far[0].history) + mi > 10 * gap  # never near the floor: rank, not training
+
+
+@pytest.mark.parametrize(
+    ("changes", "match"),
+    [
+        ({"floor_gap": 1e-6, "population": False}, "needs population=True"),
+        ({"floor_gap": -1e-6, "population": True}, "floor_gap must be a positive"),
+        ({"floor_gap": float("nan"), "population": True}, "floor_gap must be a finite number"),
+    ],
+)
+def test_floor_gap_refuses_what_has_no_floor(changes, match):
+    with pytest.raises(InputError, match=match) as e:
+        fit(LATENT, seeds=[0], progress=False, steps=5, **changes)
+    assert "\n" not in str(e.value)

@@ -229,6 +229,13 @@ class FitConfig:
                  bad step and keeps the parameters of the last check whose loss was finite (1:
                  of the last finite loss).
     converge_window: off by default; claims whose path is the claim (a fixed budget) leave it off.
+    floor_gap:   off by default. On an exact population loss the floor is known, −I(X;Y) (the
+                 best any logit table does, T1a), so "converged" can be judged against it
+                 instead of against a window: a seed within floor_gap nats of it is done. A
+                 plateau (a saddle the loss leaves after thousands of flat steps,
+                 results/t2/plateau.md) lies far above the floor, so it never stops a seed
+                 there; a head that cannot reach PMI never comes within the gap and runs its
+                 whole budget.
     """
 
     GROUPS: ClassVar[dict[str, str]] = GROUPS  # the sections of its fit flags
@@ -387,6 +394,15 @@ class FitConfig:
         default=1e-7,
         metadata=setting("nats: see --converge-window", "training"),
     )
+    floor_gap: float | None = field(
+        default=None,
+        metadata=setting(
+            "exact population loss only: stop a seed once its loss is within this many nats of "
+            "the exact floor -I(X;Y) (judged at the checks, on the training loss; recorded as "
+            "converged_at_step), or none: every step",
+            "training",
+        ),
+    )
     extra: dict = field(
         default_factory=dict,
         metadata=setting(
@@ -505,6 +521,13 @@ class FitConfig:
         if self.converge_window is not None:
             _positive_int(self.converge_window, "converge_window")
             _positive_float(self.converge_tol, "converge_tol")
+        if self.floor_gap is not None:
+            _positive_float(self.floor_gap, "floor_gap")
+            if not self.population:
+                raise InputError(
+                    "floor_gap judges the exact population loss against its floor -I(X;Y): it "
+                    "needs population=True (a minibatch loss has no known floor)"
+                )
         for h in self.hidden:
             _positive_int(h, "hidden width")
         self.hidden = tuple(int(h) for h in self.hidden)

@@ -37,6 +37,8 @@ class Guard:
     lr: float
     converge_window: int | None = None
     converge_tol: float = 0.0
+    floor: float | None = None  # the loss's exact floor (-I(X;Y) on a population loss)
+    floor_gap: float | None = None
     outcomes: list[Outcome] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -130,6 +132,12 @@ class Guard:
         self.rep.restore(self.saved, torch.tensor([r]))
 
     def _converge(self, step: int, hist: Tensor) -> None:
+        if self.floor_gap is not None:  # within floor_gap of the exact floor: done
+            gap = hist[step].cpu().double() - self.floor
+            for r in self.active.nonzero().flatten().tolist():
+                if float(gap[r]) < self.floor_gap:
+                    self.outcomes[r].converged_at = step
+                    self.active[r] = False  # frozen at this step's copy
         w = self.converge_window
         if w is None or step + 1 < w:
             return

@@ -39,10 +39,12 @@ class Batches:
 
 @dataclass
 class StepInputs:
-    """`draw()` -> (shared, per_replicate) tensors of one step; `loss_of(model, *inputs)`."""
+    """`draw()` -> (shared, per_replicate) tensors of one step; `loss_of(model, *inputs)`;
+    `floor`: the loss's exact minimum where it is known (the population loss: −I(X;Y), T1a)."""
 
     draw: Callable[[], tuple[tuple, tuple]]
     loss_of: Callable
+    floor: float | None = None
 
 
 def step_inputs(dist, cfg: FitConfig, seeds: list[int], device, dtype) -> StepInputs:
@@ -55,7 +57,8 @@ def step_inputs(dist, cfg: FitConfig, seeds: list[int], device, dtype) -> StepIn
         def population(model, ix, iy, joint):
             return population_loss(model.logit_matrix(ix, iy), joint, objective)
 
-        return StepInputs(lambda: (shared, ()), population)
+        floor = -float(dist.mutual_information())  # both objectives' minimum (T1a)
+        return StepInputs(lambda: (shared, ()), population, floor)
     streams = [Batches(dist, cfg, s, device, dtype) for s in seeds]
     if dist.discrete and dist.nx * dist.ny <= cfg.batch_size**2:
         # same loss as on the N×N matrix, computed on the nx×ny table (losses.table_infonce)

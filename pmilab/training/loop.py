@@ -74,6 +74,8 @@ def _train(
     returns each replica's loss history (up to its kept parameters) and its outcome."""
     model = rep.models[0]
     guard = Guard(rep, cfg.check_every, cfg.lr, cfg.converge_window, cfg.converge_tol)
+    if cfg.floor_gap is not None:  # population=True (validated): the floor is -I(X;Y)
+        guard.floor, guard.floor_gap = inputs.floor, cfg.floor_gap
     redraws = [
         (m.head.redraw, torch.Generator().manual_seed(s + 1))
         for m, s in zip(rep.models, seeds, strict=True)

@@ -38,7 +38,9 @@ PERTURB_SEED_OFFSET = 7_000_003
 FACTORS = {"rel_plus_half": 0.5, "rel_plus_double": 2.0}
 FOURIER_FEATURES = 32
 CALIBRATION_METRICS = list(FACTORS)
-HEADS_METRICS = DISCRETE_METRICS + CALIBRATION_METRICS
+# how long each seed trained: a convergence stop (`FitConfig.floor_gap`) is recorded per run
+STOP_METRICS = ["steps_run", "converged_at_step"]
+HEADS_METRICS = DISCRETE_METRICS + STOP_METRICS + CALIBRATION_METRICS
 GAUSS_METRICS = CONTINUOUS_METRICS + CALIBRATION_METRICS
 
 
@@ -122,6 +124,7 @@ def heads_cell(ps: list[dict], tol: float) -> list[dict]:
     for run, p in zip(runs, ps, strict=True):
         m = _discrete_metrics(run, p)
         m.update(table_calibration(run, int(p["seed"]), tol))
+        m.update({k: float(run.metrics.get(k, math.nan)) for k in STOP_METRICS})
         out.append({k: m[k] for k in HEADS_METRICS})
     return out
 
