@@ -191,8 +191,7 @@ def test_the_table_form_round_trips():
 
 
 def _old_heads_params(cfg, k, sim, dim, points, seed):
-    """heads.run_params as it was written by hand before the schema, plus the convergence stop
-    the heads runs gained later (issue 22: `floor_gap`, a FitConfig field in its schema slot)."""
+    """heads.run_params as it was written by hand before the schema."""
     return {
         "dist": cfg.spec(k),
         "k": k,
@@ -205,7 +204,6 @@ def _old_heads_params(cfg, k, sim, dim, points, seed):
         "objective": "symmetric",
         "population": 1,
         "batch_size": 256,
-        "floor_gap": cfg.floor_gap,
         "steps": cfg.point_steps if sim in ("kme", "wpse") else cfg.steps,
         "lr": cfg.lr,
         "seed": seed,

@@ -10,7 +10,6 @@ population loss's floor is -I) is below g, from the float32 training-loss histor
 from __future__ import annotations
 
 import sys
-from dataclasses import replace
 
 import numpy as np
 import torch
@@ -35,8 +34,7 @@ def first_below(excess: np.ndarray) -> dict[float, int | None]:
 
 def main(cells: list[str]) -> None:
     torch.set_num_threads(1)
-    # the whole budget, as before the sweep's exact-floor stop (heads.HeadsConfig.floor_gap)
-    cfg = replace(heads_config("quick"), floor_gap=None)
+    cfg = heads_config("quick")
     for cell in cells:
         sim, m, k = cell.split(":")
         p = run_params(cfg, int(k), sim, cfg.point_dim, int(m), 0)
