@@ -77,10 +77,22 @@ class TemplateBank:
         self, z: np.ndarray, jitter: np.ndarray, rng: np.random.Generator, noise_sd: float
     ) -> np.ndarray:
         """(n, S, S, 3) uint8: `render(joint, z_i, jitters[jitter_i], noise_sd, rng)` for each i
-        in turn (the same pixels, drawing the same noise from rng)."""
-        base = self.bank[np.asarray(z), np.asarray(jitter)].astype(np.float64)
-        noise = rng.normal(0.0, noise_sd, base.shape) if noise_sd > 0 else 0.0
-        return np.clip(np.rint(base + noise), 0, 255).astype(np.uint8)
+        in turn (the same pixels, drawing the same noise from rng).
+
+        In place on one float64 buffer: `rng.standard_normal` draws the same normals as
+        `rng.normal(0, sd)`, which returns 0 + sd·g; sd·g + base rounds to the same pixel. The
+        temporaries of `clip(rint(base + noise))` cost as much as the draw itself (T7's step,
+        results/engine/t7_step.md); tests/pretrain/test_stream_render.py holds the pixels
+        bit-identical to that expression."""
+        base = self.bank[np.asarray(z), np.asarray(jitter)]  # (n, S, S, 3) uint8, a copy
+        if not noise_sd > 0:
+            return base
+        x = rng.standard_normal(base.shape)
+        x *= noise_sd
+        x += base
+        np.rint(x, out=x)
+        np.clip(x, 0, 255, out=x)
+        return x.astype(np.uint8)
 
 
 class CaptionBank:

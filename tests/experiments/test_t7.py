@@ -94,14 +94,14 @@ def test_perturbation_field_has_exactly_unit_size_under_the_product_measure():
     assert opt.product_std(pmi, px, py) > 0
 
 
-@pytest.mark.parametrize("data", ["fresh", "fixed"])
-def test_pixel_head_is_deterministic_and_returns_its_columns(data):
-    p = {
+def tiny_params(data: str, sim: str = "kme", seed: int = 0, eval_n: int = 32) -> dict:
+    """A seconds-long pixel run (`tasks.pixels.pixel_head`): 6 steps of 16 tiny images."""
+    return {
         "data": data,
         "n_train": 40 if data == "fixed" else 0,
-        "similarity": "kme",
+        "similarity": sim,
         "dim": 4,
-        "points": 4,
+        "points": 4 if sim == "kme" else 1,
         "eps": 0.01,
         "image_size": 16,
         "width": 16,
@@ -110,10 +110,15 @@ def test_pixel_head_is_deterministic_and_returns_its_columns(data):
         "lr": 2e-3,
         "warmup": 2,
         "weight_decay": 0.05,
-        "seed": 0,
+        "seed": seed,
         "records": 3,
-        "eval_n": 32,
+        "eval_n": eval_n,
     }
+
+
+@pytest.mark.parametrize("data", ["fresh", "fixed"])
+def test_pixel_head_is_deterministic_and_returns_its_columns(data):
+    p = tiny_params(data)
     a, b = pixel_head(p), pixel_head(p)
     assert list(a) == pixel_metrics(6, 3) and record_steps(6, 3) == [2, 4, 6]
     assert np.array_equal(np.array(list(a.values())), np.array(list(b.values())), equal_nan=True)
