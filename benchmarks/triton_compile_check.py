@@ -108,7 +108,8 @@ M = N = 8  # points per set, as at the issues' target
 
 def tensor_cores(ptx: str) -> str:
     """Which tensor-core instructions the PTX multiplies with: "wgmma" (Hopper's asynchronous
-    warpgroup MMA), "mma" (mma.sync, Ampere's), or "none" (the FMA units: fp32 IEEE dots)."""
+    warpgroup MMA), "mma" (mma.sync, Ampere's), or "none" (the FMA units: fp32 IEEE dots).
+    fp32 tf32x3 dots (the flattened kernels') are three TF32 products of either kind."""
     if re.search(r"\bwgmma\.mma_async", ptx):
         return "wgmma"
     if re.search(r"\bmma\.sync", ptx):
@@ -123,12 +124,12 @@ def variants(dtype: str, d: int, tiles: tuple[int, ...] | None, which=VARIANTS[:
     None for Triton's default)."""
     import torch
 
-    from pmilab.similarity._triton_common import flat_tile_shape, tile_shape
+    from pmilab.similarity._triton_common import flat_tile_shape, input_precision, tile_shape
 
     torch_dtype = torch.bfloat16 if dtype == "bf16" else torch.float32
     bd = max(16, 1 << (d - 1).bit_length())
     common = {"M": M, "N": N, "BLOCK_D": bd, "DOT_F32": False}
-    common["PRECISION"] = "ieee" if dtype == "fp32" else "tf32"
+    common["PRECISION"] = input_precision(torch_dtype)  # as the launchers pass it
     half = dtype != "fp32"
     if "tiled" in which:
         bb, bc, warps, *stages = tiles or tile_shape(torch_dtype, bd)
@@ -138,6 +139,7 @@ def variants(dtype: str, d: int, tiles: tuple[int, ...] | None, which=VARIANTS[:
     if flat:
         rows, cols, warps, *stages = tiles or flat_tile_shape(torch_dtype, bd)
         common |= {"MP": M, "NP": N, "BLOCK_B": max(1, rows // M), "BLOCK_C": max(1, cols // N)}
+        common["PRECISION"] = input_precision(torch_dtype, flat=True)  # fp32: tf32x3
         for name, fn, consts, tile in _flat(common, half, flat):
             yield name, fn, consts, warps, (stages or [None])[0], tile
 

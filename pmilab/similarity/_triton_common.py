@@ -10,8 +10,9 @@ A program owns one (BLOCK_B, BLOCK_C) tile of the (B, C) output, keeps its accum
 and loops over the M·N point pairs with one `tl.dot` of (BLOCK_B, d) × (d, BLOCK_C) per pair. The
 backward pass recomputes the scores (FlashAttention style): nothing of size B·C·M·N is stored.
 
-This module holds the torch side: which dtype the dot products run in, the tile sizes, and the
-launch checks. The kernels live in `_triton_kme` and `_triton_wpse`; `_pairwise._backend` selects
+This module holds the torch side: which dtype and precision the dot products run in, the tile
+sizes, the launch checks, and the flattened kernels' launches (`flat_forward`, `flat_backward`).
+The kernels live in `_triton_kme` and `_triton_wpse`; `_pairwise._backend` selects
 them for CUDA tensors. The flattened variant (`_triton_flat_kme`, `_triton_flat_wpse`; issue 27:
 the point sets as two matrices, one tl.dot per tile of points, `FlatTiles`, `block_sum`) runs
 instead when $PMILAB_TRITON_VARIANT asks for it (`_pairwise.triton_variant`). On CPU tensors
@@ -34,9 +35,20 @@ from pmilab.similarity._pairwise_chunked import _centred
 
 HALF = (torch.bfloat16, torch.float16)
 
-# fp32 dot products in IEEE fp32: TF32 (Triton's default on NVIDIA GPUs) has a 10-bit mantissa,
-# an error of ~5e-4 on ⟨u, v⟩/σ², far above the 1e-5 contract of `_pairwise`.
+# fp32 dot products of the tiled kernels in IEEE fp32 (the FMA units): TF32 (Triton's default on
+# NVIDIA GPUs) has a 10-bit mantissa, an error of ~5e-4 on ⟨u, v⟩/σ², far above the 1e-5 contract
+# of `_pairwise`. The tiled kernels are the default and what the H200 measured: they stay so.
 FP32_PRECISION = "ieee"
+
+# fp32 dot products of the flattened kernels (issue 27) on the tensor cores, as three TF32
+# products (Triton's "tf32x3"): a = hi + lo with hi = a rounded to TF32 (11 significant bits),
+# lo = a − hi; a·b ≈ hi·hi' + hi·lo' + lo·hi' accumulated in fp32. What it drops, lo·lo' and
+# lo's own bits below TF32 (the tensor cores read 19 of its 32), is about 2^-20 of |a·b| per
+# product, next to fp32's 2^-24 rounding: the emulation in tests/similarity/triton/
+# test_flat_tf32x3.py finds the heads' errors at the fp32 tolerances' cases equal to IEEE's
+# (≤ 5e-7 against 1e-4), where a single TF32 product misses them by up to 1500×. 3× the
+# tensor-core work of one product.
+FLAT_FP32_PRECISION = "tf32x3"
 
 
 def point_operands(px: Tensor, py: Tensor) -> tuple[Tensor, Tensor]:
@@ -230,10 +242,12 @@ def flat_tile_shape(dtype: torch.dtype, block_d: int) -> tuple[int, ...]:
     it is the largest tile whose backward does not spill (KME and the Gaussian; the IMQ's rows
     and columns passes spill 8 and 260 bytes), and its 128-row tiles halve the bytes per score
     of 64-row ones (benchmarks/README.md). 128 × 128 does not fit (257 KiB of shared memory at d = 256,
-    spills at every d). fp32 points (IEEE dot products on the FMA units, far below the bf16
-    rate; not what this variant is for): 32 × 32 points with 8 warps up to d = 64, 16 × 16 above
-    (its columns pass spills 300–450 bytes at d = 256; every fp32 tile tried spilled there, with
-    4 warps kilobytes). `override_tiles` replaces these too (its BB, BC then count points);
+    spills at every d). fp32 points (tf32x3, FLAT_FP32_PRECISION: mma.sync in every kernel; at
+    most ~0.1 of the bf16 rate on paper, benchmarks/README.md; not what this variant is for):
+    32 × 32 points with 8 warps up to d = 64, 16 × 16 above (no spills up to d = 128; at d = 256
+    the forward spills 120–180 bytes, the atomic pass 92–160; the other fp32 tiles tried spill
+    more there: 16 × 16 with 4 warps 144–544 bytes, 32 × 32 and 64 × 32 with 4 warps KiB).
+    `override_tiles` replaces these too (its BB, BC then count points);
     `benchmarks/gpu_check.sh --short` is to measure them on a GPU.
     """
     if dtype in HALF:
@@ -262,6 +276,65 @@ def flat_tiles(
     return FlatTiles(max(rows, mp), max(cols, np_), mp, np_, bd, warps, programs, stages, atomic)
 
 
+def flat_launch(kernel, p: Tensor, q: Tensor, t: FlatTiles) -> dict:
+    """The launch keywords every flattened kernel takes for points p (B, M, d), q (C, N, d) on
+    the tiles t: set sizes, tiles, tl.dot's input precision (`dot_precision`, flat) and the
+    interpreter's upcast (DOT_F32), and `t.launch`."""
+    return {
+        "M": p.shape[1],
+        "N": q.shape[1],
+        "MP": t.mp,
+        "NP": t.np,
+        "BLOCK_B": t.block_b,
+        "BLOCK_C": t.block_c,
+        "BLOCK_D": t.block_d,
+        "PRECISION": dot_precision(p, flat=True),
+        "DOT_F32": interpreted(kernel),
+    } | t.launch
+
+
+def flat_forward(kernel, p: Tensor, q: Tensor, args: tuple, t: FlatTiles, **consts) -> None:
+    """Launch a flattened forward kernel on the grid (row blocks, splits of the columns):
+    kernel(*args, B, C, d, **consts, **`flat_launch`); args end with its outputs."""
+    (b, _, d), cc = p.shape, q.shape[0]
+    check_device(kernel, p)
+    k = splits(b, t.block_b, cc, t.block_c, 1, t)
+    with device_context(p):
+        kernel[(triton.cdiv(b, t.block_b), k)](
+            *args, b, cc, d, **consts, **flat_launch(kernel, p, q, t)
+        )
+
+
+def flat_backward(
+    kernel, p: Tensor, q: Tensor, args: tuple, sums: int, columns: bool, t: FlatTiles, **consts
+) -> tuple:
+    """Run one pass of a flattened backward kernel, kernel(*args, GO, GS, GQ, GQS, B, C, d,
+    COLUMNS, ATOMIC, HALF, **consts, **`flat_launch`), on the grid (own blocks, splits of the
+    other side). Returns GO (own, points, d) and GS (own, points, sums), summed over the splits,
+    and for a rows pass with t.atomic the columns' GQ (C, N, d) and GQS (C, N, sums) the kernel
+    added by atomics, else None, None."""
+    (b, m, d), (cc, n, _) = p.shape, q.shape
+    check_device(kernel, p)
+    own, pts, bo, other, bother = (
+        (cc, n, t.block_c, b, t.block_b) if columns else (b, m, t.block_b, cc, t.block_c)
+    )
+    atomic = t.atomic and not columns
+    k = splits(own, bo, other, bother, 1, t)
+    f32 = {"device": p.device, "dtype": torch.float32}
+    go = torch.empty(k, own, pts, d, **f32)
+    gs = torch.zeros(k, own, pts, sums, **f32)
+    gq = torch.zeros(cc, n, d if atomic else 1, **f32)
+    gqs = torch.zeros(cc, n, sums if atomic else 1, **f32)
+    with device_context(p):
+        kernel[(triton.cdiv(own, bo), k)](
+            *args, go, gs, gq, gqs, b, cc, d, COLUMNS=columns, ATOMIC=atomic,
+            HALF=p.dtype != torch.float32, **consts, **flat_launch(kernel, p, q, t),
+        )  # fmt: skip
+    if atomic:
+        return go.sum(0), gs.sum(0), gq, gqs
+    return go.sum(0), gs.sum(0), None, None
+
+
 @triton.jit
 def flat_points(s0, S, BLOCK: tl.constexpr, MP: tl.constexpr, K: tl.constexpr):
     """The BLOCK·MP rows of a flattened tile starting at set s0 (of S sets of K points, padded
@@ -271,6 +344,15 @@ def flat_points(s0, S, BLOCK: tl.constexpr, MP: tl.constexpr, K: tl.constexpr):
         return s0 * K + r, r < (S - s0) * K
     i, a = s0 + r // MP, r % MP
     return i * K + a, (i < S) & (a < K)
+
+
+@triton.jit
+def load_points(P, rows, real, rd, md, D, DOT_F32: tl.constexpr):
+    """The point tile (len(rows), BLOCK_D) at these rows of the (·, D) matrix P, 0 off the real
+    points and past d (rd: tl.arange(0, BLOCK_D), md: rd < D); DOT_F32 (the interpreter, which
+    cannot multiply bf16): upcast to fp32, exactly."""
+    t = tl.load(P + rows[:, None] * D + rd[None, :], mask=real[:, None] & md[None, :], other=0.0)
+    return t.to(tl.float32) if DOT_F32 else t
 
 
 @triton.jit
@@ -310,7 +392,15 @@ def device_context(t: Tensor):
     return torch.cuda.device(t.device) if t.device.type == "cuda" else nullcontext()
 
 
-def dot_precision(t: Tensor) -> str:
-    """tl.dot's input_precision for operands like t: IEEE for fp32 (see FP32_PRECISION). Half
-    precision operands ignore it (exact products, fp32 accumulation); Triton's default is kept."""
-    return FP32_PRECISION if t.dtype == torch.float32 else "tf32"
+def input_precision(dtype: torch.dtype, flat: bool = False) -> str:
+    """tl.dot's input_precision for operands of this dtype: for fp32 FP32_PRECISION (the tiled
+    kernels) or FLAT_FP32_PRECISION (flat: the flattened ones). Half precision operands ignore it
+    (exact products, fp32 accumulation); Triton's default is kept."""
+    if dtype != torch.float32:
+        return "tf32"
+    return FLAT_FP32_PRECISION if flat else FP32_PRECISION
+
+
+def dot_precision(t: Tensor, flat: bool = False) -> str:
+    """`input_precision` for operands like t (flat: the flattened kernels')."""
+    return input_precision(t.dtype, flat)

@@ -6,9 +6,10 @@ The same logits, scores and numerics as `_triton_kme` (read its docstring first)
 
 but the points are a (B·M, d) and a (C·N, d) matrix, and a program's score tile is `rows` points
 of P against `cols` points of Q: rows/MP × cols/NP pairs of sets (M, N padded to powers of two
-MP, NP), one tensor-core tl.dot per tile instead of one per point pair. The tile's MP × NP
-sub-blocks are reduced in registers (`block_sum`), so at M = N = 8 a 64 × 64 point tile gives an
-8 × 8 tile of logits.
+MP, NP), one tensor-core tl.dot per tile instead of one per point pair (fp32 points too: three
+TF32 products, "tf32x3", `_triton_common.FLAT_FP32_PRECISION`, where the tiled kernels multiply
+fp32 on the FMA units). The tile's MP × NP sub-blocks are reduced in registers (`block_sum`), so
+at M = N = 8 a 64 × 64 point tile gives an 8 × 8 tile of logits.
 
 Forward (`_kme_fwd_flat`): a program owns one block of row sets and loops over column blocks (its
 row points stay loaded, the column tiles stream). Per tile: s = Σ_sub 2^z (one exp2 per score);
@@ -46,16 +47,14 @@ from pmilab.similarity._triton_common import (
     FlatTiles,
     block_max,
     block_sum,
-    check_device,
-    device_context,
-    dot_precision,
     dot_tile,
     expand,
+    flat_backward,
+    flat_forward,
     flat_points,
     flat_tiles,
-    interpreted,
+    load_points,
     score_tile,
-    splits,
 )
 from pmilab.similarity._triton_kme import _side_terms, kme_logits_triton
 
@@ -93,15 +92,13 @@ def _kme_fwd_flat(
     md = rd < D
     c = tl.load(CP)
     pr, mr = flat_points(i0, B, BLOCK_B, MP, M)  # (RP,) rows of P, real points
-    p = tl.load(P + pr[:, None] * D + rd[None, :], mask=mr[:, None] & md[None, :], other=0.0)
-    p = p.to(tl.float32) if DOT_F32 else p
+    p = load_points(P, pr, mr, rd, md, D, DOT_F32)
     x = tl.load(X + pr, mask=mr, other=0.0)
     ri = i0 + tl.arange(0, BLOCK_B)  # (BB,) output rows i
     ux = tl.load(UX + ri, mask=ri < B, other=0.0)
     for j0 in range(k * BLOCK_C, C, nk * BLOCK_C):
         qr, mq = flat_points(j0, C, BLOCK_C, NP, N)
-        q = tl.load(Q + qr[:, None] * D + rd[None, :], mask=mq[:, None] & md[None, :], other=0.0)
-        q = q.to(tl.float32) if DOT_F32 else q
+        q = load_points(Q, qr, mq, rd, md, D, DOT_F32)
         y = tl.load(Y + qr, mask=mq, other=0.0)
         real = mr[:, None] & mq[None, :]  # (RP, CP)
         z = score_tile(dot_tile(p, q, PRECISION), x, y, c)
@@ -158,8 +155,7 @@ def _kme_bwd_flat(
     if COLUMNS:
         j0 = own * BLOCK_C
         qr, mq = flat_points(j0, C, BLOCK_C, NP, N)
-        q = tl.load(Q + qr[:, None] * D + rd[None, :], mask=mq[:, None] & md[None, :], other=0.0)
-        q = q.to(tl.float32) if DOT_F32 else q
+        q = load_points(Q, qr, mq, rd, md, D, DOT_F32)
         y = tl.load(Y + qr, mask=mq, other=0.0)
         rj = j0 + tl.arange(0, BLOCK_C)
         acc = tl.zeros((BLOCK_C * NP, BLOCK_D), dtype=tl.float32)  # Σ Ŵᵀ p
@@ -167,10 +163,7 @@ def _kme_bwd_flat(
         gh = tl.zeros((BLOCK_C * NP,), dtype=tl.float32)  # Σ Ŵ
         for i0 in range(k * BLOCK_B, B, nk * BLOCK_B):
             pr, mr = flat_points(i0, B, BLOCK_B, MP, M)
-            p = tl.load(
-                P + pr[:, None] * D + rd[None, :], mask=mr[:, None] & md[None, :], other=0.0
-            )
-            p = p.to(tl.float32) if DOT_F32 else p
+            p = load_points(P, pr, mr, rd, md, D, DOT_F32)
             x = tl.load(X + pr, mask=mr, other=0.0)
             ri = i0 + tl.arange(0, BLOCK_B)
             valid = (ri < B)[:, None] & (rj < C)[None, :]
@@ -192,8 +185,7 @@ def _kme_bwd_flat(
     else:
         i0 = own * BLOCK_B
         pr, mr = flat_points(i0, B, BLOCK_B, MP, M)
-        p = tl.load(P + pr[:, None] * D + rd[None, :], mask=mr[:, None] & md[None, :], other=0.0)
-        p = p.to(tl.float32) if DOT_F32 else p
+        p = load_points(P, pr, mr, rd, md, D, DOT_F32)
         x = tl.load(X + pr, mask=mr, other=0.0)
         ri = i0 + tl.arange(0, BLOCK_B)
         acc = tl.zeros((BLOCK_B * MP, BLOCK_D), dtype=tl.float32)  # Σ Ŵ q
@@ -202,10 +194,7 @@ def _kme_bwd_flat(
         gd = tl.zeros((BLOCK_B * MP,), dtype=tl.float32)  # Σ W⟨p, q⟩ (σ's gradient: fp32 W)
         for j0 in range(k * BLOCK_C, C, nk * BLOCK_C):
             qr, mq = flat_points(j0, C, BLOCK_C, NP, N)
-            q = tl.load(
-                Q + qr[:, None] * D + rd[None, :], mask=mq[:, None] & md[None, :], other=0.0
-            )
-            q = q.to(tl.float32) if DOT_F32 else q
+            q = load_points(Q, qr, mq, rd, md, D, DOT_F32)
             y = tl.load(Y + qr, mask=mq, other=0.0)
             rj = j0 + tl.arange(0, BLOCK_C)
             valid = (ri < B)[:, None] & (rj < C)[None, :]
@@ -238,18 +227,10 @@ def _kme_bwd_flat(
 
 def _forward(p, q, x, y, ux, uy, c, t: FlatTiles) -> tuple[Tensor, Tensor]:
     """(B, M, d), (C, N, d), (B, M), (C, N), (B,), (C,), () -> ℓ (B, C) and L2 (B, C)."""
-    (b, m, d), (cc, n, _) = p.shape, q.shape
-    check_device(_kme_fwd_flat, p)
-    out = torch.empty(b, cc, device=p.device, dtype=torch.float32)
+    out = torch.empty(p.shape[0], q.shape[0], device=p.device, dtype=torch.float32)
     l2 = torch.empty_like(out)
-    k = splits(b, t.block_b, cc, t.block_c, 1, t)
-    with device_context(p):
-        _kme_fwd_flat[(triton.cdiv(b, t.block_b), k)](
-            p, q, x, y, ux, uy, c, l2, out, b, cc, d,
-            M=m, N=n, MP=t.mp, NP=t.np, BLOCK_B=t.block_b, BLOCK_C=t.block_c,
-            BLOCK_D=t.block_d, SUM_LO=SUM_LO[torch.float32], SUM_HI=SUM_HI[torch.float32],
-            LN2=LN2, PRECISION=dot_precision(p), DOT_F32=interpreted(_kme_fwd_flat), **t.launch,
-        )  # fmt: skip
+    lim = {"SUM_LO": SUM_LO[torch.float32], "SUM_HI": SUM_HI[torch.float32], "LN2": LN2}
+    flat_forward(_kme_fwd_flat, p, q, (p, q, x, y, ux, uy, c, l2, out), t, **lim)
     return out, l2
 
 
@@ -257,27 +238,7 @@ def _backward(p, q, x, y, c, l2: Tensor, g: Tensor, columns: bool, t: FlatTiles)
     """Rows: Σ Ŵ q (B, M, d) and Σ W, Σ Ŵ, Σ W⟨p, q⟩ (B, M, 3); with t.atomic also the
     columns' Σ Ŵᵀ p (C, N, d) and Σ W, Σ Ŵ (C, N, 3), else None, None. Columns: Σ Ŵᵀ p and
     the sums over the rows (C, N, 3; the third unset). l2, g: (B, C) contiguous."""
-    (b, m, d), (cc, n, _) = p.shape, q.shape
-    check_device(_kme_bwd_flat, p)
-    own, pts, bo, other, bother = (
-        (cc, n, t.block_c, b, t.block_b) if columns else (b, m, t.block_b, cc, t.block_c)
-    )
-    atomic = t.atomic and not columns
-    k = splits(own, bo, other, bother, 1, t)
-    go = torch.empty(k, own, pts, d, device=p.device, dtype=torch.float32)
-    gs = torch.zeros(k, own, pts, 3, device=p.device, dtype=torch.float32)
-    gq = torch.zeros(cc, n, d if atomic else 1, device=p.device, dtype=torch.float32)
-    gqs = torch.zeros(cc, n, 3 if atomic else 1, device=p.device, dtype=torch.float32)
-    with device_context(p):
-        _kme_bwd_flat[(triton.cdiv(own, bo), k)](
-            p, q, x, y, c, l2, g, go, gs, gq, gqs, b, cc, d,
-            M=m, N=n, MP=t.mp, NP=t.np, BLOCK_B=t.block_b, BLOCK_C=t.block_c,
-            BLOCK_D=t.block_d, COLUMNS=columns, ATOMIC=atomic, HALF=p.dtype != torch.float32,
-            PRECISION=dot_precision(p), DOT_F32=interpreted(_kme_bwd_flat), **t.launch,
-        )  # fmt: skip
-    if atomic:
-        return go.sum(0), gs.sum(0), gq, gqs
-    return go.sum(0), gs.sum(0), None, None
+    return flat_backward(_kme_bwd_flat, p, q, (p, q, x, y, c, l2, g), 3, columns, t)
 
 
 class KMEFlat(torch.autograd.Function):

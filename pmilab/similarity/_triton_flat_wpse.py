@@ -6,8 +6,8 @@ The same sums, scores and numerics as `_triton_wpse` (read its docstring first):
     k = 2^min(z, 0) (Gaussian) or max(z, 1)^{-1/2} (IMQ)
 
 on the tiles of `_triton_flat_kme`: a (B·M, d) and a (C·N, d) matrix, `rows` × `cols` points per
-score tile (one tensor-core tl.dot), each MP × NP sub-block reduced in registers: Σ_b wy_b k
-first, then times wx_a, summed over a.
+score tile (one tensor-core tl.dot; fp32 points: tf32x3, as there), each MP × NP sub-block
+reduced in registers: Σ_b wy_b k first, then times wx_a, summed over a.
 
 Backward, FlashAttention-2 style (as `_triton_flat_kme`): a program owns a block of row sets
 (or of column sets, COLUMNS) with its points' gradient accumulator in registers and loops over
@@ -30,16 +30,14 @@ from torch import Tensor
 
 from pmilab.similarity._triton_common import (
     FlatTiles,
-    check_device,
-    device_context,
-    dot_precision,
     dot_tile,
     expand,
+    flat_backward,
+    flat_forward,
     flat_points,
     flat_tiles,
-    interpreted,
+    load_points,
     score_tile,
-    splits,
 )
 from pmilab.similarity._triton_wpse import _score_terms, wpse_logits_triton
 
@@ -83,15 +81,13 @@ def _wpse_fwd_flat(
     md = rd < D
     c = tl.load(CP)
     pr, mr = flat_points(i0, B, BLOCK_B, MP, M)
-    p = tl.load(P + pr[:, None] * D + rd[None, :], mask=mr[:, None] & md[None, :], other=0.0)
-    p = p.to(tl.float32) if DOT_F32 else p
+    p = load_points(P, pr, mr, rd, md, D, DOT_F32)
     x = tl.load(X + pr, mask=mr, other=0.0)
     wa = tl.reshape(tl.load(WX + pr, mask=mr, other=0.0), (BLOCK_B, MP))  # 0 off the sets
     ri = i0 + tl.arange(0, BLOCK_B)
     for j0 in range(k * BLOCK_C, C, nk * BLOCK_C):
         qr, mq = flat_points(j0, C, BLOCK_C, NP, N)
-        q = tl.load(Q + qr[:, None] * D + rd[None, :], mask=mq[:, None] & md[None, :], other=0.0)
-        q = q.to(tl.float32) if DOT_F32 else q
+        q = load_points(Q, qr, mq, rd, md, D, DOT_F32)
         y = tl.load(Y + qr, mask=mq, other=0.0)
         wb = tl.load(WY + qr, mask=mq, other=0.0)
         kv = _kernel_value(score_tile(dot_tile(p, q, PRECISION), x, y, c), IMQ)
@@ -143,8 +139,7 @@ def _wpse_bwd_flat(
     if COLUMNS:
         j0 = own * BLOCK_C
         qr, mq = flat_points(j0, C, BLOCK_C, NP, N)
-        q = tl.load(Q + qr[:, None] * D + rd[None, :], mask=mq[:, None] & md[None, :], other=0.0)
-        q = q.to(tl.float32) if DOT_F32 else q
+        q = load_points(Q, qr, mq, rd, md, D, DOT_F32)
         y = tl.load(Y + qr, mask=mq, other=0.0)
         rj = j0 + tl.arange(0, BLOCK_C)
         acc = tl.zeros((BLOCK_C * NP, BLOCK_D), dtype=tl.float32)
@@ -153,10 +148,7 @@ def _wpse_bwd_flat(
         gh = tl.zeros((BLOCK_C * NP,), dtype=tl.float32)  # Σ Û
         for i0 in range(k * BLOCK_B, B, nk * BLOCK_B):
             pr, mr = flat_points(i0, B, BLOCK_B, MP, M)
-            p = tl.load(
-                P + pr[:, None] * D + rd[None, :], mask=mr[:, None] & md[None, :], other=0.0
-            )
-            p = p.to(tl.float32) if DOT_F32 else p
+            p = load_points(P, pr, mr, rd, md, D, DOT_F32)
             x = tl.load(X + pr, mask=mr, other=0.0)
             wa = tl.load(WX + pr, mask=mr, other=0.0)
             ri = i0 + tl.arange(0, BLOCK_B)
@@ -183,8 +175,7 @@ def _wpse_bwd_flat(
     else:
         i0 = own * BLOCK_B
         pr, mr = flat_points(i0, B, BLOCK_B, MP, M)
-        p = tl.load(P + pr[:, None] * D + rd[None, :], mask=mr[:, None] & md[None, :], other=0.0)
-        p = p.to(tl.float32) if DOT_F32 else p
+        p = load_points(P, pr, mr, rd, md, D, DOT_F32)
         x = tl.load(X + pr, mask=mr, other=0.0)
         wa = tl.load(WX + pr, mask=mr, other=0.0)
         ri = i0 + tl.arange(0, BLOCK_B)
@@ -195,10 +186,7 @@ def _wpse_bwd_flat(
         gd = tl.zeros((BLOCK_B * MP,), dtype=tl.float32)  # Σ U⟨p, q⟩
         for j0 in range(k * BLOCK_C, C, nk * BLOCK_C):
             qr, mq = flat_points(j0, C, BLOCK_C, NP, N)
-            q = tl.load(
-                Q + qr[:, None] * D + rd[None, :], mask=mq[:, None] & md[None, :], other=0.0
-            )
-            q = q.to(tl.float32) if DOT_F32 else q
+            q = load_points(Q, qr, mq, rd, md, D, DOT_F32)
             y = tl.load(Y + qr, mask=mq, other=0.0)
             wb = tl.load(WY + qr, mask=mq, other=0.0)
             rj = j0 + tl.arange(0, BLOCK_C)
@@ -244,45 +232,16 @@ def _wpse_bwd_flat(
 
 def _forward(p, q, x, y, wx, wy, c, imq: bool, t: FlatTiles) -> Tensor:
     """(B, M, d), (C, N, d), score terms and weights (B, M), (C, N), () -> (B, C) Σ wx wy k."""
-    (b, m, d), (cc, n, _) = p.shape, q.shape
-    check_device(_wpse_fwd_flat, p)
-    out = torch.empty(b, cc, device=p.device, dtype=torch.float32)
-    k = splits(b, t.block_b, cc, t.block_c, 1, t)
-    with device_context(p):
-        _wpse_fwd_flat[(triton.cdiv(b, t.block_b), k)](
-            p, q, x, y, wx, wy, c, out, b, cc, d,
-            M=m, N=n, MP=t.mp, NP=t.np, BLOCK_B=t.block_b, BLOCK_C=t.block_c,
-            BLOCK_D=t.block_d, IMQ=imq, PRECISION=dot_precision(p),
-            DOT_F32=interpreted(_wpse_fwd_flat), **t.launch,
-        )  # fmt: skip
+    out = torch.empty(p.shape[0], q.shape[0], device=p.device, dtype=torch.float32)
+    flat_forward(_wpse_fwd_flat, p, q, (p, q, x, y, wx, wy, c, out), t, IMQ=imq)
     return out
 
 
 def _backward(p, q, x, y, wx, wy, c, g: Tensor, imq: bool, columns: bool, t: FlatTiles):
     """Rows: GP (B, M, d) and Σ g wy k, Σ V, Σ V̂, Σ V⟨p, q⟩ (B, M, 4), with t.atomic also the
     columns' (C, N, d), (C, N, 4) (else None, None); columns: GQ (C, N, d), sums (C, N, 4)."""
-    (b, m, d), (cc, n, _) = p.shape, q.shape
-    check_device(_wpse_bwd_flat, p)
-    own, pts, bo, other, bother = (
-        (cc, n, t.block_c, b, t.block_b) if columns else (b, m, t.block_b, cc, t.block_c)
-    )
-    atomic = t.atomic and not columns
-    k = splits(own, bo, other, bother, 1, t)
-    go = torch.empty(k, own, pts, d, device=p.device, dtype=torch.float32)
-    gs = torch.zeros(k, own, pts, 4, device=p.device, dtype=torch.float32)
-    gq = torch.zeros(cc, n, d if atomic else 1, device=p.device, dtype=torch.float32)
-    gqs = torch.zeros(cc, n, 4 if atomic else 1, device=p.device, dtype=torch.float32)
-    with device_context(p):
-        _wpse_bwd_flat[(triton.cdiv(own, bo), k)](
-            p, q, x, y, wx, wy, c, g, go, gs, gq, gqs, b, cc, d,
-            M=m, N=n, MP=t.mp, NP=t.np, BLOCK_B=t.block_b, BLOCK_C=t.block_c,
-            BLOCK_D=t.block_d, COLUMNS=columns, ATOMIC=atomic, IMQ=imq,
-            HALF=p.dtype != torch.float32, PRECISION=dot_precision(p),
-            DOT_F32=interpreted(_wpse_bwd_flat), **t.launch,
-        )  # fmt: skip
-    if atomic:
-        return go.sum(0), gs.sum(0), gq, gqs
-    return go.sum(0), gs.sum(0), None, None
+    args = (p, q, x, y, wx, wy, c, g)
+    return flat_backward(_wpse_bwd_flat, p, q, args, 4, columns, t, IMQ=imq)
 
 
 class KernelSumFlat(torch.autograd.Function):
