@@ -235,7 +235,9 @@ class FitConfig:
                  plateau (a saddle the loss leaves after thousands of flat steps,
                  results/t2/plateau.md) lies far above the floor, so it never stops a seed
                  there; a head that cannot reach PMI never comes within the gap and runs its
-                 whole budget.
+                 whole budget. The gap is in nats: the PMI error it allows is about
+                 sqrt(2·gap)/sd(PMI) relative, so size it on the joint at hand (1e-6 is ~2e-3
+                 on the K = 4 latent joint, ~0.02 on the K = 2 one: results/refactor/floor_gap).
     """
 
     GROUPS: ClassVar[dict[str, str]] = GROUPS  # the sections of its fit flags
