@@ -235,9 +235,10 @@ class FitConfig:
                  plateau (a saddle the loss leaves after thousands of flat steps,
                  results/t2/plateau.md) lies far above the floor, so it never stops a seed
                  there; a head that cannot reach PMI never comes within the gap and runs its
-                 whole budget. The gap is in nats: the PMI error it allows is about
-                 sqrt(2·gap)/sd(PMI) relative, so size it on the joint at hand (1e-6 is ~2e-3
-                 on the K = 4 latent joint, ~0.02 on the K = 2 one: results/refactor/floor_gap).
+                 whole budget. The gap is in nats, and the PMI error it allows depends on how
+                 flat the loss is around the head's optimum, cell by cell: 1e-6 left ~2e-3
+                 relative error for KME M = 8 on the K = 4 latent joint but ~0.02 for KME M = 2
+                 on the K = 2 one (results/refactor/floor_gap); check it on each cell.
     """
 
     GROUPS: ClassVar[dict[str, str]] = GROUPS  # the sections of its fit flags

@@ -37,9 +37,10 @@ class HeadsConfig:
     3 seeds) while 10000 steps converge (0.002-0.011). K=4 and K=8 converge well before 2000.
     probe_n: held-out draws for T3's probe.
     No convergence stop: every seed runs its whole budget. An exact-floor stop at 1e-6 nats
-    (`FitConfig.floor_gap`) was tried and not adopted (results/refactor/floor_gap/README.md): at
-    K=2, where sd(PMI) is ~8x smaller than at K=4, 1e-6 nats is a relative error of ~0.02, which
-    moved T2b's half-size calibration case out of PASS and T3's estimates by 1.6-3x.
+    (`FitConfig.floor_gap`) was tried and not adopted (results/refactor/floor_gap/README.md): on
+    KME M=2 at K=2, whose loss is flat around its optimum (the plateau cell), 1e-6 nats left a
+    relative error of ~0.02 (~2e-3 at K=4, M=8), which moved T2b's half-size calibration case
+    out of PASS and T3's estimates by 1.6-3x.
     seeds: a count n (seeds 0 .. n-1) or the seeds themselves (pilot seeds); every preset has
     >= 2, since a verdict needs >= 2 seeds (`pmilab.verdicts`).
     """
