@@ -17,12 +17,12 @@ run is still written, with `stopped_at_step` / `constant_logits` in metrics.json
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import sys
 import warnings
 from pathlib import Path
 from types import ModuleType
 
+from pmilab.cli._light import light_module
 from pmilab.errors import InputError
 
 SUMMARY = ("pmi_rmse_product", "pmi_rmse_joint", "pmi_corr", "excess_loss", "mi_infonce")
@@ -36,16 +36,7 @@ def config_module() -> ModuleType:
     not need; config.py itself imports nothing heavy). Once the package is imported, its own
     module is used; before, the file is loaded once under a private name (as `cli.pretrain`
     loads PretrainConfig)."""
-    real = sys.modules.get("pmilab.training.config")
-    if real is not None:
-        return real
-    name = "pmilab.cli._fit_config"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, CONFIG_PY)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module  # dataclasses looks its module up while building the class
-        spec.loader.exec_module(module)
-    return sys.modules[name]
+    return light_module("pmilab.training.config", "pmilab.cli._fit_config", CONFIG_PY)
 
 
 def add_parser(subparsers) -> None:

@@ -5,12 +5,12 @@ them and lists the open_clip flags accepted."""
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import sys
 from dataclasses import fields
 from pathlib import Path
 from types import ModuleType
 
+from pmilab.cli._light import light_module
 from pmilab.errors import InputError
 
 HELP = {
@@ -168,16 +168,7 @@ def config_module() -> ModuleType:
     the config's fields, defaults and presets, and config.py itself imports nothing heavy. Once
     the package is imported (a run, a test), its own module is used; before, the file is loaded
     once under a private name, so the copy never stands in for the real module elsewhere."""
-    real = sys.modules.get("pmilab.pretrain.config")
-    if real is not None:
-        return real
-    name = "pmilab.cli._pretrain_config"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, CONFIG_PY)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module  # dataclasses looks its module up while building the class
-        spec.loader.exec_module(module)
-    return sys.modules[name]
+    return light_module("pmilab.pretrain.config", "pmilab.cli._pretrain_config", CONFIG_PY)
 
 
 def add_parser(subparsers) -> None:
