@@ -341,6 +341,21 @@ def paired(a, b) -> np.ndarray:
     return x - y
 
 
+def recentred(values, target: float):
+    """A calibration case with a known mean and a real spread: the per-seed values moved so
+    that their mean is `target`, each seed's deviation from the mean kept (v_s - mean + target).
+
+    A case "wrong by k x the tolerance" built this way has exactly the mean k x tol and the
+    measured spread and n of the row it calibrates, whatever the head's own error is (a field
+    added on top of a head's logits gives the head's error plus k x tol instead: docs/theory.md
+    T9, "Restated rules"). Sequences and dicts seed -> value keep their form and order."""
+    if isinstance(values, dict):
+        v = _values(list(values.values()))
+        return dict(zip(values, (v - v.mean() + float(target)).tolist(), strict=True))
+    v = _values(values)
+    return v - v.mean() + float(target)
+
+
 # --------------------------------------------------------------------------- many sub-cases
 
 

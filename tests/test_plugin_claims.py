@@ -89,7 +89,7 @@ def test_the_docs_claim_runs_as_written(tmp_path, monkeypatch, capsys):
 
 def test_bad_claim_specs_are_one_line_and_exit_2(tmp_path, plugin_path, capsys):
     cases = [
-        ("T9", "unknown claim 'T9'"),
+        ("T99", "unknown claim 'T99'"),
         ("no_such_pkg.claims", "no module named 'no_such_pkg'"),
         ("pmilab_plugin_demo.heads", "has no CLAIM, TITLE, config, sweeps, evaluate"),
         ("pmilab_plugin_demo.broken:no_evaluate", "has no evaluate, config, sweeps"),

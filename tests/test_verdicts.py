@@ -446,3 +446,14 @@ def test_equivalence_pass_probability_at_a_tiny_spread(n):
     probs = V.verdict_probabilities(n, 0.2, 0.1, 0.5, kind="equivalence")
     p_pass, p_fail = _simulate("equivalence", n, 0.2, 0.1, 0.5, seed=5)
     assert abs(probs["PASS"] - p_pass) < 0.01 and abs(probs["FAIL"] - p_fail) < 0.01
+
+
+def test_recentred_keeps_spread_and_n_and_moves_the_mean():
+    """Hand-worked: [1, 2, 6] has mean 3; recentred on 0.5 it is [-1.5, -0.5, 3.5] (sd 2.65
+    and n 3 unchanged); a dict keeps its seeds."""
+    got = V.recentred([1.0, 2.0, 6.0], 0.5)
+    np.testing.assert_allclose(got, [-1.5, -0.5, 3.5], rtol=0, atol=1e-15)
+    assert np.std(got, ddof=1) == pytest.approx(np.std([1.0, 2.0, 6.0], ddof=1))
+    assert V.recentred({7: 1.0, 3: 3.0}, 0.0) == {7: -1.0, 3: 1.0}
+    with pytest.raises(ValueError, match="at least 2 seeds"):
+        V.recentred([1.0], 0.0)

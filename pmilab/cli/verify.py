@@ -18,7 +18,7 @@ def add_parser(subparsers) -> None:
         help="run the theory-verification suite (the main job)",
         description=(
             "Train similarity heads on joints with exactly known PMI and check every claim of "
-            "docs/theory.md (T1-T8). Writes DIR/report.md (one row per claim: measured value, "
+            "docs/theory.md (T1-T10). Writes DIR/report.md (one row per claim: measured value, "
             "threshold, estimate with its interval, n, planned power, PASS/FAIL/INCONCLUSIVE, figure), "
             "DIR/results.csv (one row per run), DIR/claims.csv and DIR/figures/. Seed counts come "
             "from the recorded power analysis (`pmilab power`). Finished runs are never redone: "

@@ -21,6 +21,7 @@ from pmilab.dists.discrete import Discrete, validate_table
 from pmilab.dists.gaussian import Gaussian
 from pmilab.dists.latent import LatentClass, random_latent_class
 from pmilab.dists.mixture import LatentMixture, random_latent_mixture
+from pmilab.dists.ring import RingLatent
 from pmilab.dists.spec import load_table, parse_spec
 from pmilab.dists.studentt import StudentT
 from pmilab.dists.transformed import Transformed
@@ -59,6 +60,7 @@ __all__ = [
     "LatentClass",
     "LatentMixture",
     "Permutation",
+    "RingLatent",
     "Spiral",
     "StudentT",
     "Transformed",

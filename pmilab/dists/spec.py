@@ -5,6 +5,7 @@
     dense:dx=5,dy=5,corr=0.5              (Gaussian with all correlations equal)
     mixture:k=4,dx=2,dy=2,sep=3,std=1,seed=0
     studentt:dx=2,dy=2,df=5
+    ring:r=2,s=1                          (two noisy views of a point on a ring: T10)
     path/to/table.npy | path/to/table.csv (a user joint table)
     path/to/table.npy?normalize&drop_empty  (table options after '?', joined by '&')
     package.module:Name                   (a joint written outside pmilab: docs/extending.md)
@@ -30,6 +31,7 @@ from pmilab.dists.discrete import Discrete
 from pmilab.dists.gaussian import Gaussian
 from pmilab.dists.latent import random_latent_class
 from pmilab.dists.mixture import random_latent_mixture
+from pmilab.dists.ring import RingLatent
 from pmilab.dists.studentt import StudentT
 from pmilab.dists.transformed import Transformed
 from pmilab.errors import InputError
@@ -86,6 +88,7 @@ SPECS = {
         lambda dx, dy, df: StudentT(dx, dy, df),
         {"dx": (_INT, 2), "dy": (_INT, 2), "df": (_FLOAT, 5.0)},
     ),
+    "ring": (lambda r, s: RingLatent(r, s), {"r": (_FLOAT, 2.0), "s": (_FLOAT, 1.0)}),
 }
 
 

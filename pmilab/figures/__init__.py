@@ -18,7 +18,7 @@ from pathlib import Path
 
 from pmilab.experiments.check import CLAIM as CARD
 from pmilab.experiments.framework.claim import ClaimResult
-from pmilab.figures import check, t1, t2, t3, t4, t5, t6, t7, t8
+from pmilab.figures import check, t1, t2, t3, t4, t5, t6, t7, t8, t9, t10
 
 Draw = Callable[[dict, list[ClaimResult], Path], list[Path]]
 
@@ -31,6 +31,8 @@ FIGURES: dict[str, Draw] = {
     "T6": t6.draw,
     "T7": t7.draw,
     "T8": t8.draw,
+    "T9": t9.draw,
+    "T10": t10.draw,
 }
 
 

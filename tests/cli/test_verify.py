@@ -12,7 +12,7 @@ SMOKE = ["--preset", "smoke", "--jobs", "1"]
 
 
 def test_unknown_claim_is_one_line_exit_2(capsys):
-    assert main(["verify", "--claims", "T9", "--out", "unused"]) == 2
+    assert main(["verify", "--claims", "T99", "--out", "unused"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "unknown claim" in err[0] and "T1" in err[0]
 

@@ -26,6 +26,10 @@ EXPECTED = {
     "T7": ["T7b"],
     # T8d is a finding (the gains themselves, no verdict)
     "T8": ["T8a", "T8b", "T8c"],
+    # T9c is a finding (the small-D gap, full only)
+    "T9": ["T9a", "T9b"],
+    # T10c is a finding (the bandwidth, full and smoke only)
+    "T10": ["T10a", "T10b"],
 }
 
 

@@ -8,7 +8,7 @@ built-in ID, next to the claims named from outside (`package.module`, entry poin
 
 from __future__ import annotations
 
-from pmilab.experiments.claims import t1, t2, t3, t4, t5, t6, t7, t8
+from pmilab.experiments.claims import t1, t2, t3, t4, t5, t6, t7, t8, t9, t10
 from pmilab.experiments.framework.claim import ClaimModule
 
 CLAIMS: dict[str, ClaimModule] = {
@@ -20,6 +20,8 @@ CLAIMS: dict[str, ClaimModule] = {
     "T6": t6,
     "T7": t7,
     "T8": t8,
+    "T9": t9,
+    "T10": t10,
 }
 
 __all__ = ["CLAIMS"]

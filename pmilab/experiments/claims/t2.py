@@ -394,11 +394,13 @@ def _t2b(df: pd.DataFrame) -> list[ClaimResult]:
 # --------------------------------------------------------------------------- T2c
 
 
-def falls_to_pmi(curve: pd.DataFrame, top_col: str = "rel") -> tuple[list[Judged], list[str]]:
+def falls_to_pmi(
+    curve: pd.DataFrame, top_col: str = "rel", tol: float = REACH_TOL
+) -> tuple[list[Judged], list[str]]:
     """T2c's rule on a capacity curve (rows with k, points, seed, rel and `top_col`), per K:
-    the error at the largest M (column `top_col`) below REACH_TOL, and for every doubling M ->
-    2M the paired per-seed change error(2M) - error(M) below REACH_TOL. Returns the sub-cases
-    (one Holm family over every K) and a line per K."""
+    the error at the largest M (column `top_col`) below `tol` (REACH_TOL; T10 passes
+    REACH_TOL_MC), and for every doubling M -> 2M the paired per-seed change error(2M) -
+    error(M) below `tol`. Returns the sub-cases (one Holm family over every K) and a line per K."""
     judged, parts = [], []
     for k in sorted(curve.k.unique()):
         c = curve[curve.k == k]
@@ -407,9 +409,9 @@ def falls_to_pmi(curve: pd.DataFrame, top_col: str = "rel") -> tuple[list[Judged
             continue
         val = {m: by_seed(c[c.points == m], "rel") for m in ms}
         val[ms[-1]] = by_seed(c[c.points == ms[-1]], top_col)
-        top = V.judge_equivalence_upper([val[ms[-1]][s] for s in sorted(val[ms[-1]])], REACH_TOL)
+        top = V.judge_equivalence_upper([val[ms[-1]][s] for s in sorted(val[ms[-1]])], tol)
         steps = [
-            V.judge(V.paired(val[b], val[a]), REACH_TOL, "below")
+            V.judge(V.paired(val[b], val[a]), tol, "below")
             for a, b in zip(ms, ms[1:], strict=False)
         ]
         judged += [top, *steps]
