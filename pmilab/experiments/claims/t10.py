@@ -41,7 +41,7 @@ import numpy as np
 import pandas as pd
 
 from pmilab import verdicts as V
-from pmilab.experiments.claims.t2 import falls_to_pmi, summary, values
+from pmilab.experiments.claims.t2 import by_seed, falls_to_pmi, summary, values
 from pmilab.experiments.claims.tolerances import REACH_TOL_MC, rel_error
 from pmilab.experiments.framework.claim import (
     ClaimResult,
@@ -169,21 +169,18 @@ def recentred_case(df: pd.DataFrame, row: str, factor: float) -> pd.DataFrame:
     measured."""
     c = curve(df)
     ms = sorted(c.points.unique())
-    top = {
-        int(s): r
-        for s, r in zip(c[c.points == ms[-1]].seed, c[c.points == ms[-1]].rel, strict=True)
-    }
+    top = by_seed(c[c.points == ms[-1]], "rel")
     target = factor * REACH_TOL_MC
     if row == "T10a":
         new = V.recentred(top, target)
     else:
-        prev = {
-            int(s): r
-            for s, r in zip(c[c.points == ms[-2]].seed, c[c.points == ms[-2]].rel, strict=True)
-        }
+        prev = by_seed(c[c.points == ms[-2]], "rel")
         change = V.recentred({s: top[s] - prev[s] for s in sorted(top)}, target)
         new = {s: prev[s] + change[s] for s in change}
-    return df.assign(case=[new.get(int(s), r) for s, r in zip(df.seed, rel_error(df), strict=True)])
+    # only the learned arm's largest-M rows carry the case; every other row keeps its rel
+    at_top = (df["arm"] == LEARNED) & (df.points == ms[-1])
+    case = [new[int(s)] if t else r for s, t, r in zip(df.seed, at_top, rel_error(df), strict=True)]
+    return df.assign(case=case)
 
 
 def reach(df: pd.DataFrame) -> V.Judged:
