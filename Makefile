@@ -14,6 +14,9 @@ PY := $(VENV)/bin/python
 BASE := $(VENV)/.pmilab-base
 STAMP := $(VENV)/.pmilab-installed
 PYTEST_ARGS ?=
+# The suite runs on TEST_JOBS pytest-xdist workers (one torch thread each; tests/conftest.py),
+# sharing out tests as workers free up. CI has 2 cores. TEST_JOBS=0 runs it in one process.
+TEST_JOBS ?= 2
 # open_clip's own model code, for tests/pretrain/test_weights_openclip.py only: installed without
 # dependencies into a folder outside the venv, which only that test's child process puts on its
 # path (with CPU torch, a torchvision inside the venv breaks `import transformers`' CLIP models)
@@ -41,7 +44,7 @@ $(STAMP): $(BASE)
 	touch $(STAMP)
 
 test: $(STAMP) lint
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(TEST_JOBS) --dist worksteal $(PYTEST_ARGS)
 
 verify: $(BASE)
 	@$(VENV)/bin/pmilab verify $(VERIFY_ARGS) || { rc=$$?; echo "make verify: exit $$rc: \
