@@ -9,8 +9,8 @@ default.
 
 Hypothesis would also mix in constants it reads from the project's modules loaded so far; that
 is switched off below (`_no_local_constants`), so a test draws the same examples alone, inside
-`make test`, and on any pytest-xdist worker. A failure prints `@reproduce_failure(...)` (print_blob), which replays
-it exactly in any selection.
+`make test`, and on any pytest-xdist worker. A failure prints `@reproduce_failure(...)`
+(print_blob), which replays it exactly in any selection.
 """
 
 import os

@@ -116,6 +116,25 @@ def _batched_gemm_is_batch_invariant(m: int, k: int, n: int, r: int, dtype) -> b
     return all(torch.equal(full[i], (a[i : i + 1] @ b[i : i + 1])[0]) for i in range(r))
 
 
+def _same(x: torch.Tensor, y: torch.Tensor, exact: bool, rel: float) -> bool:
+    """Bit for bit where the batched GEMM is batch-invariant, else within rel of y's largest."""
+    if exact:
+        return torch.equal(x, y)
+    return float((x - y).abs().max()) <= rel * max(float(y.abs().max()), 1e-300)
+
+
+@pytest.mark.parametrize("rel", [1e-12, 1e-6])
+@pytest.mark.parametrize(("factor", "passes"), [(2.0, False), (0.5, True)])
+def test_the_reordered_sum_comparison_fails_at_twice_its_tolerance(rel, factor, passes):
+    """Control for `_same`'s tolerance branch: a gradient off by 2x rel (relative to its largest
+    entry) FAILs, by 0.5x PASSes; and the exact branch rejects a one-ulp change."""
+    y = torch.randn(4, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    x = y.clone()
+    x[1, 2] += factor * rel * float(y.abs().max())
+    assert _same(x, y, exact=False, rel=rel) == passes
+    assert not _same(torch.nextafter(y, y + 1), y, exact=True, rel=rel)
+
+
 @pytest.mark.parametrize("head", list(HEADS))
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_vmap_replicates_equal_their_own_calls_bit_for_bit(head, dtype):
@@ -152,16 +171,12 @@ def test_vmap_replicates_equal_their_own_calls_bit_for_bit(head, dtype):
         (out * weight).sum().backward()
         return [out.detach()] + [t.grad for t in leaves]
 
-    def same(x, y) -> bool:
-        if exact:
-            return torch.equal(x, y)
-        return float((x - y).abs().max()) <= rel * max(float(y.abs().max()), 1e-300)
-
     together = run(stacked, sig, w, True)
     for r in range(3):
         alone = run([t[r] for t in stacked], sig[r], w[r], False)
         assert torch.equal(together[0][r], alone[0]), r
-        assert all(same(a[r], b) for a, b in zip(together[1:], alone[1:], strict=True)), r
+        grads = zip(together[1:], alone[1:], strict=True)
+        assert all(_same(a[r], b, exact, rel) for a, b in grads), r
         assert all(torch.isfinite(t).all() for t in alone)
 
 
